@@ -1,0 +1,257 @@
+// The few system calls Node cannot make: entering network namespaces and
+// holding them by fd, and sending a gratuitous ARP from inside one.
+// Every function that enters a namespace leaves it before returning, on
+// success and on error alike: the main thread never stays in a foreign netns.
+
+#include <napi.h>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/if_arp.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/netlink.h>
+#include <sched.h>
+#include <string>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+// <linux/nsfs.h> and <linux/pidfd.h> are not on every build host.
+#define NS_GET_NSTYPE _IO(0xb7, 0x3)
+#define PIDFD_GET_NET_NAMESPACE _IO(0xFF, 4)
+
+namespace {
+
+// The namespace this thread started in, opened once when the addon loads.
+int home_netns = -1;
+
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& detail = "") {
+  const char* code = strerrorname_np(err);
+  std::string message = std::string(syscall) + " failed: " + strerror(err);
+  if (!detail.empty()) message += " (" + detail + ")";
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  return e;
+}
+
+// Returning home cannot be allowed to fail silently: continuing would run
+// every later operation in the wrong namespace.
+void ReturnHome() {
+  if (setns(home_netns, CLONE_NEWNET) != 0) {
+    perror("pipework: cannot return to the original network namespace");
+    abort();
+  }
+}
+
+int CheckedFd(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsNumber())
+    throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a file descriptor number");
+  int fd = info[i].As<Napi::Number>().Int32Value();
+  if (fd < 0) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a non-negative fd");
+  return fd;
+}
+
+// Rejects fds that are not network namespaces, so a wrong fd can never make
+// us enter some other kind of namespace or act on an unrelated file.
+void RequireNetns(Napi::Env env, int fd, const std::string& what) {
+  int type = ioctl(fd, NS_GET_NSTYPE);
+  if (type < 0) throw ErrnoError(env, errno, "ioctl(NS_GET_NSTYPE)", what);
+  if (type != CLONE_NEWNET) throw ErrnoError(env, EINVAL, "ioctl(NS_GET_NSTYPE)", what + " is not a network namespace");
+}
+
+// withNetns(fd, fn): runs fn() with this thread inside netns fd, then returns
+// home even when fn throws. Used to create sockets that belong to a netns.
+Napi::Value WithNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(info, 0, "netns");
+  if (info.Length() < 2 || !info[1].IsFunction()) throw Napi::TypeError::New(env, "callback must be a function");
+  RequireNetns(env, fd, "fd " + std::to_string(fd));
+  if (setns(fd, CLONE_NEWNET) != 0) throw ErrnoError(env, errno, "setns");
+  Napi::Value result;
+  try {
+    result = info[1].As<Napi::Function>().Call({});
+  } catch (...) {
+    ReturnHome();
+    throw;
+  }
+  ReturnHome();
+  return result;
+}
+
+// newNetns(): a fresh anonymous netns, held only by the returned fd.
+Napi::Value NewNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (unshare(CLONE_NEWNET) != 0) throw ErrnoError(env, errno, "unshare");
+  int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  int err = errno;
+  ReturnHome();
+  if (fd < 0) throw ErrnoError(env, err, "open", "/proc/thread-self/ns/net");
+  return Napi::Number::New(env, fd);
+}
+
+// openNetnsPath(path): a netns file (/run/netns/NAME, /proc/PID/ns/net, ...).
+Napi::Value OpenNetnsPath(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "path must be a string");
+  std::string path = info[0].As<Napi::String>();
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw ErrnoError(env, errno, "open", path);
+  try {
+    RequireNetns(env, fd, path);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// openNetnsPid(pid): the netns of a process, pinned through a pidfd so that a
+// PID that exits or is reused meanwhile cannot hand us another process's netns.
+Napi::Value OpenNetnsPid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "pid must be a number");
+  int64_t pid = info[0].As<Napi::Number>().Int64Value();
+  if (pid <= 0 || pid > 0x3fffffff) throw ErrnoError(env, ESRCH, "pidfd_open", "pid " + std::to_string(pid));
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
+  if (pidfd < 0) throw ErrnoError(env, errno, "pidfd_open", "pid " + std::to_string(pid));
+  int fd = ioctl(pidfd, PIDFD_GET_NET_NAMESPACE, 0);
+  if (fd < 0) {
+    // Older kernels: open via /proc, then prove the pidfd's process is still
+    // alive, i.e. the /proc entry we opened was that process and not a reuse.
+    std::string path = "/proc/" + std::to_string(pid) + "/ns/net";
+    fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    int err = errno;
+    if (fd < 0) {
+      close(pidfd);
+      throw ErrnoError(env, err, "open", path);
+    }
+    if (syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) != 0) {
+      err = errno;
+      close(fd);
+      close(pidfd);
+      throw ErrnoError(env, err, "pidfd_send_signal", "pid " + std::to_string(pid) + " exited");
+    }
+  }
+  close(pidfd);
+  return Napi::Number::New(env, fd);
+}
+
+// sendGratuitousArp(netns, ifindex, mac, ipv4): one unsolicited ARP reply,
+// as `arping -c 1 -A -I <if> <ip>` sends, without its one-second wait.
+Napi::Value SendGratuitousArp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int nsfd = CheckedFd(info, 0, "netns");
+  if (info.Length() < 4 || !info[1].IsNumber() || !info[2].IsBuffer() || !info[3].IsBuffer())
+    throw Napi::TypeError::New(env, "expected (netns, ifindex, mac: Buffer(6), ipv4: Buffer(4))");
+  int ifindex = info[1].As<Napi::Number>().Int32Value();
+  auto mac = info[2].As<Napi::Buffer<uint8_t>>();
+  auto ip = info[3].As<Napi::Buffer<uint8_t>>();
+  if (ifindex <= 0 || mac.Length() != ETH_ALEN || ip.Length() != 4)
+    throw Napi::TypeError::New(env, "expected a positive ifindex, a 6-byte MAC and a 4-byte IPv4 address");
+  RequireNetns(env, nsfd, "fd " + std::to_string(nsfd));
+  if (setns(nsfd, CLONE_NEWNET) != 0) throw ErrnoError(env, errno, "setns");
+  int sock = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
+  int err = errno;
+  ReturnHome();
+  if (sock < 0) throw ErrnoError(env, err, "socket", "AF_PACKET");
+
+  uint8_t packet[28];
+  struct arphdr* ah = reinterpret_cast<struct arphdr*>(packet);
+  ah->ar_hrd = htons(ARPHRD_ETHER);
+  ah->ar_pro = htons(ETH_P_IP);
+  ah->ar_hln = ETH_ALEN;
+  ah->ar_pln = 4;
+  ah->ar_op = htons(ARPOP_REPLY);
+  uint8_t* p = packet + sizeof(struct arphdr);
+  memcpy(p, mac.Data(), 6);       // sender MAC
+  memcpy(p + 6, ip.Data(), 4);    // sender IP
+  memcpy(p + 10, mac.Data(), 6);  // target MAC: our own, as an announcement
+  memcpy(p + 16, ip.Data(), 4);   // target IP: our own
+
+  struct sockaddr_ll to = {};
+  to.sll_family = AF_PACKET;
+  to.sll_protocol = htons(ETH_P_ARP);
+  to.sll_ifindex = ifindex;
+  to.sll_halen = ETH_ALEN;
+  memset(to.sll_addr, 0xff, ETH_ALEN);
+  ssize_t sent = sendto(sock, packet, sizeof(packet), 0, reinterpret_cast<struct sockaddr*>(&to), sizeof(to));
+  err = errno;
+  close(sock);
+  if (sent < 0) throw ErrnoError(env, err, "sendto", "ARP on ifindex " + std::to_string(ifindex));
+  return env.Undefined();
+}
+
+// lowestFreeFd(): the fd number the next socket() will get (barring a race),
+// so the netlink socket the `netlink` package creates can be found in O(1).
+Napi::Value LowestFreeFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = fcntl(home_netns, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) throw ErrnoError(env, errno, "fcntl(F_DUPFD)");
+  close(fd);
+  return Napi::Number::New(env, fd);
+}
+
+bool IsNetlinkPort(int fd, uint32_t port) {
+  struct sockaddr_nl addr = {};
+  socklen_t len = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&addr), &len) != 0) return false;
+  return addr.nl_family == AF_NETLINK && addr.nl_pid == port;
+}
+
+// configureNetlinkSocket(hintFd, port): finds the netlink socket bound to
+// port (at hintFd, else by scanning) and asks the kernel for extended ACKs
+// (its error text), capped ACKs (no request echoed back) and strict checks.
+Napi::Value ConfigureNetlinkSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+    throw Napi::TypeError::New(env, "expected (hintFd, port)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint32_t port = info[1].As<Napi::Number>().Uint32Value();
+  if (fd < 0 || !IsNetlinkPort(fd, port)) {
+    fd = -1;
+    long max = sysconf(_SC_OPEN_MAX);
+    for (int candidate = 0; candidate < max; candidate++) {
+      if (IsNetlinkPort(candidate, port)) {
+        fd = candidate;
+        break;
+      }
+    }
+    if (fd < 0) throw ErrnoError(env, ENOENT, "getsockname", "no netlink socket bound to port " + std::to_string(port));
+  }
+  int one = 1;
+  const int options[] = {NETLINK_EXT_ACK, NETLINK_CAP_ACK, NETLINK_GET_STRICT_CHK};
+  const char* names[] = {"setsockopt(NETLINK_EXT_ACK)", "setsockopt(NETLINK_CAP_ACK)", "setsockopt(NETLINK_GET_STRICT_CHK)"};
+  for (int i = 0; i < 3; i++)
+    if (setsockopt(fd, SOL_NETLINK, options[i], &one, sizeof(one)) != 0) throw ErrnoError(env, errno, names[i]);
+  return Napi::Number::New(env, fd);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  home_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (home_netns < 0) throw ErrnoError(env, errno, "open", "/proc/thread-self/ns/net");
+  exports.Set("withNetns", Napi::Function::New(env, WithNetns));
+  exports.Set("newNetns", Napi::Function::New(env, NewNetns));
+  exports.Set("openNetnsPath", Napi::Function::New(env, OpenNetnsPath));
+  exports.Set("openNetnsPid", Napi::Function::New(env, OpenNetnsPid));
+  exports.Set("lowestFreeFd", Napi::Function::New(env, LowestFreeFd));
+  exports.Set("configureNetlinkSocket", Napi::Function::New(env, ConfigureNetlinkSocket));
+  exports.Set("sendGratuitousArp", Napi::Function::New(env, SendGratuitousArp));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(pipework, Init)

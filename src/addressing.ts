@@ -1,0 +1,69 @@
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import { PipeworkError } from './errors';
+
+/** An address with its prefix length, as bytes ready for netlink. */
+export interface Cidr {
+  family: 4 | 6;
+  address: string;
+  bytes: Buffer;
+  prefixLen: number;
+}
+
+export function parseIp(text: string, what = 'IP address'): { family: 4 | 6; address: string; bytes: Buffer } {
+  if (!ipaddr.isValid(text) || !(ipaddr.IPv4.isValidFourPartDecimal(text) || ipaddr.IPv6.isValid(text)))
+    throw new PipeworkError(`Invalid ${what}: ${text}`);
+  const ip = ipaddr.parse(text);
+  return { family: ip.kind() === 'ipv4' ? 4 : 6, address: ip.toString(), bytes: Buffer.from(ip.toByteArray()) };
+}
+
+/** `10.0.0.2/24` or `2001:db8::2/64`; the original's message when the prefix is missing. */
+export function parseCidr(text: string): Cidr {
+  const slash = text.indexOf('/');
+  if (slash < 0) {
+    parseIp(text);
+    throw new PipeworkError(`The IP address should include a netmask.\nMaybe you meant ${text}/24 ?`);
+  }
+  const ip = parseIp(text.slice(0, slash));
+  const lenText = text.slice(slash + 1);
+  const max = ip.family === 4 ? 32 : 128;
+  if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > max)
+    throw new PipeworkError(`Invalid prefix length /${lenText} for ${ip.address} (0-${max})`);
+  return { ...ip, prefixLen: Number(lenText) };
+}
+
+/** The IPv4 broadcast address of a prefix (all host bits set). */
+export function broadcastOf(c: Cidr): Buffer | undefined {
+  if (c.family !== 4 || c.prefixLen >= 31) return undefined;
+  const n = c.bytes.readUInt32BE(0) | (0xffffffff >>> c.prefixLen);
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}
+
+export function inPrefix(ip: Buffer, c: Cidr): boolean {
+  if (ip.length !== c.bytes.length) return false;
+  let bits = c.prefixLen;
+  for (let i = 0; i < ip.length && bits > 0; i++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if ((ip[i] & mask) !== (c.bytes[i] & mask)) return false;
+  }
+  return true;
+}
+
+export function formatIp(b: Buffer): string {
+  return ipaddr.fromByteArray([...b]).toString();
+}
+
+/** `aa:bb:cc:dd:ee:ff`, or `U:<text>` -> 02 + first 5 bytes of md5("<text>\n"), as the original. */
+export function parseMac(text: string): Buffer {
+  if (text.startsWith('U:')) {
+    const digest = createHash('md5').update(`${text.slice(2)}\n`).digest();
+    return Buffer.concat([Buffer.of(0x02), digest.subarray(0, 5)]);
+  }
+  if (!/^[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2}){5}$/.test(text)) throw new PipeworkError(`Invalid MAC address: ${text}`);
+  const mac = Buffer.from(text.split(':').map((x) => parseInt(x, 16)));
+  if (mac[0] & 1) throw new PipeworkError(`Invalid MAC address: ${text} is a multicast address`);
+  if (mac.every((x) => x === 0)) throw new PipeworkError(`Invalid MAC address: ${text} is all zeros`);
+  return mac;
+}

@@ -1,0 +1,10 @@
+/**
+ * Bad input or a state we refuse to act on, found before anything changes.
+ * The CLI prints the message as is (the original's texts where it had one).
+ */
+export class PipeworkError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PipeworkError';
+  }
+}

@@ -1,0 +1,196 @@
+import { native } from '../native';
+import { AF_INET, AF_INET6 } from '../netlink/constants';
+import { Request } from '../netlink/message';
+import { RtnlSocket } from '../netlink/socket';
+import { addAddress, deleteAddress } from '../netlink/address';
+import { routeRequest } from '../netlink/route';
+import {
+  Link, deleteLink, deleteLinkByName, dumpLinks, getLinkByName, parseLink, setLink,
+} from '../netlink/link';
+import { createBridge } from '../netlink/kinds/bridge';
+import { createDummy } from '../netlink/kinds/dummy';
+import { createIpoib } from '../netlink/kinds/ipoib';
+import { createMacvlan } from '../netlink/kinds/macvlan';
+import { createVeth } from '../netlink/kinds/veth';
+import { createVlan } from '../netlink/kinds/vlan';
+import { AttachPlan, HostLink, Step, inGuest } from '../plan/steps';
+import { Undo } from './undo';
+import { runProgram } from '../run';
+
+/** The sockets and fds an attach works with. */
+export interface NetnsPair {
+  host: RtnlSocket;
+  hostFd: number;
+  guest: RtnlSocket;
+  guestFd: number;
+}
+
+export interface ExecOptions {
+  /** Tests: fail as if step k (0-based) were refused, after the k steps before it took effect. */
+  failAtStep?: number;
+}
+
+/** The container-side link as it ended up. */
+export interface AttachOutcome {
+  containerInterface: Link;
+  hostInterface?: string;
+}
+
+const family = (f: 4 | 6) => (f === 4 ? AF_INET : AF_INET6);
+
+export class InjectedFault extends Error {
+  constructor(step: number) {
+    super(`injected fault at step ${step}`);
+  }
+}
+
+/**
+ * Runs a plan. Each side effect registers its undo as soon as the kernel
+ * confirms it; on any failure everything done so far is undone in reverse
+ * and the original error is rethrown.
+ */
+export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecOptions = {}): Promise<AttachOutcome> {
+  const undo = new Undo(ns);
+  const created = new Map<string, number>(); // host links made by this plan: name -> ifindex
+  const resolve = (l: HostLink) => (l.index || created.get(l.name) || 0);
+  let guestLink: Link | undefined;
+  // Looked up once the container interface exists, by name: no dump.
+  const guest = async () => (guestLink ??= parseLink((await ns.guest.request(getLinkByName(plan.containerInterface)))[0]));
+
+  try {
+    const steps = plan.steps;
+    for (let i = 0; i < steps.length; ) {
+      if (opts.failAtStep === i) throw new InjectedFault(i);
+      const step = steps[i];
+      if (inGuest(step) && step.op !== 'announce') {
+        // Consecutive guest-side changes go out in one sendmsg.
+        let end = i;
+        while (end < steps.length && inGuest(steps[end]) && steps[end].op !== 'announce' && opts.failAtStep !== end) end++;
+        const { index } = await guest();
+        const batch = steps.slice(i, end).map((s) => guestRequest(s, index));
+        const outcomes = await ns.guest.send(batch.map((b) => b.req));
+        outcomes.forEach((o, k) => { if (!o.error) undo.push(batch[k].undo, 'guest'); });
+        const failed = outcomes.find((o) => o.error);
+        if (failed) throw failed.error;
+        i = end;
+        continue;
+      }
+      await runHostStep(step, ns, undo, created, resolve, guest);
+      i++;
+    }
+    return { containerInterface: await guest(), hostInterface: plan.hostInterface };
+  } catch (e) {
+    await undo.unwind();
+    throw e;
+  }
+}
+
+/** A guest-side step as one request and the request that reverses it. */
+function guestRequest(step: Step, index: number): { req: Request; undo: () => Request } {
+  switch (step.op) {
+    case 'guest-link-up':
+      return { req: setLink(index, { up: true }, step.name), undo: () => setLink(index, { up: false }, step.name) };
+    case 'add-address': {
+      const spec = {
+        index, family: family(step.cidr.family), address: step.cidr.bytes, prefixLen: step.cidr.prefixLen,
+        broadcast: step.broadcast, nodad: step.nodad,
+      };
+      return { req: addAddress(spec, step.ifname), undo: () => deleteAddress(spec, step.ifname) };
+    }
+    case 'add-gateway-route': {
+      const spec = { family: family(step.family), dst: step.gateway, dstLen: step.gateway.length * 8, oif: index };
+      return { req: routeRequest('add', spec, `${step.ifname} gateway host route`), undo: () => routeRequest('del', spec) };
+    }
+    case 'replace-default-route': {
+      // `ip -4|-6 route replace default` sends an all-zero RTA_DST: so do we.
+      const spec = { family: family(step.family), dst: Buffer.alloc(step.gateway.length), dstLen: 0, gateway: step.gateway, oif: index };
+      return { req: routeRequest('replace', spec, `${step.ifname} default route`), undo: () => routeRequest('del', spec) };
+    }
+    default:
+      throw new Error(`${step.op} is not a guest-side step`);
+  }
+}
+
+async function runHostStep(
+  step: Step, ns: NetnsPair, undo: Undo, created: Map<string, number>,
+  resolve: (l: HostLink) => number, guest: () => Promise<Link>,
+): Promise<void> {
+  const host = ns.host;
+  const guestDelete = (name: string) => undo.push(() => deleteLinkByName(name), 'guest');
+  switch (step.op) {
+    case 'create-bridge': {
+      await host.request(createBridge({ name: step.name, up: true }));
+      const [reply] = await host.request(getLinkByName(step.name));
+      const index = parseLink(reply).index;
+      created.set(step.name, index);
+      // Only if no port other than ours remains: ports of others keep it.
+      undo.pushAsync(async (s) => {
+        const ports = await s.host.request(dumpLinks(index));
+        if (ports.length === 0) await s.host.request(deleteLink(index, step.name));
+      });
+      return;
+    }
+    case 'delete-host-link':
+      await host.request(deleteLink(step.link.index, step.link.name));
+      return;
+    case 'host-link-up': {
+      const index = resolve(step.link);
+      await host.request(setLink(index, { up: true }, step.link.name));
+      undo.push(() => setLink(index, { up: false }, step.link.name));
+      return;
+    }
+    case 'create-vlan':
+      await host.request(createVlan({ name: step.name, parent: resolve(step.parent), mtu: step.mtu || undefined, up: true }, step.vid));
+      undo.push(() => deleteLinkByName(step.name));
+      created.set(step.name, parseLink((await host.request(getLinkByName(step.name)))[0]).index);
+      return;
+    case 'create-veth':
+      await host.request(createVeth(
+        { name: step.hostName, mtu: step.mtu || undefined, master: step.master && resolve(step.master), up: true },
+        { name: step.peerName, mtu: step.mtu || undefined, address: step.mac, netnsFd: ns.guestFd },
+      ));
+      undo.push(() => deleteLinkByName(step.hostName));
+      return;
+    case 'ovs-add-port': {
+      const ids = Object.entries(step.externalIds).map(([k, v]) => `external-ids:${k}=${v}`);
+      await runProgram('ovs-vsctl', ['--may-exist', 'add-port', step.bridge, step.port, ...(step.vlan ? [`tag=${step.vlan}`] : []),
+        '--', 'set', 'Interface', step.port, ...ids]);
+      undo.pushAsync(async () => { await runProgram('ovs-vsctl', ['--if-exists', 'del-port', step.bridge, step.port]); });
+      return;
+    }
+    case 'create-macvlan':
+      await host.request(createMacvlan({
+        name: step.name, parent: resolve(step.parent), mtu: step.mtu || undefined, address: step.mac, netnsFd: ns.guestFd,
+      }, step.mode));
+      guestDelete(step.name);
+      return;
+    case 'create-ipoib':
+      await host.request(createIpoib({ name: step.name, parent: resolve(step.parent), netnsFd: ns.guestFd }, step.pkey));
+      guestDelete(step.name);
+      return;
+    case 'create-dummy':
+      await host.request(createDummy({ name: step.name, address: step.mac, netnsFd: ns.guestFd }));
+      guestDelete(step.name);
+      return;
+    case 'move-link': {
+      const [before] = await host.request(getLinkByName(step.link.name));
+      const original = parseLink(before);
+      await host.request(setLink(original.index, { netnsFd: ns.guestFd, name: step.name, address: step.mac }, step.link.name));
+      const { index } = await guest();
+      undo.push((s) => setLink(index, {
+        netnsFd: s.hostFd, name: original.name, address: step.mac && original.mac ? macBytes(original.mac) : undefined,
+        up: original.up,
+      }, step.name), 'guest');
+      return;
+    }
+    case 'announce': {
+      const { index, mac } = await guest();
+      if (mac?.length === 17) native.sendGratuitousArp(ns.guestFd, index, macBytes(mac), step.address);
+      return;
+    }
+    default:
+      throw new Error(`${step.op} is not a host-side step`);
+  }
+}
+
+const macBytes = (mac: string) => Buffer.from(mac.split(':').map((x) => parseInt(x, 16)));

@@ -1,0 +1,28 @@
+import { deleteLink, setLink } from '../netlink/link';
+import { lookupLinks } from './observe';
+import type { NetnsPair } from './attach';
+
+/** Kinds that exist only for the container: deleting the container end removes all of it. */
+const VIRTUAL = new Set(['veth', 'macvlan', 'macvtap', 'ipvlan', 'vlan', 'ipoib', 'dummy']);
+
+export interface DetachOutcome {
+  /** What happened to the container interface: deleted, given back to the host, or absent already. */
+  action: 'deleted' | 'returned' | 'absent';
+  kind?: string;
+}
+
+/**
+ * `ip -n GUEST link del CIF` for virtual links (a veth's host end goes with
+ * it); a physical link moved in with --direct-phys goes back to the host,
+ * down. Absent already is success: detaching twice is harmless.
+ */
+export async function executeDetach(ns: NetnsPair, cif: string): Promise<DetachOutcome> {
+  const [link] = await lookupLinks(ns.guest, [cif]);
+  if (!link) return { action: 'absent' };
+  if (link.kind && VIRTUAL.has(link.kind)) {
+    await ns.guest.request(deleteLink(link.index, cif));
+    return { action: 'deleted', kind: link.kind };
+  }
+  await ns.guest.request(setLink(link.index, { netnsFd: ns.hostFd, up: false }, cif));
+  return { action: 'returned', kind: link.kind };
+}

@@ -1,0 +1,74 @@
+import { inPrefix } from '../addressing';
+import { AF_INET, AF_INET6 } from '../netlink/constants';
+import { NetlinkError } from '../netlink/error';
+import { Link, dumpLinks, getLinkByName, parseLink } from '../netlink/link';
+import { getRoute } from '../netlink/route';
+import { RtnlSocket } from '../netlink/socket';
+import { CheckedRequest, Observed, hostKind } from '../plan/attach';
+import { vethHostName } from '../plan/names';
+import { Guest } from '../guest';
+import { PipeworkError } from '../errors';
+import { hasProgram, runProgram } from '../run';
+
+const ENODEV = 19;
+
+/** The links named, looked up in one sendmsg; undefined where none exists. */
+export async function lookupLinks(sock: RtnlSocket, names: string[]): Promise<(Link | undefined)[]> {
+  const outcomes = await sock.send(names.map(getLinkByName));
+  return outcomes.map((o) => {
+    if (o.error) {
+      if (o.error.errno === ENODEV) return undefined;
+      throw o.error;
+    }
+    return parseLink(o.replies[0]);
+  });
+}
+
+/** `mac:<addr>`: the host link with that MAC (the kernel cannot filter by MAC, so this one path dumps). */
+export async function linkByMac(sock: RtnlSocket, mac: string): Promise<Link> {
+  const want = mac.toLowerCase();
+  const match = (await sock.request(dumpLinks())).map(parseLink).find((l) => l.mac === want);
+  if (!match) throw new PipeworkError(`Mac address ${mac} specified for interface but no host interface matched.`);
+  return match;
+}
+
+/** True if name is an Open vSwitch bridge (asked of ovsdb only when OVS is installed). */
+async function isOvsBridge(name: string, link: Link): Promise<boolean> {
+  if (link.kind === 'bridge' || !['openvswitch', 'tun'].includes(link.kind ?? '')) return false;
+  if (!hasProgram('ovs-vsctl')) return false;
+  try {
+    await runProgram('ovs-vsctl', ['br-exists', name]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads what planAttach needs to know, in as few round trips as possible. */
+export async function observe(host: RtnlSocket, guestSock: RtnlSocket, guest: Guest, r: CheckedRequest): Promise<Observed> {
+  const cif = r.containerInterface ?? 'eth1';
+  const localName = r.hostName ?? vethHostName(cif, guest.tag);
+  const vlanName = r.vlan !== undefined ? `${r.hostInterface}.${r.vlan}` : undefined;
+  const [hostLink, localLink, vlanLink] = await lookupLinks(host, [r.hostInterface, localName, ...(vlanName ? [vlanName] : [])]);
+  const o: Observed = {
+    host: hostLink,
+    hostIsOvs: hostLink ? await isOvsBridge(r.hostInterface, hostLink) : false,
+    guestTag: guest.tag,
+    guestPath: guest.path,
+  };
+  const kind = hostKind(r.hostInterface, o);
+  if (kind === 'bridge' || kind === 'new-bridge' || kind === 'ovs') o.localLink = localLink;
+  if (kind === 'phys') o.vlanLink = vlanLink;
+  const gw = r.gateway;
+  if (gw && !r.addresses.some((a) => inPrefix(gw.bytes, a))) {
+    try {
+      await guestSock.request(getRoute(gw.family === 4 ? AF_INET : AF_INET6, gw.bytes));
+      o.gatewayRoutable = true;
+    } catch (e) {
+      if (!(e instanceof NetlinkError)) throw e;
+      o.gatewayRoutable = false;
+    }
+  }
+  return o;
+}
+

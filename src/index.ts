@@ -1,0 +1,134 @@
+/**
+ * pipework as a library: plumb network interfaces into containers over
+ * rtnetlink, with no program forked for links, addresses, routes or rules.
+ */
+import { closeSync } from 'node:fs';
+import { native } from './native';
+import { RtnlSocket } from './netlink/socket';
+import { Guest, GuestSpec, openGuest } from './guest';
+import { AttachRequest, checkRequest, planAttach } from './plan/attach';
+import { AttachPlan, renderStep } from './plan/steps';
+import { ExecOptions, NetnsPair, executeAttach } from './exec/attach';
+import { DetachOutcome, executeDetach } from './exec/detach';
+import { observe } from './exec/observe';
+import { formatIp } from './addressing';
+
+export type { AttachRequest } from './plan/attach';
+export type { AttachPlan, Step } from './plan/steps';
+export type { GuestSpec, Guest } from './guest';
+export type { DetachOutcome } from './exec/detach';
+export { PipeworkError } from './errors';
+export { NetlinkError } from './netlink/error';
+export { openGuest } from './guest';
+export { renderStep } from './plan/steps';
+
+/** What an attach left in place. */
+export interface AttachResult {
+  guest: string;
+  netns: string;
+  containerInterface: { name: string; index: number; mac?: string; mtu: number };
+  hostInterface?: string;
+  addresses: string[];
+  gateway?: string;
+}
+
+export interface AttachOptions extends ExecOptions {}
+
+/** A guest as given: a spec to open, or a Guest already open (the caller closes it). */
+type GuestArg = GuestSpec | Guest;
+const isGuest = (g: GuestArg): g is Guest => typeof g === 'object' && 'tag' in g && 'close' in g;
+
+/**
+ * Holds the host's netlink socket and netns fd, and one socket per guest
+ * netns while it is worked on. Reuse one Session for many containers.
+ */
+export class Session {
+  private readonly host: RtnlSocket;
+  private readonly hostFd: number;
+
+  /**
+   * hostNetns: the netns that plays "host" (bridges, veth host ends,
+   * physical parents), held by fd; default: the one this process runs in.
+   */
+  constructor(opts: { hostNetns?: number } = {}) {
+    this.hostFd = opts.hostNetns === undefined
+      ? native.openNetnsPath('/proc/thread-self/ns/net')
+      : native.openNetnsPath(`/proc/self/fd/${opts.hostNetns}`);
+    this.host = RtnlSocket.open(opts.hostNetns);
+  }
+
+  /** The attach plan, without changing anything (for --dry-run). */
+  async plan(guest: GuestArg, request: AttachRequest): Promise<AttachPlan> {
+    const checked = checkRequest(request);
+    return this.withGuest(guest, async (g, ns) => planAttach(checked, await observe(this.host, ns.guest, g, checked)));
+  }
+
+  /** `pipework HOSTIF [-i CIF] [-l LOCAL] GUEST IP/LEN[@GW] [MAC][@VLAN]`: all of it, or nothing. */
+  async attach(guest: GuestArg, request: AttachRequest, opts: AttachOptions = {}): Promise<AttachResult> {
+    const checked = checkRequest(request);
+    return this.withGuest(guest, async (g, ns) => {
+      const plan = planAttach(checked, await observe(this.host, ns.guest, g, checked));
+      const { containerInterface: link, hostInterface } = await executeAttach(plan, ns, opts);
+      return {
+        guest: g.label,
+        netns: g.path,
+        containerInterface: { name: link.name, index: link.index, mac: link.mac, mtu: link.mtu },
+        hostInterface,
+        addresses: checked.addresses.map((a) => `${a.address}/${a.prefixLen}`),
+        gateway: checked.gateway && formatIp(checked.gateway.bytes),
+      };
+    });
+  }
+
+  /** Removes what attach made for the container interface (default eth1); harmless if already gone. */
+  async detach(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachOutcome> {
+    return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface));
+  }
+
+  close(): void {
+    this.host.close();
+    closeSync(this.hostFd);
+  }
+
+  private async withGuest<T>(guest: GuestArg, fn: (g: Guest, ns: NetnsPair) => Promise<T>): Promise<T> {
+    const g = isGuest(guest) ? guest : openGuest(guest);
+    let sock: RtnlSocket | undefined;
+    try {
+      sock = RtnlSocket.open(g.fd);
+      return await fn(g, { host: this.host, hostFd: this.hostFd, guest: sock, guestFd: g.fd });
+    } finally {
+      sock?.close();
+      if (!isGuest(guest)) g.close();
+    }
+  }
+}
+
+/** One attach with a session of its own. */
+export async function attach(guest: GuestSpec, request: AttachRequest, opts?: AttachOptions): Promise<AttachResult> {
+  const s = new Session();
+  try {
+    return await s.attach(guest, request, opts);
+  } finally {
+    s.close();
+  }
+}
+
+/** One detach with a session of its own. */
+export async function detach(guest: GuestSpec, containerInterface?: string): Promise<DetachOutcome> {
+  const s = new Session();
+  try {
+    return await s.detach(guest, containerInterface);
+  } finally {
+    s.close();
+  }
+}
+
+/** A new, empty network namespace held by an fd (for tests, demos and benchmarks). */
+export function createNetns(): number {
+  return native.newNetns();
+}
+
+/** The plan as the equivalent commands, one per line. */
+export function renderPlan(plan: AttachPlan): string {
+  return plan.steps.map((s) => renderStep(s, plan.guestPath)).join('\n');
+}

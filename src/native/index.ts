@@ -1,0 +1,29 @@
+import path from 'node:path';
+import nodeGypBuild from 'node-gyp-build';
+
+/** The native addon (native/pipework.cc): only what Node itself cannot do. */
+export interface PipeworkNative {
+  /** Runs fn with the calling thread inside netns fd; always returns home, even if fn throws. */
+  withNetns<T>(netnsFd: number, fn: () => T): T;
+  /** A new anonymous network namespace, held only by the returned fd. */
+  newNetns(): number;
+  /** Opens a netns file (/run/netns/NAME, /proc/PID/ns/net); rejects files that are not a netns. */
+  openNetnsPath(path: string): number;
+  /** Opens a process's netns through a pidfd, so an exiting or reused PID cannot redirect it. */
+  openNetnsPid(pid: number): number;
+  /** The fd number the next socket() call will most likely get. */
+  lowestFreeFd(): number;
+  /** Enables extended/capped ACKs and strict checks on the netlink socket bound to port. */
+  configureNetlinkSocket(hintFd: number, port: number): number;
+  /** Sends one unsolicited ARP reply (arping -A) from inside netnsFd. */
+  sendGratuitousArp(netnsFd: number, ifindex: number, mac: Buffer, ipv4: Buffer): void;
+}
+
+/** Thrown by the addon: a failed system call. */
+export interface SyscallError extends Error {
+  errno: number;
+  code: string;
+  syscall: string;
+}
+
+export const native: PipeworkNative = nodeGypBuild(path.join(__dirname, '..', '..'));

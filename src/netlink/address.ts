@@ -1,0 +1,36 @@
+import { bytes } from './attributes';
+import {
+  AF_INET, IFA_ADDRESS, IFA_BROADCAST, IFA_F_NODAD, IFA_LOCAL, NLM_F_CREATE, NLM_F_EXCL, RTM_DELADDR,
+  RTM_GETADDR, RTM_NEWADDR, NLM_F_DUMP, NLM_F_REQUEST,
+} from './constants';
+import { Request, ifaddrmsg, request } from './message';
+
+export interface AddressSpec {
+  index: number;
+  family: number;
+  address: Buffer;
+  prefixLen: number;
+  broadcast?: Buffer;
+  /** Skip IPv6 duplicate address detection (IFA_F_NODAD). */
+  nodad?: boolean;
+}
+
+/** `ip addr add ADDR/LEN [brd B] dev IF [nodad]` */
+export function addAddress(a: AddressSpec, label = `${a.index}`): Request {
+  const flags = a.nodad ? IFA_F_NODAD : 0;
+  const attrs = [bytes(IFA_LOCAL, a.address), bytes(IFA_ADDRESS, a.address)];
+  if (a.broadcast && a.family === AF_INET) attrs.push(bytes(IFA_BROADCAST, a.broadcast));
+  return request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, ifaddrmsg(a.family, a.prefixLen, flags, 0, a.index), attrs,
+    `RTM_NEWADDR ${label}`);
+}
+
+/** `ip addr del ADDR/LEN dev IF` */
+export function deleteAddress(a: AddressSpec, label = `${a.index}`): Request {
+  return request(RTM_DELADDR, 0, ifaddrmsg(a.family, a.prefixLen, 0, 0, a.index), [bytes(IFA_LOCAL, a.address), bytes(IFA_ADDRESS, a.address)],
+    `RTM_DELADDR ${label}`);
+}
+
+/** `ip addr show`: every address of a netns (one family or all). */
+export function dumpAddresses(family = 0): Request {
+  return { type: RTM_GETADDR, flags: NLM_F_REQUEST | NLM_F_DUMP, header: ifaddrmsg(family, 0, 0, 0, 0), attrs: [], op: 'RTM_GETADDR dump' };
+}

@@ -1,0 +1,106 @@
+// rtnetlink numbers from <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>,
+// <linux/if_addr.h> and <linux/fib_rules.h>: only those this project sends or reads.
+
+export const NETLINK_ROUTE = 0;
+
+export const NLMSG_NOOP = 1;
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+
+export const NLM_F_REQUEST = 0x1;
+export const NLM_F_MULTI = 0x2;
+export const NLM_F_ACK = 0x4;
+export const NLM_F_ECHO = 0x8;
+export const NLM_F_DUMP = 0x300;
+export const NLM_F_REPLACE = 0x100;
+export const NLM_F_EXCL = 0x200;
+export const NLM_F_CREATE = 0x400;
+export const NLM_F_APPEND = 0x800;
+/** In an NLMSG_ERROR: the request was not echoed back (NETLINK_CAP_ACK). */
+export const NLM_F_CAPPED = 0x100;
+/** In an NLMSG_ERROR: extended-ACK attributes follow. */
+export const NLM_F_ACK_TLVS = 0x200;
+export const NLMSGERR_ATTR_MSG = 1;
+
+export const NLA_F_NESTED = 0x8000;
+export const NLA_TYPE_MASK = 0x3fff;
+
+export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
+export const RTM_GETLINK = 18;
+export const RTM_NEWADDR = 20;
+export const RTM_DELADDR = 21;
+export const RTM_GETADDR = 22;
+export const RTM_NEWROUTE = 24;
+export const RTM_DELROUTE = 25;
+export const RTM_GETROUTE = 26;
+export const RTM_NEWRULE = 32;
+export const RTM_DELRULE = 33;
+
+export const AF_UNSPEC = 0;
+export const AF_INET = 2;
+export const AF_BRIDGE = 7;
+export const AF_INET6 = 10;
+
+export const IFF_UP = 0x1;
+export const IFF_BROADCAST = 0x2;
+export const IFF_LOWER_UP = 0x10000;
+export const ARPHRD_ETHER = 1;
+export const ARPHRD_INFINIBAND = 32;
+
+export const IFLA_ADDRESS = 1;
+export const IFLA_BROADCAST = 2;
+export const IFLA_IFNAME = 3;
+export const IFLA_MTU = 4;
+export const IFLA_LINK = 5;
+export const IFLA_MASTER = 10;
+export const IFLA_OPERSTATE = 16;
+export const IFLA_LINKINFO = 18;
+export const IFLA_NET_NS_PID = 19;
+export const IFLA_EXT_MASK = 29;
+export const IFLA_NET_NS_FD = 28;
+export const IFLA_CARRIER = 33;
+export const IFLA_LINK_NETNSID = 37;
+
+export const IFLA_INFO_KIND = 1;
+export const IFLA_INFO_DATA = 2;
+export const IFLA_INFO_SLAVE_KIND = 4;
+
+export const RTEXT_FILTER_VF = 1;
+
+export const IFA_ADDRESS = 1;
+export const IFA_LOCAL = 2;
+export const IFA_LABEL = 3;
+export const IFA_BROADCAST = 4;
+export const IFA_F_NODAD = 0x02;
+
+export const RTA_DST = 1;
+export const RTA_SRC = 2;
+export const RTA_OIF = 4;
+export const RTA_GATEWAY = 5;
+export const RTA_PRIORITY = 6;
+export const RTA_PREFSRC = 7;
+export const RTA_METRICS = 8;
+export const RTA_TABLE = 15;
+export const RTAX_MTU = 2;
+
+export const RT_TABLE_UNSPEC = 0;
+export const RT_TABLE_MAIN = 254;
+export const RTPROT_BOOT = 3;
+export const RT_SCOPE_UNIVERSE = 0;
+export const RT_SCOPE_LINK = 253;
+export const RT_SCOPE_HOST = 254;
+export const RTN_UNICAST = 1;
+export const RTN_UNSPEC = 0;
+export const RTNH_F_ONLINK = 4;
+
+export const FRA_DST = 1;
+export const FRA_SRC = 2;
+export const FRA_IIFNAME = 3;
+export const FRA_PRIORITY = 6;
+export const FRA_FWMARK = 10;
+export const FRA_TABLE = 15;
+export const FRA_FWMASK = 16;
+export const FRA_OIFNAME = 17;
+export const FR_ACT_TO_TBL = 1;
+export const FIB_RULE_INVERT = 0x2;

@@ -1,0 +1,22 @@
+import { getSystemErrorMap } from 'node:util';
+
+/**
+ * A request the kernel refused: errno and its code, the operation in words
+ * and the kernel's extended-ACK text when it gave one.
+ */
+export class NetlinkError extends Error {
+  readonly errno: number;
+  readonly code: string;
+  readonly operation: string;
+  readonly extack?: string;
+
+  constructor(errno: number, operation: string, extack?: string) {
+    const [code, text] = getSystemErrorMap().get(-errno) ?? [`E${errno}`, `error ${errno}`];
+    super(`${operation}: ${text}${extack ? ` (${extack})` : ''}`);
+    this.name = 'NetlinkError';
+    this.errno = errno;
+    this.code = code;
+    this.operation = operation;
+    this.extack = extack;
+  }
+}

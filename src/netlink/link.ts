@@ -1,0 +1,139 @@
+import { Attr, bytes, cstring, nest, parseAttrs, s32, str, u32, writeAttrs, attrsLength } from './attributes';
+import {
+  AF_UNSPEC, IFF_LOWER_UP, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
+  IFLA_LINK, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
+  NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
+} from './constants';
+import { Reply, Request, ifinfomsg, request } from './message';
+
+/** The generic attributes of a link being created or changed. */
+export interface LinkAttrs {
+  name?: string;
+  mtu?: number;
+  /** ifindex of the bridge to enslave to. */
+  master?: number;
+  /** ifindex of the lower device (IFLA_LINK), for macvlan, vlan, ipoib. */
+  parent?: number;
+  address?: Buffer;
+  /** Create or move the link into the netns held by this fd. */
+  netnsFd?: number;
+  up?: boolean;
+}
+
+/** A link kind: its IFLA_INFO_KIND and the IFLA_INFO_DATA it owns. */
+export interface LinkKind {
+  kind: string;
+  data?: Attr[];
+  /** iproute2 flags the IFLA_INFO_DATA nest as NLA_F_NESTED for some kinds. */
+  dataFlagNested?: boolean;
+}
+
+export function linkAttrs(a: LinkAttrs): Attr[] {
+  const attrs: Attr[] = [];
+  if (a.name !== undefined) attrs.push(str(IFLA_IFNAME, a.name));
+  if (a.mtu !== undefined) attrs.push(u32(IFLA_MTU, a.mtu));
+  if (a.master !== undefined) attrs.push(u32(IFLA_MASTER, a.master));
+  if (a.parent !== undefined) attrs.push(u32(IFLA_LINK, a.parent));
+  if (a.address !== undefined) attrs.push(bytes(IFLA_ADDRESS, a.address));
+  if (a.netnsFd !== undefined) attrs.push(u32(IFLA_NET_NS_FD, a.netnsFd));
+  return attrs;
+}
+
+/** ifinfomsg for a link: IFF_UP set and marked changed only when asked. */
+export function linkHeader(a: LinkAttrs, index = 0): Buffer {
+  return ifinfomsg({ family: AF_UNSPEC, index, flags: a.up ? IFF_UP : 0, change: a.up === undefined ? 0 : IFF_UP });
+}
+
+/** An ifinfomsg followed by attributes, as one buffer (e.g. VETH_INFO_PEER). */
+export function headerWithAttrs(header: Buffer, attrs: Attr[]): Buffer {
+  const buf = Buffer.alloc(header.length + attrsLength(attrs));
+  header.copy(buf);
+  writeAttrs(buf, header.length, attrs);
+  return buf;
+}
+
+/** `ip link add [link PARENT] name NAME [mtu M] [master B] [address MAC] [netns NS] [up] type KIND ...` */
+export function createLink(a: LinkAttrs, kind: LinkKind): Request {
+  const info: Attr[] = [bytes(IFLA_INFO_KIND, Buffer.from(kind.kind))]; // no NUL, as iproute2 sends it
+  if (kind.data) info.push(nest(IFLA_INFO_DATA, kind.data, kind.dataFlagNested));
+  return request(
+    RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, linkHeader(a),
+    [...linkAttrs(a), nest(IFLA_LINKINFO, info)], `RTM_NEWLINK ${a.name ?? kind.kind}`,
+  );
+}
+
+/** `ip link set dev <index> [name N] [mtu M] [address MAC] [master B] [netns NS] [up|down]` */
+export function setLink(index: number, a: LinkAttrs, label = `${index}`): Request {
+  return request(RTM_NEWLINK, 0, linkHeader(a, index), linkAttrs(a), `RTM_NEWLINK ${label}`);
+}
+
+/** `ip link del dev <index>` */
+export function deleteLink(index: number, label = `${index}`): Request {
+  return request(RTM_DELLINK, 0, ifinfomsg({ index }), [], `RTM_DELLINK ${label}`);
+}
+
+/** `ip link del dev NAME` */
+export function deleteLinkByName(name: string): Request {
+  return request(RTM_DELLINK, 0, ifinfomsg(), [str(IFLA_IFNAME, name)], `RTM_DELLINK ${name}`);
+}
+
+/** `ip link show dev NAME`: one link by name, no dump. */
+export function getLinkByName(name: string): Request {
+  return request(RTM_GETLINK, 0, ifinfomsg(), [str(IFLA_IFNAME, name)], `RTM_GETLINK ${name}`);
+}
+
+/** `ip link show` of one ifindex, no dump. */
+export function getLinkByIndex(index: number): Request {
+  return request(RTM_GETLINK, 0, ifinfomsg({ index }), [], `RTM_GETLINK ${index}`);
+}
+
+/** `ip link show [master B]`: a dump, filtered by the kernel when master is given. */
+export function dumpLinks(master?: number): Request {
+  const attrs = master === undefined ? [] : [s32(IFLA_MASTER, master)];
+  return { type: RTM_GETLINK, flags: NLM_F_REQUEST | NLM_F_DUMP, header: ifinfomsg(), attrs, op: 'RTM_GETLINK dump' };
+}
+
+/** What we read back about a link. */
+export interface Link {
+  index: number;
+  name: string;
+  /** ARPHRD_* (1 Ethernet, 32 InfiniBand). */
+  hwType: number;
+  flags: number;
+  up: boolean;
+  lowerUp: boolean;
+  mtu: number;
+  master?: number;
+  parent?: number;
+  mac?: string;
+  kind?: string;
+  operstate?: number;
+  carrier?: boolean;
+}
+
+export function parseLink(reply: Reply): Link {
+  const p = reply.payload;
+  const attrs = parseAttrs(p, 16);
+  const flags = p.readUInt32LE(8);
+  const linkinfo = attrs.get(IFLA_LINKINFO);
+  const address = attrs.get(IFLA_ADDRESS);
+  return {
+    index: p.readInt32LE(4),
+    name: cstring(attrs.get(IFLA_IFNAME)) ?? '',
+    hwType: p.readUInt16LE(2),
+    flags,
+    up: (flags & IFF_UP) !== 0,
+    lowerUp: (flags & IFF_LOWER_UP) !== 0,
+    mtu: attrs.get(IFLA_MTU)?.readUInt32LE(0) ?? 0,
+    master: attrs.get(IFLA_MASTER)?.readUInt32LE(0),
+    parent: attrs.get(IFLA_LINK)?.readUInt32LE(0),
+    mac: address && address.length === 6 ? formatMac(address) : address?.toString('hex').replace(/(..)(?!$)/g, '$1:'),
+    kind: linkinfo ? cstring(parseAttrs(linkinfo).get(IFLA_INFO_KIND)) : undefined,
+    operstate: attrs.get(IFLA_OPERSTATE)?.readUInt8(0),
+    carrier: attrs.has(IFLA_CARRIER) ? attrs.get(IFLA_CARRIER)!.readUInt8(0) === 1 : undefined,
+  };
+}
+
+export function formatMac(b: Buffer): string {
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}

@@ -1,0 +1,79 @@
+import { Attr, bytes, nest, u32 } from './attributes';
+import {
+  AF_INET, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, RTAX_MTU, RTA_DST,
+  RTA_GATEWAY, RTA_METRICS, RTA_OIF, RTA_PREFSRC, RTA_PRIORITY, RTA_TABLE, RTM_DELROUTE, RTM_GETROUTE,
+  RTM_NEWROUTE, RTNH_F_ONLINK, RTN_UNICAST, RTPROT_BOOT, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN,
+  RT_TABLE_UNSPEC, RTN_UNSPEC,
+} from './constants';
+import { Request, rtmsg, request } from './message';
+
+export type RouteCommand = 'add' | 'replace' | 'change' | 'append' | 'del';
+
+export interface RouteSpec {
+  family: number;
+  /** Destination prefix; `default` is dstLen 0 (with or without an all-zero dst). */
+  dst?: Buffer;
+  dstLen: number;
+  gateway?: Buffer;
+  oif?: number;
+  prefsrc?: Buffer;
+  metric?: number;
+  table?: number;
+  protocol?: number;
+  scope?: number;
+  type?: number;
+  mtu?: number;
+  onlink?: boolean;
+}
+
+const COMMAND_FLAGS: Record<RouteCommand, number> = {
+  add: NLM_F_CREATE | NLM_F_EXCL,
+  replace: NLM_F_CREATE | NLM_F_REPLACE,
+  change: NLM_F_REPLACE,
+  append: NLM_F_CREATE | NLM_F_APPEND,
+  del: 0,
+};
+
+/** Scope 255: the kernel matches any scope on delete. */
+const RT_SCOPE_NOWHERE = 255;
+
+/**
+ * `ip route CMD PREFIX|default [via GW] [dev IF] [src S] [metric N] [table T] [proto P] [scope S] [mtu M] [onlink]`,
+ * with iproute2's defaults: protocol boot, table main, scope link for a
+ * gateway-less unicast route (universe for IPv6), any scope and type on delete.
+ */
+export function routeRequest(cmd: RouteCommand, r: RouteSpec, label = 'route'): Request {
+  const del = cmd === 'del';
+  const table = r.table ?? RT_TABLE_MAIN;
+  const scope = r.scope ?? (del ? RT_SCOPE_NOWHERE : r.gateway || r.family !== AF_INET ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
+  const attrs: Attr[] = [];
+  if (table >= 256) attrs.push(u32(RTA_TABLE, table));
+  if (r.dst) attrs.push(bytes(RTA_DST, r.dst));
+  if (r.gateway) attrs.push(bytes(RTA_GATEWAY, r.gateway));
+  if (r.prefsrc) attrs.push(bytes(RTA_PREFSRC, r.prefsrc));
+  if (r.metric !== undefined) attrs.push(u32(RTA_PRIORITY, r.metric));
+  if (r.mtu !== undefined) attrs.push(nest(RTA_METRICS, [u32(RTAX_MTU, r.mtu)]));
+  if (r.oif !== undefined) attrs.push(u32(RTA_OIF, r.oif));
+  const header = rtmsg({
+    family: r.family,
+    dstLen: r.dstLen,
+    table: table < 256 ? table : RT_TABLE_UNSPEC,
+    protocol: r.protocol ?? (del ? 0 : RTPROT_BOOT),
+    scope,
+    type: r.type ?? (del ? RTN_UNSPEC : RTN_UNICAST),
+    flags: r.onlink ? RTNH_F_ONLINK : 0,
+  });
+  return request(del ? RTM_DELROUTE : RTM_NEWROUTE, COMMAND_FLAGS[cmd], header, attrs, `${del ? 'RTM_DELROUTE' : 'RTM_NEWROUTE'} ${label}`);
+}
+
+/** `ip route get ADDR`: the route the kernel would use, or ENETUNREACH. */
+export function getRoute(family: number, dst: Buffer): Request {
+  const header = rtmsg({ family, dstLen: dst.length * 8, table: 0, protocol: 0, scope: 0, type: 0 });
+  return request(RTM_GETROUTE, 0, header, [bytes(RTA_DST, dst)], 'RTM_GETROUTE');
+}
+
+/** `ip route show table all`: every route of a family. */
+export function dumpRoutes(family: number): Request {
+  const header = rtmsg({ family, dstLen: 0, table: 0, protocol: 0, scope: 0, type: 0 });
+  return { type: RTM_GETROUTE, flags: NLM_F_REQUEST | NLM_F_DUMP, header, attrs: [], op: 'RTM_GETROUTE dump' };
+}

@@ -1,0 +1,209 @@
+import { Cidr, broadcastOf, inPrefix, parseCidr, parseIp, parseMac } from '../addressing';
+import { PipeworkError } from '../errors';
+import { ARPHRD_INFINIBAND } from '../netlink/constants';
+import { MACVLAN_MODES, MacvlanMode } from '../netlink/kinds/macvlan';
+import { Link } from '../netlink/link';
+import { checkIfname, vethHostName } from './names';
+import { AttachPlan, HostLink, Step } from './steps';
+
+/** What a caller asks for: the arguments of one `pipework` attach. */
+export interface AttachRequest {
+  /** Host interface: a bridge, a physical interface, or a name to create (br*, ovs*, dummy*). */
+  hostInterface: string;
+  /** Container-side name (default eth1, ib0 for IPoIB). */
+  containerInterface?: string;
+  /** Host-side name of the veth (default v<cif>pl<pid>). */
+  hostName?: string;
+  /** Addresses with prefix (`10.0.0.2/24`); `0/0` or none means: link up, no address. */
+  addresses?: string[];
+  /** Default gateway, reached over the container interface. */
+  gateway?: string;
+  /** Container-side MAC: `aa:bb:cc:dd:ee:ff` or `U:<text>`. */
+  mac?: string;
+  /** VLAN id (physical or OVS parent) or, for IPoIB, the partition key as hex digits. */
+  vlan?: string;
+  /** Move the physical interface itself into the container instead of a macvlan. */
+  directPhys?: boolean;
+  macvlanMode?: MacvlanMode;
+  /** IPv6 addresses without duplicate address detection. */
+  nodad?: boolean;
+  /** Send a gratuitous ARP after a static IPv4 address (default true). */
+  announce?: boolean;
+}
+
+/** The kernel state the plan depends on, read before planning. */
+export interface Observed {
+  /** The host interface named in the request, if it exists. */
+  host?: Link;
+  /** True when the host interface is an Open vSwitch bridge. */
+  hostIsOvs: boolean;
+  /** A link already named like the veth host end we would create. */
+  localLink?: Link;
+  /** The `<if>.<vid>` link, when a VLAN on a physical parent is asked for. */
+  vlanLink?: Link;
+  /** Tag used in generated names: the guest's PID, else a netns name or id. */
+  guestTag: string;
+  guestPath: string;
+  /** Per gateway outside every new prefix: true if an existing guest route reaches it. */
+  gatewayRoutable?: boolean;
+}
+
+export type HostKind = 'bridge' | 'ovs' | 'ipoib' | 'phys' | 'new-bridge' | 'new-ovs' | 'dummy';
+
+/** The original's order: Linux bridge, OVS bridge, IPoIB, physical; when absent, by name prefix. */
+export function hostKind(name: string, o: Pick<Observed, 'host' | 'hostIsOvs'>): HostKind {
+  if (o.host) {
+    if (o.host.kind === 'bridge') return 'bridge';
+    if (o.hostIsOvs) return 'ovs';
+    if (o.host.hwType === ARPHRD_INFINIBAND) return 'ipoib';
+    return 'phys';
+  }
+  if (name.startsWith('br')) return 'new-bridge';
+  if (name.startsWith('ovs')) return 'new-ovs';
+  if (name.startsWith('dummy')) return 'dummy';
+  throw new PipeworkError(`I do not know how to setup interface ${name}.`);
+}
+
+/** The parsed, checked form of a request; everything that can be refused before looking at the kernel. */
+export interface CheckedRequest {
+  hostInterface: string;
+  containerInterface?: string;
+  hostName?: string;
+  addresses: Cidr[];
+  gateway?: { family: 4 | 6; bytes: Buffer };
+  mac?: Buffer;
+  vlan?: string;
+  directPhys: boolean;
+  macvlanMode: MacvlanMode;
+  nodad: boolean;
+  announce: boolean;
+}
+
+export function checkRequest(r: AttachRequest): CheckedRequest {
+  checkIfname(r.hostInterface, 'host interface');
+  if (r.containerInterface !== undefined) checkIfname(r.containerInterface, 'container interface');
+  if (r.hostName !== undefined) checkIfname(r.hostName, 'local interface');
+  const addresses = (r.addresses ?? []).filter((a) => a !== '0/0').map(parseCidr);
+  const gateway = r.gateway === undefined ? undefined : parseIp(r.gateway, 'gateway');
+  if (gateway && addresses.length && !addresses.some((a) => a.family === gateway.family))
+    throw new PipeworkError(`The gateway ${r.gateway} is not of the same IP family as the address.`);
+  if (r.vlan !== undefined && !/^[0-9a-fA-F]{1,4}$/.test(r.vlan)) throw new PipeworkError(`Invalid VLAN id: ${r.vlan}`);
+  const mode = r.macvlanMode ?? 'bridge';
+  if (!(mode in MACVLAN_MODES)) throw new PipeworkError(`Invalid macvlan mode: ${mode} (private, vepa, bridge or passthru)`);
+  return {
+    hostInterface: r.hostInterface,
+    containerInterface: r.containerInterface,
+    hostName: r.hostName,
+    addresses,
+    gateway,
+    mac: r.mac === undefined ? undefined : parseMac(r.mac),
+    vlan: r.vlan,
+    directPhys: r.directPhys ?? false,
+    macvlanMode: mode,
+    nodad: r.nodad ?? false,
+    announce: r.announce ?? true,
+  };
+}
+
+function vlanId(text: string): number {
+  const vid = Number(text);
+  if (!/^\d+$/.test(text) || vid < 1 || vid > 4094) throw new PipeworkError(`Invalid VLAN id: ${text} (1-4094)`);
+  return vid;
+}
+
+const hostLink = (l: Link): HostLink => ({ name: l.name, index: l.index });
+
+/** Request + observed state -> the steps of the attach. Pure. */
+export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
+  const kind = hostKind(r.hostInterface, o);
+  const cif = r.containerInterface ?? (kind === 'ipoib' ? 'ib0' : 'eth1');
+  const steps: Step[] = [];
+  let hostInterface: string | undefined;
+
+  if (r.vlan !== undefined && kind === 'bridge') throw new PipeworkError('VLAN configuration currently unsupported for Linux bridge.');
+  if (r.mac && kind === 'ipoib') throw new PipeworkError('MACADDR configuration unsupported for IPoIB interfaces.');
+  if (r.directPhys && kind !== 'phys')
+    throw new PipeworkError(`--direct-phys needs an existing physical interface; ${r.hostInterface} is not one.`);
+
+  const mtu = o.host?.mtu ?? 0;
+  switch (kind) {
+    case 'bridge':
+    case 'new-bridge':
+    case 'ovs':
+    case 'new-ovs': {
+      if (kind === 'new-bridge') steps.push({ op: 'create-bridge', name: r.hostInterface });
+      if (kind === 'new-ovs') throw new PipeworkError('Need OVS installed on the system to create an ovs bridge');
+      const hostName = r.hostName ?? vethHostName(cif, o.guestTag);
+      if (o.localLink) {
+        if (o.localLink.up) throw new PipeworkError(`Link ${hostName} exists and is up`);
+        steps.push({ op: 'delete-host-link', link: hostLink(o.localLink) });
+      }
+      // Index 0: a bridge this plan creates, resolved by the executor once it exists.
+      const master = kind === 'bridge' ? hostLink(o.host!) : kind === 'new-bridge' ? { name: r.hostInterface, index: 0 } : undefined;
+      steps.push({ op: 'create-veth', hostName, master, mtu, peerName: cif, mac: r.mac });
+      if (kind === 'ovs') {
+        steps.push({
+          op: 'ovs-add-port', bridge: r.hostInterface, port: hostName,
+          vlan: r.vlan === undefined ? undefined : vlanId(r.vlan),
+          externalIds: {
+            'pipework.interface': hostName,
+            'pipework.bridge': r.hostInterface,
+            'pipework.nspid': o.guestTag,
+            ...(r.vlan !== undefined ? { 'pipework.vlan': r.vlan } : {}),
+          },
+        });
+      }
+      hostInterface = hostName;
+      break;
+    }
+    case 'phys': {
+      let parent = hostLink(o.host!);
+      let parentUp = o.host!.up;
+      if (r.vlan !== undefined) {
+        const vid = vlanId(r.vlan);
+        const name = `${r.hostInterface}.${vid}`;
+        checkIfname(name, 'VLAN');
+        if (!o.host!.up) steps.push({ op: 'host-link-up', link: parent });
+        if (o.vlanLink) {
+          if (o.vlanLink.kind !== 'vlan') throw new PipeworkError(`${name} already exists but is not a VLAN device for tag ${vid}`);
+          parent = hostLink(o.vlanLink);
+          parentUp = o.vlanLink.up;
+        } else {
+          steps.push({ op: 'create-vlan', parent, name, vid, mtu });
+          parent = { name, index: 0 };
+          parentUp = true;
+        }
+      }
+      if (!parentUp) steps.push({ op: 'host-link-up', link: parent });
+      if (r.directPhys) steps.push({ op: 'move-link', link: parent, name: cif, mac: r.mac });
+      else steps.push({ op: 'create-macvlan', parent, name: cif, mode: r.macvlanMode, mtu, mac: r.mac });
+      break;
+    }
+    case 'ipoib': {
+      const pkey = r.vlan === undefined ? undefined : parseInt(r.vlan, 16);
+      if (pkey === 0) throw new PipeworkError(`Invalid partition key: ${r.vlan}`);
+      if (!o.host!.up) steps.push({ op: 'host-link-up', link: hostLink(o.host!) });
+      steps.push({ op: 'create-ipoib', parent: hostLink(o.host!), name: cif, pkey });
+      break;
+    }
+    case 'dummy':
+      steps.push({ op: 'create-dummy', name: cif, mac: r.mac });
+      break;
+  }
+  for (const cidr of r.addresses) {
+    steps.push({ op: 'add-address', ifname: cif, cidr, broadcast: broadcastOf(cidr), nodad: r.nodad && cidr.family === 6 });
+  }
+  // The original's order: addresses, link up, routes (a route needs its device up).
+  steps.push({ op: 'guest-link-up', name: cif });
+  if (r.gateway) {
+    const gw = r.gateway;
+    const onLink = r.addresses.some((a) => inPrefix(gw.bytes, a)) || o.gatewayRoutable === true;
+    if (!onLink) steps.push({ op: 'add-gateway-route', ifname: cif, gateway: gw.bytes, family: gw.family });
+    steps.push({ op: 'replace-default-route', ifname: cif, gateway: gw.bytes, family: gw.family });
+  }
+  if (r.announce) {
+    const v4 = r.addresses.find((a) => a.family === 4);
+    if (v4) steps.push({ op: 'announce', ifname: cif, address: v4.bytes });
+  }
+  return { guestPath: o.guestPath, containerInterface: cif, hostInterface, steps };
+}

@@ -1,0 +1,92 @@
+import { Cidr, formatIp } from '../addressing';
+import { formatMac } from '../netlink/link';
+import { MacvlanMode } from '../netlink/kinds/macvlan';
+
+/** A link in the host netns, known by name and, once it exists, by ifindex. */
+export interface HostLink {
+  name: string;
+  index: number;
+}
+
+/**
+ * One side effect of an attach, as plain data. The executor turns each into
+ * netlink requests (or an ovs-vsctl call) and knows its undo; `renderStep`
+ * prints it as the equivalent command for --dry-run.
+ */
+export type Step =
+  | { op: 'create-bridge'; name: string }
+  | { op: 'delete-host-link'; link: HostLink }
+  | { op: 'host-link-up'; link: HostLink }
+  | { op: 'create-vlan'; parent: HostLink; name: string; vid: number; mtu: number }
+  | { op: 'create-veth'; hostName: string; master?: HostLink; mtu: number; peerName: string; mac?: Buffer }
+  | { op: 'ovs-add-port'; bridge: string; port: string; vlan?: number; externalIds: Record<string, string> }
+  | { op: 'create-macvlan'; parent: HostLink; name: string; mode: MacvlanMode; mtu: number; mac?: Buffer }
+  | { op: 'create-ipoib'; parent: HostLink; name: string; pkey?: number }
+  | { op: 'create-dummy'; name: string; mac?: Buffer }
+  | { op: 'move-link'; link: HostLink; name: string; mac?: Buffer }
+  | { op: 'guest-link-up'; name: string }
+  | { op: 'add-address'; ifname: string; cidr: Cidr; broadcast?: Buffer; nodad: boolean }
+  | { op: 'add-gateway-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
+  | { op: 'replace-default-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
+  | { op: 'announce'; ifname: string; address: Buffer };
+
+/** An attach, fully decided: what to do, where, and what it will be called. */
+export interface AttachPlan {
+  /** How the guest is named in rendered commands (e.g. /proc/42/ns/net). */
+  guestPath: string;
+  containerInterface: string;
+  /** The host-side link the plan creates (veth host end), if any. */
+  hostInterface?: string;
+  steps: Step[];
+}
+
+/** Whether a step acts inside the guest netns (else in the host's). */
+export function inGuest(step: Step): boolean {
+  return ['guest-link-up', 'add-address', 'add-gateway-route', 'replace-default-route', 'announce'].includes(step.op);
+}
+
+const mtuArg = (mtu: number) => (mtu ? ` mtu ${mtu}` : '');
+const macArg = (mac?: Buffer) => (mac ? ` address ${formatMac(mac)}` : '');
+
+/** The step as the `ip`/`ovs-vsctl` command that does the same thing. */
+export function renderStep(step: Step, guestPath: string): string {
+  const netns = `netns ${guestPath}`;
+  const inNs = (cmd: string) => `nsenter --net=${guestPath} ${cmd}`;
+  switch (step.op) {
+    case 'create-bridge':
+      return `ip link add name ${step.name} up type bridge`;
+    case 'delete-host-link':
+      return `ip link del dev ${step.link.name}`;
+    case 'host-link-up':
+      return `ip link set dev ${step.link.name} up`;
+    case 'create-vlan':
+      return `ip link add link ${step.parent.name} name ${step.name}${mtuArg(step.mtu)} up type vlan id ${step.vid}`;
+    case 'create-veth':
+      return `ip link add ${step.hostName}${mtuArg(step.mtu)}${step.master ? ` master ${step.master.name}` : ''} up` +
+        ` type veth peer name ${step.peerName}${mtuArg(step.mtu)}${macArg(step.mac)} ${netns}`;
+    case 'ovs-add-port':
+      return `ovs-vsctl add-port ${step.bridge} ${step.port}${step.vlan ? ` tag=${step.vlan}` : ''} -- set Interface ${step.port} ` +
+        Object.entries(step.externalIds).map(([k, v]) => `external-ids:${k}=${v}`).join(' ');
+    case 'create-macvlan':
+      return `ip link add link ${step.parent.name} name ${step.name}${mtuArg(step.mtu)}${macArg(step.mac)} ${netns} type macvlan mode ${step.mode}`;
+    case 'create-ipoib':
+      return `ip link add link ${step.parent.name} name ${step.name} ${netns} type ipoib` +
+        (step.pkey !== undefined ? ` pkey 0x${step.pkey.toString(16)}` : '');
+    case 'create-dummy':
+      return `ip link add name ${step.name}${macArg(step.mac)} ${netns} type dummy`;
+    case 'move-link':
+      return `ip link set dev ${step.link.name} ${netns} name ${step.name}${macArg(step.mac)}`;
+    case 'guest-link-up':
+      return inNs(`ip link set dev ${step.name} up`);
+    case 'add-address': {
+      const brd = step.broadcast ? ` brd ${formatIp(step.broadcast)}` : '';
+      return inNs(`ip -${step.cidr.family} addr add ${step.cidr.address}/${step.cidr.prefixLen}${brd} dev ${step.ifname}${step.nodad ? ' nodad' : ''}`);
+    }
+    case 'add-gateway-route':
+      return inNs(`ip -${step.family} route add ${formatIp(step.gateway)}/${step.family === 4 ? 32 : 128} dev ${step.ifname}`);
+    case 'replace-default-route':
+      return inNs(`ip -${step.family} route replace default via ${formatIp(step.gateway)} dev ${step.ifname}`);
+    case 'announce':
+      return inNs(`arping -c 1 -A -I ${step.ifname} ${formatIp(step.address)}`);
+  }
+}

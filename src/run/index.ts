@@ -1,0 +1,67 @@
+import { ChildProcess, SpawnOptions, spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { PipeworkError } from '../errors';
+import { native } from '../native';
+
+export interface RunOptions {
+  /** Start the program inside this netns (the fork inherits the spawning thread's netns). */
+  netnsFd?: number;
+  /** Keep it running; resolve once spawned. */
+  detached?: boolean;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  pid?: number;
+}
+
+/**
+ * The one place a program is started (tc, ovs-vsctl, DHCP clients): an argv
+ * array, never a shell. A non-zero exit becomes a PipeworkError with the
+ * program's own message.
+ */
+export function runProgram(file: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const spawnOpts: SpawnOptions = { stdio: opts.detached ? 'ignore' : ['ignore', 'pipe', 'pipe'], detached: opts.detached };
+  const start = () => spawn(file, args, spawnOpts);
+  return new Promise((resolve, reject) => {
+    let child: ChildProcess;
+    try {
+      child = opts.netnsFd === undefined ? start() : native.withNetns(opts.netnsFd, start);
+    } catch (e) {
+      reject(e);
+      return;
+    }
+    if (opts.detached) {
+      child.once('error', (e) => reject(notFound(file, e)));
+      child.once('spawn', () => { child.unref(); resolve({ stdout: '', stderr: '', pid: child.pid }); });
+      return;
+    }
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    child.once('error', (e) => reject(notFound(file, e)));
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve({ stdout, stderr, pid: child.pid });
+      else reject(new PipeworkError(`${file} ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${stderr.trim() || stdout.trim()}`));
+    });
+  });
+}
+
+function notFound(file: string, e: Error & { code?: string }): Error {
+  return e.code === 'ENOENT' ? new PipeworkError(`${file} not found: is it installed?`) : e;
+}
+
+/** True if the program is on PATH (checked without running it). */
+export function hasProgram(file: string): boolean {
+  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+    try {
+      accessSync(`${dir}/${file}`, constants.X_OK);
+      return true;
+    } catch {
+      // not in this directory
+    }
+  }
+  return false;
+}
