@@ -10,14 +10,18 @@ import { AttachRequest, checkRequest, planAttach } from './plan/attach';
 import { AttachPlan, renderStep } from './plan/steps';
 import { ExecOptions, NetnsPair, executeAttach } from './exec/attach';
 import { DetachOutcome, executeDetach } from './exec/detach';
-import { observe } from './exec/observe';
+import { lookupLinks, observe } from './exec/observe';
+import { parseRoute, parseRule } from './plan/ip-grammar';
+import { routeRequest } from './netlink/route';
+import { ruleRequest } from './netlink/rule';
+import { PipeworkError } from './errors';
 import { formatIp } from './addressing';
 
 export type { AttachRequest } from './plan/attach';
 export type { AttachPlan, Step } from './plan/steps';
 export type { GuestSpec, Guest } from './guest';
 export type { DetachOutcome } from './exec/detach';
-export { PipeworkError } from './errors';
+export { PipeworkError };
 export { NetlinkError } from './netlink/error';
 export { openGuest } from './guest';
 export { renderStep } from './plan/steps';
@@ -83,6 +87,25 @@ export class Session {
   /** Removes what attach made for the container interface (default eth1); harmless if already gone. */
   async detach(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachOutcome> {
     return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface));
+  }
+
+  /** `ip route ARGS` inside the guest (`pipework route GUEST ARGS`), done over rtnetlink. */
+  async route(guest: GuestArg, args: string[]): Promise<void> {
+    const { cmd, spec, dev } = parseRoute(args);
+    await this.withGuest(guest, async (_g, ns) => {
+      if (dev) {
+        const [link] = await lookupLinks(ns.guest, [dev]);
+        if (!link) throw new PipeworkError(`Cannot find device "${dev}"`);
+        spec.oif = link.index;
+      }
+      await ns.guest.request(routeRequest(cmd, spec, args.join(' ')));
+    });
+  }
+
+  /** `ip rule ARGS` inside the guest (`pipework rule GUEST ARGS`), done over rtnetlink. */
+  async rule(guest: GuestArg, args: string[]): Promise<void> {
+    const { cmd, spec } = parseRule(args);
+    await this.withGuest(guest, (_g, ns) => ns.guest.request(ruleRequest(cmd, spec, args.join(' '))));
   }
 
   close(): void {

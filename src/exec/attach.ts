@@ -1,5 +1,7 @@
 import { native } from '../native';
 import { AF_INET, AF_INET6 } from '../netlink/constants';
+import { NetlinkError } from '../netlink/error';
+import { PipeworkError } from '../errors';
 import { Request } from '../netlink/message';
 import { RtnlSocket } from '../netlink/socket';
 import { addAddress, deleteAddress } from '../netlink/address';
@@ -37,6 +39,21 @@ export interface AttachOutcome {
 }
 
 const family = (f: 4 | 6) => (f === 4 ? AF_INET : AF_INET6);
+
+/** The module that provides each link kind, for the message when the kernel lacks it. */
+const KIND_MODULE: Record<string, string> = { veth: 'veth', bridge: 'bridge', macvlan: 'macvlan', vlan: '8021q', ipoib: 'ib_ipoib', dummy: 'dummy' };
+const EOPNOTSUPP = 95;
+
+/** Creates a link; a kernel without the kind gets a message that names it and its module. */
+async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promise<void> {
+  try {
+    await sock.request(req);
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === EOPNOTSUPP)
+      throw new PipeworkError(`This kernel cannot create ${kind} links (module ${KIND_MODULE[kind]} not available): ${e.message}`);
+    throw e;
+  }
+}
 
 export class InjectedFault extends Error {
   constructor(step: number) {
@@ -119,7 +136,7 @@ async function runHostStep(
   const guestDelete = (name: string) => undo.push(() => deleteLinkByName(name), 'guest');
   switch (step.op) {
     case 'create-bridge': {
-      await host.request(createBridge({ name: step.name, up: true }));
+      await createLinkOf(host, 'bridge', createBridge({ name: step.name, up: true }));
       const [reply] = await host.request(getLinkByName(step.name));
       const index = parseLink(reply).index;
       created.set(step.name, index);
@@ -140,12 +157,12 @@ async function runHostStep(
       return;
     }
     case 'create-vlan':
-      await host.request(createVlan({ name: step.name, parent: resolve(step.parent), mtu: step.mtu || undefined, up: true }, step.vid));
+      await createLinkOf(host, 'vlan', createVlan({ name: step.name, parent: resolve(step.parent), mtu: step.mtu || undefined, up: true }, step.vid));
       undo.push(() => deleteLinkByName(step.name));
       created.set(step.name, parseLink((await host.request(getLinkByName(step.name)))[0]).index);
       return;
     case 'create-veth':
-      await host.request(createVeth(
+      await createLinkOf(host, 'veth', createVeth(
         { name: step.hostName, mtu: step.mtu || undefined, master: step.master && resolve(step.master), up: true },
         { name: step.peerName, mtu: step.mtu || undefined, address: step.mac, netnsFd: ns.guestFd },
       ));
@@ -159,27 +176,29 @@ async function runHostStep(
       return;
     }
     case 'create-macvlan':
-      await host.request(createMacvlan({
+      await createLinkOf(host, 'macvlan', createMacvlan({
         name: step.name, parent: resolve(step.parent), mtu: step.mtu || undefined, address: step.mac, netnsFd: ns.guestFd,
       }, step.mode));
       guestDelete(step.name);
       return;
     case 'create-ipoib':
-      await host.request(createIpoib({ name: step.name, parent: resolve(step.parent), netnsFd: ns.guestFd }, step.pkey));
+      await createLinkOf(host, 'ipoib', createIpoib({ name: step.name, parent: resolve(step.parent), netnsFd: ns.guestFd }, step.pkey));
       guestDelete(step.name);
       return;
     case 'create-dummy':
-      await host.request(createDummy({ name: step.name, address: step.mac, netnsFd: ns.guestFd }));
+      await createLinkOf(host, 'dummy', createDummy({ name: step.name, address: step.mac, netnsFd: ns.guestFd }));
       guestDelete(step.name);
       return;
     case 'move-link': {
       const [before] = await host.request(getLinkByName(step.link.name));
       const original = parseLink(before);
-      await host.request(setLink(original.index, { netnsFd: ns.guestFd, name: step.name, address: step.mac }, step.link.name));
+      // The alias remembers the host name, so detach can give the link back as it was.
+      const alias = original.alias ? undefined : movedAlias(original.name);
+      await host.request(setLink(original.index, { netnsFd: ns.guestFd, name: step.name, address: step.mac, alias }, step.link.name));
       const { index } = await guest();
       undo.push((s) => setLink(index, {
         netnsFd: s.hostFd, name: original.name, address: step.mac && original.mac ? macBytes(original.mac) : undefined,
-        up: original.up,
+        up: original.up, alias: alias && '',
       }, step.name), 'guest');
       return;
     }
@@ -192,5 +211,9 @@ async function runHostStep(
       throw new Error(`${step.op} is not a host-side step`);
   }
 }
+
+/** IFLA_IFALIAS of a link moved in with --direct-phys: its name on the host. */
+export const MOVED_ALIAS_PREFIX = 'pipework:moved-from:';
+const movedAlias = (name: string) => `${MOVED_ALIAS_PREFIX}${name}`;
 
 const macBytes = (mac: string) => Buffer.from(mac.split(':').map((x) => parseInt(x, 16)));

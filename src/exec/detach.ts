@@ -1,6 +1,6 @@
 import { deleteLink, setLink } from '../netlink/link';
 import { lookupLinks } from './observe';
-import type { NetnsPair } from './attach';
+import { MOVED_ALIAS_PREFIX, NetnsPair } from './attach';
 
 /** Kinds that exist only for the container: deleting the container end removes all of it. */
 const VIRTUAL = new Set(['veth', 'macvlan', 'macvtap', 'ipvlan', 'vlan', 'ipoib', 'dummy']);
@@ -13,16 +13,19 @@ export interface DetachOutcome {
 
 /**
  * `ip -n GUEST link del CIF` for virtual links (a veth's host end goes with
- * it); a physical link moved in with --direct-phys goes back to the host,
- * down. Absent already is success: detaching twice is harmless.
+ * it). A link moved in with --direct-phys (or any physical one) goes back to
+ * the host, down, under the name it had there. Absent already is success:
+ * detaching twice is harmless.
  */
 export async function executeDetach(ns: NetnsPair, cif: string): Promise<DetachOutcome> {
   const [link] = await lookupLinks(ns.guest, [cif]);
   if (!link) return { action: 'absent' };
-  if (link.kind && VIRTUAL.has(link.kind)) {
+  const moved = link.alias?.startsWith(MOVED_ALIAS_PREFIX);
+  if (!moved && link.kind && VIRTUAL.has(link.kind)) {
     await ns.guest.request(deleteLink(link.index, cif));
     return { action: 'deleted', kind: link.kind };
   }
-  await ns.guest.request(setLink(link.index, { netnsFd: ns.hostFd, up: false }, cif));
+  const name = moved ? link.alias!.slice(MOVED_ALIAS_PREFIX.length) : undefined;
+  await ns.guest.request(setLink(link.index, { netnsFd: ns.hostFd, up: false, name, alias: moved ? '' : undefined }, cif));
   return { action: 'returned', kind: link.kind };
 }

@@ -1,7 +1,7 @@
 import { Attr, bytes, cstring, nest, parseAttrs, s32, str, u32, writeAttrs, attrsLength } from './attributes';
 import {
   AF_UNSPEC, IFF_LOWER_UP, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
-  IFLA_LINK, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
+  IFLA_IFALIAS, IFLA_LINK, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 } from './constants';
 import { Reply, Request, ifinfomsg, request } from './message';
@@ -18,6 +18,8 @@ export interface LinkAttrs {
   /** Create or move the link into the netns held by this fd. */
   netnsFd?: number;
   up?: boolean;
+  /** IFLA_IFALIAS; an empty string clears it. */
+  alias?: string;
 }
 
 /** A link kind: its IFLA_INFO_KIND and the IFLA_INFO_DATA it owns. */
@@ -36,6 +38,7 @@ export function linkAttrs(a: LinkAttrs): Attr[] {
   if (a.parent !== undefined) attrs.push(u32(IFLA_LINK, a.parent));
   if (a.address !== undefined) attrs.push(bytes(IFLA_ADDRESS, a.address));
   if (a.netnsFd !== undefined) attrs.push(u32(IFLA_NET_NS_FD, a.netnsFd));
+  if (a.alias !== undefined) attrs.push(bytes(IFLA_IFALIAS, Buffer.from(a.alias)));
   return attrs;
 }
 
@@ -109,6 +112,7 @@ export interface Link {
   kind?: string;
   operstate?: number;
   carrier?: boolean;
+  alias?: string;
 }
 
 export function parseLink(reply: Reply): Link {
@@ -131,6 +135,7 @@ export function parseLink(reply: Reply): Link {
     kind: linkinfo ? cstring(parseAttrs(linkinfo).get(IFLA_INFO_KIND)) : undefined,
     operstate: attrs.get(IFLA_OPERSTATE)?.readUInt8(0),
     carrier: attrs.has(IFLA_CARRIER) ? attrs.get(IFLA_CARRIER)!.readUInt8(0) === 1 : undefined,
+    alias: cstring(attrs.get(IFLA_IFALIAS)) || undefined,
   };
 }
 

@@ -1,0 +1,86 @@
+// Reading kernel state back for assertions, with iproute2's JSON output, in a
+// netns held by fd. Tests never trust our own decoder for what they assert.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, fstatSync, statSync } from 'node:fs';
+import { createNetns } from '../../src/index';
+
+export const nsPath = (fd: number) => `/proc/${process.pid}/fd/${fd}`;
+
+/** Runs a command inside the netns; returns stdout. */
+export function inNetns(fd: number, cmd: string, args: string[]): string {
+  return execFileSync('nsenter', [`--net=${nsPath(fd)}`, cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** `ip -j ARGS` in the netns, parsed. */
+export function ipj<T = any>(fd: number, ...args: string[]): T {
+  const out = inNetns(fd, 'ip', ['-j', ...args]).trim();
+  // iproute2's JSON writer leaves empty objects in some lists (e.g. IPv6 addr_info): drop them.
+  const isEmpty = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+  return (out ? JSON.parse(out, (_k, v) => (Array.isArray(v) ? v.filter((x) => !isEmpty(x)) : v)) : []) as T;
+}
+
+/** `ip ARGS` in the netns (for test setup only). */
+export function ip(fd: number, ...args: string[]): void {
+  inNetns(fd, 'ip', args);
+}
+
+export interface LinkJson {
+  ifname: string;
+  ifindex: number;
+  mtu: number;
+  flags: string[];
+  master?: string;
+  address?: string;
+  operstate?: string;
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+}
+
+export const links = (fd: number): LinkJson[] => ipj(fd, '-d', 'link', 'show');
+export const link = (fd: number, name: string): LinkJson | undefined => links(fd).find((l) => l.ifname === name);
+
+/** Everything an attach could change in a netns, in a form two snapshots can be compared. */
+export function snapshot(fd: number) {
+  const strip = (o: any) => JSON.parse(JSON.stringify(o, (k, v) => (['stats', 'stats64', 'valid_life_time', 'preferred_life_time'].includes(k) ? undefined : v)));
+  return {
+    links: strip(links(fd)).map((l: any) => ({ ...l, operstate: undefined })),
+    addrs: strip(ipj(fd, 'addr', 'show')),
+    routes: ipj(fd, 'route', 'show', 'table', 'all'),
+    routes6: ipj(fd, '-6', 'route', 'show', 'table', 'all'),
+    rules: ipj(fd, 'rule', 'show'),
+  };
+}
+
+export function ping(fd: number, addr: string): boolean {
+  const r = spawnSync('nsenter', [`--net=${nsPath(fd)}`, 'ping', '-c', '1', '-W', '2', addr], { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+/** Fresh namespaces for one test, closed (and so destroyed) by the returned function. */
+export function netnsSet(n: number): { fds: number[]; close(): void } {
+  const fds = Array.from({ length: n }, () => createNetns());
+  return { fds, close: () => fds.forEach((fd) => closeSync(fd)) };
+}
+
+/** True if this kernel can create links of the kind (tried in a scratch netns). */
+export function kernelHasKind(kind: string): boolean {
+  const { fds, close } = netnsSet(1);
+  try {
+    return spawnSync('nsenter', [`--net=${nsPath(fds[0])}`, 'ip', 'link', 'add', 'probe0', 'type', kind], { stdio: 'ignore' }).status === 0;
+  } finally {
+    close();
+  }
+}
+
+/** Waits until process pid has entered the netns held by fd (nsenter's setns is not instant). */
+export async function waitInNetns(pid: number, fd: number): Promise<void> {
+  const want = fstatSync(fd).ino;
+  for (let i = 0; i < 200; i++) {
+    try {
+      if (statSync(`/proc/${pid}/ns/net`).ino === want) return;
+    } catch {
+      // not there yet
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`process ${pid} never entered the netns`);
+}

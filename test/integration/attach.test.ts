@@ -1,0 +1,225 @@
+// Real links in real (throwaway) namespaces: each test makes a "host" netns
+// and container netns, attaches with the library, and reads the result back
+// with `ip -j`, then proves connectivity with ping.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Session, PipeworkError, NetlinkError } from '../../src/index';
+import { inNetns, ip, ipj, kernelHasKind, link, netnsSet, ping, waitInNetns } from '../helpers/kernel';
+
+let ns: ReturnType<typeof netnsSet>;
+let host: number;
+let guests: number[];
+let session: Session;
+
+beforeEach(() => {
+  ns = netnsSet(4);
+  [host, ...guests] = ns.fds;
+  session = new Session({ hostNetns: host });
+});
+afterEach(() => {
+  session.close();
+  ns.close();
+});
+
+/** A veth pair in the host netns whose end `name` plays a physical NIC. */
+function fakePhysical(name: string, mtu = 1500) {
+  ip(host, 'link', 'add', name, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', `${name}p`);
+  ip(host, 'link', 'set', name, 'up');
+  ip(host, 'link', 'set', `${name}p`, 'up');
+}
+
+describe('veth on a Linux bridge', () => {
+  it('creates the bridge, both veth ends, addresses and routes, and the containers reach each other and the gateway', async () => {
+    const r1 = await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'], gateway: '10.66.0.1' });
+    await session.attach({ fd: guests[1] }, { hostInterface: 'br1', addresses: ['10.66.0.3/24'], gateway: '10.66.0.1', mac: 'U:myhost.foo.com' });
+    ip(host, 'addr', 'add', '10.66.0.1/24', 'dev', 'br1');
+
+    const br = link(host, 'br1')!;
+    expect(br.linkinfo?.info_kind).toBe('bridge');
+    expect(br.flags).toContain('UP');
+    const ports = ipj<any[]>(host, 'link', 'show', 'master', 'br1').map((l) => l.ifname);
+    expect(ports).toHaveLength(2);
+    expect(ports).toContain(r1.hostInterface);
+    expect(r1.hostInterface!.length).toBeLessThanOrEqual(15);
+
+    const eth1 = link(guests[1], 'eth1')!;
+    expect(eth1.linkinfo?.info_kind).toBe('veth');
+    expect(eth1.flags).toContain('UP');
+    expect(eth1.address).toBe('02:72:6c:cd:9b:8d');
+    const addrs = ipj<any[]>(guests[1], '-4', 'addr', 'show', 'dev', 'eth1')[0].addr_info;
+    expect(addrs).toEqual([expect.objectContaining({ local: '10.66.0.3', prefixlen: 24, broadcast: '10.66.0.255' })]);
+    const routes = ipj<any[]>(guests[1], '-d', 'route', 'show', 'default');
+    expect(routes).toEqual([expect.objectContaining({ dst: 'default', gateway: '10.66.0.1', dev: 'eth1', protocol: 'boot' })]);
+
+    expect(ping(guests[0], '10.66.0.3')).toBe(true);
+    expect(ping(guests[1], '10.66.0.1')).toBe(true);
+  });
+
+  it('copies the bridge MTU to both ends and uses the -l name', async () => {
+    ip(host, 'link', 'add', 'br0', 'mtu', '1400', 'type', 'bridge');
+    const r = await session.attach({ fd: guests[0] }, { hostInterface: 'br0', hostName: 'vhost0', addresses: ['0/0'] });
+    expect(r.hostInterface).toBe('vhost0');
+    expect(link(host, 'vhost0')).toMatchObject({ mtu: 1400, master: 'br0' });
+    expect(link(guests[0], 'eth1')).toMatchObject({ mtu: 1400 });
+    expect(link(guests[0], 'eth1')!.flags).toContain('UP');
+    expect(ipj<any[]>(guests[0], '-4', 'addr', 'show', 'dev', 'eth1')).toEqual([]);
+  });
+
+  it('names the host end v<cif>pl<pid> for a PID guest', async () => {
+    const { spawn } = await import('node:child_process');
+    const child = spawn('nsenter', [`--net=/proc/${process.pid}/fd/${guests[0]}`, 'sleep', '30'], { stdio: 'ignore' });
+    await waitInNetns(child.pid!, guests[0]);
+    try {
+      const r = await session.attach(child.pid!, { hostInterface: 'br1', containerInterface: 'eth2', addresses: ['10.1.0.2/24'] });
+      expect(r.hostInterface).toBe(`veth2pl${child.pid}`);
+      expect(link(guests[0], 'eth2')).toBeDefined();
+    } finally {
+      child.kill();
+    }
+  });
+
+  it('refuses a -l link that exists and is up, and recreates one that is down', async () => {
+    ip(host, 'link', 'add', 'br1', 'type', 'bridge');
+    ip(host, 'link', 'add', 'vold', 'type', 'veth', 'peer', 'name', 'voldp');
+    ip(host, 'link', 'set', 'vold', 'up');
+    await expect(session.attach({ fd: guests[0] }, { hostInterface: 'br1', hostName: 'vold' })).rejects.toThrow('Link vold exists and is up');
+    ip(host, 'link', 'set', 'vold', 'down');
+    await session.attach({ fd: guests[0] }, { hostInterface: 'br1', hostName: 'vold' });
+    expect(link(host, 'vold')).toMatchObject({ master: 'br1' });
+    expect(link(host, 'voldp')).toBeUndefined();
+  });
+
+  it('adds a host route for an off-link IPv4 gateway, and IPv6 with a /128 one', async () => {
+    await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'], gateway: '10.77.0.1' });
+    expect(ipj<any[]>(guests[0], 'route', 'show', '10.77.0.1/32')).toEqual([expect.objectContaining({ dev: 'eth1', scope: 'link' })]);
+    expect(ipj<any[]>(guests[0], 'route', 'show', 'default')[0]).toMatchObject({ gateway: '10.77.0.1' });
+
+    await session.attach({ fd: guests[1] }, { hostInterface: 'br1', addresses: ['2001:db8::2/64'], gateway: '2001:db8:1::1', nodad: true });
+    const a6 = ipj<any[]>(guests[1], '-6', 'addr', 'show', 'dev', 'eth1', 'scope', 'global')[0].addr_info;
+    expect(a6).toEqual([expect.objectContaining({ local: '2001:db8::2', prefixlen: 64 })]);
+    expect(a6[0].tentative).toBeUndefined();
+    expect(ipj<any[]>(guests[1], '-6', 'route', 'show', '2001:db8:1::1/128')).toEqual([expect.objectContaining({ dev: 'eth1' })]);
+    expect(ipj<any[]>(guests[1], '-6', 'route', 'show', 'default')[0]).toMatchObject({ gateway: '2001:db8:1::1', dev: 'eth1' });
+  });
+
+  it('announces the new address with a gratuitous ARP', async () => {
+    await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'] });
+    inNetns(guests[0], 'sysctl', ['-qw', 'net.ipv4.conf.eth1.arp_accept=1']);
+    const r = await session.attach({ fd: guests[1] }, { hostInterface: 'br1', addresses: ['10.66.0.3/24'] });
+    // No traffic but the announcement could have taught guest 0 this entry.
+    await new Promise((res) => setTimeout(res, 200));
+    const neigh = ipj<any[]>(guests[0], 'neigh', 'show', '10.66.0.3');
+    expect(neigh).toEqual([expect.objectContaining({ lladdr: r.containerInterface.mac })]);
+  });
+});
+
+describe('macvlan on a physical interface', () => {
+  it('creates macvlans born in the containers, MTU copied, and they reach each other', async () => {
+    fakePhysical('eth0', 1450);
+    await session.attach({ fd: guests[0] }, { hostInterface: 'eth0', addresses: ['10.9.0.2/24'] });
+    await session.attach({ fd: guests[1] }, { hostInterface: 'eth0', addresses: ['10.9.0.3/24'], mac: '02:00:00:00:00:33' });
+    const m = link(guests[1], 'eth1')!;
+    expect(m.linkinfo).toMatchObject({ info_kind: 'macvlan', info_data: { mode: 'bridge' } });
+    expect(m).toMatchObject({ mtu: 1450, address: '02:00:00:00:00:33' });
+    expect(ipj<any[]>(host, 'link', 'show', 'type', 'macvlan')).toEqual([]);
+    expect(ping(guests[0], '10.9.0.3')).toBe(true);
+  });
+
+  it('takes another macvlan mode when asked', async () => {
+    fakePhysical('eth0');
+    await session.attach({ fd: guests[0] }, { hostInterface: 'eth0', macvlanMode: 'vepa' });
+    expect(link(guests[0], 'eth1')!.linkinfo).toMatchObject({ info_kind: 'macvlan', info_data: { mode: 'vepa' } });
+  });
+
+  it('moves the interface itself with --direct-phys, and detach gives it back', async () => {
+    fakePhysical('eth2');
+    await session.attach({ fd: guests[0] }, { hostInterface: 'eth2', directPhys: true, addresses: ['10.5.0.2/24'] });
+    expect(link(host, 'eth2')).toBeUndefined();
+    expect(link(guests[0], 'eth1')!.flags).toContain('UP');
+    expect(await session.detach({ fd: guests[0] })).toEqual({ action: 'returned', kind: 'veth' });
+    expect(link(guests[0], 'eth1')).toBeUndefined();
+    const back = link(host, 'eth2')!;
+    expect(back.flags).not.toContain('UP');
+    expect(ipj<any[]>(host, 'link', 'show', 'eth2')[0].ifalias).toBeUndefined();
+  });
+
+  it('explains that this kernel lacks VLAN links, and leaves nothing behind', async () => {
+    fakePhysical('eth0');
+    const err = await session.attach({ fd: guests[0] }, { hostInterface: 'eth0', vlan: '10' }).catch((e) => e);
+    if (kernelHasKind('vlan')) {
+      expect(err).not.toBeInstanceOf(Error);
+      return;
+    }
+    expect(err).toBeInstanceOf(PipeworkError);
+    expect(err.message).toMatch(/cannot create vlan links \(module 8021q/);
+    expect(link(host, 'eth0.10')).toBeUndefined();
+  });
+});
+
+describe.skipIf(!kernelHasKind('vlan'))('VLAN parent (kernels with 8021q)', () => {
+  it('creates <if>.<vid> and a macvlan on it in the container', async () => {
+    fakePhysical('eth0');
+    await session.attach({ fd: guests[0] }, { hostInterface: 'eth0', vlan: '10', addresses: ['10.10.0.2/24'] });
+    expect(link(host, 'eth0.10')!.linkinfo).toMatchObject({ info_kind: 'vlan', info_data: { id: 10 } });
+    expect(link(guests[0], 'eth1')!.linkinfo?.info_kind).toBe('macvlan');
+  });
+});
+
+describe('dummy', () => {
+  it.skipIf(!kernelHasKind('dummy'))('creates a dummy link in the container', async () => {
+    await session.attach({ fd: guests[0] }, { hostInterface: 'dummy0', addresses: ['10.3.0.2/24'] });
+    expect(link(guests[0], 'eth1')!.linkinfo?.info_kind).toBe('dummy');
+  });
+  it.skipIf(kernelHasKind('dummy'))('says clearly that this kernel lacks dummy links', async () => {
+    await expect(session.attach({ fd: guests[0] }, { hostInterface: 'dummy0' })).rejects.toThrow(/cannot create dummy links \(module dummy/);
+  });
+});
+
+describe('refusals', () => {
+  it('reports the kernel refusal with errno, code, operation and extended ACK', async () => {
+    ip(guests[0], 'link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'x');
+    const err = await session.attach({ fd: guests[0] }, { hostInterface: 'br1' }).catch((e) => e);
+    expect(err).toBeInstanceOf(NetlinkError);
+    expect(err).toMatchObject({ code: 'EEXIST', errno: 17 });
+    expect(err.operation).toMatch(/^RTM_NEWLINK veth1pl/);
+  });
+
+  it('refuses names over 15 characters and names the limit', async () => {
+    await expect(session.attach({ fd: guests[0] }, { hostInterface: 'br1', containerInterface: 'a-very-long-name0' }))
+      .rejects.toThrow("The container interface name 'a-very-long-name0' is 17 characters long; Linux allows at most 15.");
+  });
+
+  it('refuses a VLAN on a Linux bridge and a MAC on IPoIB with the original texts', async () => {
+    ip(host, 'link', 'add', 'br0', 'type', 'bridge');
+    await expect(session.attach({ fd: guests[0] }, { hostInterface: 'br0', vlan: '5' })).rejects.toThrow('VLAN configuration currently unsupported for Linux bridge.');
+    await expect(session.attach({ fd: guests[0] }, { hostInterface: 'zz0' })).rejects.toThrow('I do not know how to setup interface zz0.');
+  });
+});
+
+describe('detach', () => {
+  it('removes the veth (both ends) and is harmless when repeated', async () => {
+    const r = await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'] });
+    expect(await session.detach({ fd: guests[0] })).toEqual({ action: 'deleted', kind: 'veth' });
+    expect(link(guests[0], 'eth1')).toBeUndefined();
+    expect(link(host, r.hostInterface!)).toBeUndefined();
+    expect(await session.detach({ fd: guests[0] })).toEqual({ action: 'absent' });
+  });
+});
+
+describe('route and rule inside the guest', () => {
+  it('adds and deletes routes and rules over rtnetlink', async () => {
+    await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'] });
+    await session.route({ fd: guests[0] }, ['add', '192.168.5.0/24', 'via', '10.66.0.1', 'dev', 'eth1', 'metric', '100', 'table', '100', 'proto', 'static']);
+    expect(ipj<any[]>(guests[0], 'route', 'show', 'table', '100')).toEqual([
+      expect.objectContaining({ dst: '192.168.5.0/24', gateway: '10.66.0.1', dev: 'eth1', metric: 100, protocol: 'static' }),
+    ]);
+    await session.rule({ fd: guests[0] }, ['add', 'from', '10.66.0.0/24', 'fwmark', '0x10/0xff', 'iif', 'eth1', 'lookup', '100', 'pref', '1000']);
+    expect(ipj<any[]>(guests[0], 'rule', 'show').find((r) => r.priority === 1000)).toMatchObject({
+      src: '10.66.0.0', srclen: 24, fwmark: '0x10', fwmask: '0xff', iif: 'eth1', table: '100',
+    });
+    await session.rule({ fd: guests[0] }, ['del', 'pref', '1000']);
+    await session.route({ fd: guests[0] }, ['del', '192.168.5.0/24', 'table', '100']);
+    expect(ipj<any[]>(guests[0], 'route', 'show', 'table', '100')).toEqual([]);
+    expect(ipj<any[]>(guests[0], 'rule', 'show').find((r) => r.priority === 1000)).toBeUndefined();
+    await expect(session.route({ fd: guests[0] }, ['add', '10.0.0.0/8', 'nexthop', 'x'])).rejects.toThrow('route: unsupported word "nexthop".');
+  });
+});
