@@ -31,6 +31,9 @@
 #define NS_GET_NSTYPE _IO(0xb7, 0x3)
 #define PIDFD_GET_NET_NAMESPACE _IO(0xFF, 4)
 
+// native/spawn.cc: spawnIsolated.
+void RegisterSpawn(Napi::Env env, Napi::Object exports);
+
 namespace {
 
 // The namespace this thread started in, opened once when the addon loads.
@@ -249,6 +252,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("lowestFreeFd", Napi::Function::New(env, LowestFreeFd));
   exports.Set("configureNetlinkSocket", Napi::Function::New(env, ConfigureNetlinkSocket));
   exports.Set("sendGratuitousArp", Napi::Function::New(env, SendGratuitousArp));
+  RegisterSpawn(env, exports);
   return exports;
 }
 

@@ -38,9 +38,16 @@ export interface LinkJson {
 export const links = (fd: number): LinkJson[] => ipj(fd, '-d', 'link', 'show');
 export const link = (fd: number, name: string): LinkJson | undefined => links(fd).find((l) => l.ifname === name);
 
+/**
+ * Kernel-derived fields, not configuration: counters and lifetimes; the
+ * qdisc a device gets when first brought up (it stays after it goes down);
+ * TSO/GSO limits a bridge recomputes from whatever ports it had.
+ */
+const DERIVED = ['stats', 'stats64', 'valid_life_time', 'preferred_life_time', 'qdisc', 'tso_max_size', 'tso_max_segs', 'gso_max_size', 'gso_max_segs', 'gro_max_size', 'gso_ipv4_max_size', 'gro_ipv4_max_size'];
+
 /** Everything an attach could change in a netns, in a form two snapshots can be compared. */
 export function snapshot(fd: number) {
-  const strip = (o: any) => JSON.parse(JSON.stringify(o, (k, v) => (['stats', 'stats64', 'valid_life_time', 'preferred_life_time'].includes(k) ? undefined : v)));
+  const strip = (o: any) => JSON.parse(JSON.stringify(o, (k, v) => (DERIVED.includes(k) ? undefined : v)));
   return {
     links: strip(links(fd)).map((l: any) => ({ ...l, operstate: undefined })),
     addrs: strip(ipj(fd, 'addr', 'show')),
