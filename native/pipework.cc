@@ -1,18 +1,14 @@
 // The few system calls Node cannot make: entering network namespaces and
-// holding them by fd, and sending a gratuitous ARP from inside one.
+// holding them by fd, and finding the netlink socket the `netlink` package made.
 // Every function that enters a namespace leaves it before returning, on
 // success and on error alike: the main thread never stays in a foreign netns.
 
 #include <napi.h>
 
-#include <arpa/inet.h>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <linux/if_arp.h>
-#include <linux/if_ether.h>
-#include <linux/if_packet.h>
 #include <linux/netlink.h>
 #include <sched.h>
 #include <string>
@@ -152,51 +148,6 @@ Napi::Value OpenNetnsPid(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-// sendGratuitousArp(netns, ifindex, mac, ipv4): one unsolicited ARP reply,
-// as `arping -c 1 -A -I <if> <ip>` sends, without its one-second wait.
-Napi::Value SendGratuitousArp(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int nsfd = CheckedFd(info, 0, "netns");
-  if (info.Length() < 4 || !info[1].IsNumber() || !info[2].IsBuffer() || !info[3].IsBuffer())
-    throw Napi::TypeError::New(env, "expected (netns, ifindex, mac: Buffer(6), ipv4: Buffer(4))");
-  int ifindex = info[1].As<Napi::Number>().Int32Value();
-  auto mac = info[2].As<Napi::Buffer<uint8_t>>();
-  auto ip = info[3].As<Napi::Buffer<uint8_t>>();
-  if (ifindex <= 0 || mac.Length() != ETH_ALEN || ip.Length() != 4)
-    throw Napi::TypeError::New(env, "expected a positive ifindex, a 6-byte MAC and a 4-byte IPv4 address");
-  RequireNetns(env, nsfd, "fd " + std::to_string(nsfd));
-  if (setns(nsfd, CLONE_NEWNET) != 0) throw ErrnoError(env, errno, "setns");
-  int sock = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
-  int err = errno;
-  ReturnHome();
-  if (sock < 0) throw ErrnoError(env, err, "socket", "AF_PACKET");
-
-  uint8_t packet[28];
-  struct arphdr* ah = reinterpret_cast<struct arphdr*>(packet);
-  ah->ar_hrd = htons(ARPHRD_ETHER);
-  ah->ar_pro = htons(ETH_P_IP);
-  ah->ar_hln = ETH_ALEN;
-  ah->ar_pln = 4;
-  ah->ar_op = htons(ARPOP_REPLY);
-  uint8_t* p = packet + sizeof(struct arphdr);
-  memcpy(p, mac.Data(), 6);       // sender MAC
-  memcpy(p + 6, ip.Data(), 4);    // sender IP
-  memcpy(p + 10, mac.Data(), 6);  // target MAC: our own, as an announcement
-  memcpy(p + 16, ip.Data(), 4);   // target IP: our own
-
-  struct sockaddr_ll to = {};
-  to.sll_family = AF_PACKET;
-  to.sll_protocol = htons(ETH_P_ARP);
-  to.sll_ifindex = ifindex;
-  to.sll_halen = ETH_ALEN;
-  memset(to.sll_addr, 0xff, ETH_ALEN);
-  ssize_t sent = sendto(sock, packet, sizeof(packet), 0, reinterpret_cast<struct sockaddr*>(&to), sizeof(to));
-  err = errno;
-  close(sock);
-  if (sent < 0) throw ErrnoError(env, err, "sendto", "ARP on ifindex " + std::to_string(ifindex));
-  return env.Undefined();
-}
-
 // lowestFreeFd(): the fd number the next socket() will get (barring a race),
 // so the netlink socket the `netlink` package creates can be found in O(1).
 Napi::Value LowestFreeFd(const Napi::CallbackInfo& info) {
@@ -251,7 +202,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openNetnsPid", Napi::Function::New(env, OpenNetnsPid));
   exports.Set("lowestFreeFd", Napi::Function::New(env, LowestFreeFd));
   exports.Set("configureNetlinkSocket", Napi::Function::New(env, ConfigureNetlinkSocket));
-  exports.Set("sendGratuitousArp", Napi::Function::New(env, SendGratuitousArp));
   RegisterSpawn(env, exports);
   return exports;
 }

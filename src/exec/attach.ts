@@ -1,5 +1,4 @@
-import { native } from '../native';
-import { AF_INET, AF_INET6 } from '../netlink/constants';
+import { AF_INET, AF_INET6, IPV4_DEVCONF_ARP_NOTIFY } from '../netlink/constants';
 import { NetlinkError } from '../netlink/error';
 import { PipeworkError } from '../errors';
 import { Request } from '../netlink/message';
@@ -79,12 +78,12 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
     for (let i = 0; i < steps.length; ) {
       if (opts.failAtStep === i) throw new InjectedFault(i);
       const step = steps[i];
-      if (inGuest(step) && step.op !== 'announce') {
+      if (inGuest(step)) {
         // Consecutive guest-side changes go out in one sendmsg.
         let end = i;
-        while (end < steps.length && inGuest(steps[end]) && steps[end].op !== 'announce' && opts.failAtStep !== end) end++;
-        const { index } = await guest();
-        const batch = steps.slice(i, end).map((s) => guestRequest(s, index));
+        while (end < steps.length && inGuest(steps[end]) && opts.failAtStep !== end) end++;
+        const link = await guest();
+        const batch = steps.slice(i, end).map((s) => guestRequest(s, link));
         const outcomes = await ns.guest.send(batch.map((b) => b.req));
         outcomes.forEach((o, k) => { if (!o.error) undo.push(batch[k].undo, 'guest'); });
         const failed = outcomes.find((o) => o.error);
@@ -103,8 +102,14 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
 }
 
 /** A guest-side step as one request and the request that reverses it. */
-function guestRequest(step: Step, index: number): { req: Request; undo: () => Request } {
+function guestRequest(step: Step, link: Link): { req: Request; undo: () => Request } {
+  const { index } = link;
   switch (step.op) {
+    case 'arp-notify': {
+      const set = (v: number) => setLink(index, { inetConf: { [IPV4_DEVCONF_ARP_NOTIFY]: v } }, `${step.ifname} arp_notify`);
+      const before = link.arpNotify ?? 0;
+      return { req: set(step.enable ? 1 : before), undo: () => set(before) };
+    }
     case 'guest-link-up':
       return { req: setLink(index, { up: true }, step.name), undo: () => setLink(index, { up: false }, step.name) };
     case 'add-address': {
@@ -200,11 +205,6 @@ async function runHostStep(
         netnsFd: s.hostFd, name: original.name, address: step.mac && original.mac ? macBytes(original.mac) : undefined,
         up: original.up, alias: alias && '',
       }, step.name), 'guest');
-      return;
-    }
-    case 'announce': {
-      const { index, mac } = await guest();
-      if (mac?.length === 17) native.sendGratuitousArp(ns.guestFd, index, macBytes(mac), step.address);
       return;
     }
     default:

@@ -28,6 +28,15 @@ export function checkNetnsName(name: string): string {
   return name;
 }
 
+/**
+ * A short, stable tag for a netns known only by its inode: namespace inodes
+ * are numbered from 0xF0000000, so the offset keeps names short (n337).
+ */
+function inodeTag(fd: number): string {
+  const ino = fstatSync(fd).ino;
+  return ino >= 0xf0000000 ? `n${ino - 0xf0000000}` : String(ino);
+}
+
 function opened(fd: number, tag: string, path: string, label: string, pid?: number): Guest {
   let open = true;
   return {
@@ -72,12 +81,11 @@ export function openGuest(spec: GuestSpec): Guest {
     if (!spec.path.startsWith('/')) throw new PipeworkError(`A network namespace path must be absolute: ${spec.path}`);
     try {
       const fd = native.openNetnsPath(spec.path);
-      return opened(fd, String(fstatSync(fd).ino), spec.path, spec.path);
+      return opened(fd, inodeTag(fd), spec.path, spec.path);
     } catch (e) {
       return explain(e, spec.path);
     }
   }
   const { fd } = spec;
-  const ino = fstatSync(fd).ino;
-  return { fd, tag: String(ino), path: `/proc/${process.pid}/fd/${fd}`, label: `netns fd ${fd}`, close() {} };
+  return { fd, tag: inodeTag(fd), path: `/proc/${process.pid}/fd/${fd}`, label: `netns fd ${fd}`, close() {} };
 }

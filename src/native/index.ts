@@ -15,8 +15,6 @@ export interface PipeworkNative {
   lowestFreeFd(): number;
   /** Enables extended/capped ACKs and strict checks on the netlink socket bound to port. */
   configureNetlinkSocket(hintFd: number, port: number): number;
-  /** Sends one unsolicited ARP reply (arping -A) from inside netnsFd. */
-  sendGratuitousArp(netnsFd: number, ifindex: number, mac: Buffer, ipv4: Buffer): void;
 }
 
 /** Thrown by the addon: a failed system call. */

@@ -62,6 +62,10 @@ export const IFLA_EXT_MASK = 29;
 export const IFLA_NET_NS_FD = 28;
 export const IFLA_CARRIER = 33;
 export const IFLA_LINK_NETNSID = 37;
+export const IFLA_AF_SPEC = 26;
+export const IFLA_INET_CONF = 1;
+/** IPV4_DEVCONF_ARP_NOTIFY: gratuitous ARP when the device comes up. */
+export const IPV4_DEVCONF_ARP_NOTIFY = 22;
 
 export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;

@@ -1,6 +1,6 @@
 import { Attr, bytes, cstring, nest, parseAttrs, s32, str, u32, writeAttrs, attrsLength } from './attributes';
 import {
-  AF_UNSPEC, IFF_LOWER_UP, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
+  AF_INET, AF_UNSPEC, IFF_LOWER_UP, IFLA_AF_SPEC, IFLA_INET_CONF, IPV4_DEVCONF_ARP_NOTIFY, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
   IFLA_IFALIAS, IFLA_LINK, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 } from './constants';
@@ -20,6 +20,8 @@ export interface LinkAttrs {
   up?: boolean;
   /** IFLA_IFALIAS; an empty string clears it. */
   alias?: string;
+  /** IPv4 per-device settings (IPV4_DEVCONF_* id -> value), as sysctl net.ipv4.conf.<if>.* */
+  inetConf?: Record<number, number>;
 }
 
 /** A link kind: its IFLA_INFO_KIND and the IFLA_INFO_DATA it owns. */
@@ -39,6 +41,10 @@ export function linkAttrs(a: LinkAttrs): Attr[] {
   if (a.address !== undefined) attrs.push(bytes(IFLA_ADDRESS, a.address));
   if (a.netnsFd !== undefined) attrs.push(u32(IFLA_NET_NS_FD, a.netnsFd));
   if (a.alias !== undefined) attrs.push(bytes(IFLA_IFALIAS, Buffer.from(a.alias)));
+  if (a.inetConf !== undefined) {
+    const conf = Object.entries(a.inetConf).map(([id, v]) => u32(Number(id), v));
+    attrs.push(nest(IFLA_AF_SPEC, [nest(AF_INET, [nest(IFLA_INET_CONF, conf)])]));
+  }
   return attrs;
 }
 
@@ -113,6 +119,8 @@ export interface Link {
   operstate?: number;
   carrier?: boolean;
   alias?: string;
+  /** net.ipv4.conf.<if>.arp_notify, when the link has IPv4 settings. */
+  arpNotify?: number;
 }
 
 export function parseLink(reply: Reply): Link {
@@ -136,7 +144,15 @@ export function parseLink(reply: Reply): Link {
     operstate: attrs.get(IFLA_OPERSTATE)?.readUInt8(0),
     carrier: attrs.has(IFLA_CARRIER) ? attrs.get(IFLA_CARRIER)!.readUInt8(0) === 1 : undefined,
     alias: cstring(attrs.get(IFLA_IFALIAS)) || undefined,
+    arpNotify: inetConf(attrs.get(IFLA_AF_SPEC), IPV4_DEVCONF_ARP_NOTIFY),
   };
+}
+
+/** One IPv4 devconf value from IFLA_AF_SPEC: AF_INET: IFLA_INET_CONF, an array of u32 indexed by id - 1. */
+function inetConf(afSpec: Buffer | undefined, id: number): number | undefined {
+  const conf = afSpec && parseAttrs(afSpec).get(AF_INET);
+  const values = conf && parseAttrs(conf).get(IFLA_INET_CONF);
+  return values && values.length >= id * 4 ? values.readUInt32LE((id - 1) * 4) : undefined;
 }
 
 export function formatMac(b: Buffer): string {

@@ -194,16 +194,16 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
     steps.push({ op: 'add-address', ifname: cif, cidr, broadcast: broadcastOf(cidr), nodad: r.nodad && cidr.family === 6 });
   }
   // The original's order: addresses, link up, routes (a route needs its device up).
+  // With an IPv4 address, the kernel announces it (gratuitous ARP) as the link comes up.
+  const announce = r.announce && r.addresses.some((a) => a.family === 4);
+  if (announce) steps.push({ op: 'arp-notify', ifname: cif, enable: true });
   steps.push({ op: 'guest-link-up', name: cif });
+  if (announce) steps.push({ op: 'arp-notify', ifname: cif, enable: false });
   if (r.gateway) {
     const gw = r.gateway;
     const onLink = r.addresses.some((a) => inPrefix(gw.bytes, a)) || o.gatewayRoutable === true;
     if (!onLink) steps.push({ op: 'add-gateway-route', ifname: cif, gateway: gw.bytes, family: gw.family });
     steps.push({ op: 'replace-default-route', ifname: cif, gateway: gw.bytes, family: gw.family });
-  }
-  if (r.announce) {
-    const v4 = r.addresses.find((a) => a.family === 4);
-    if (v4) steps.push({ op: 'announce', ifname: cif, address: v4.bytes });
   }
   return { guestPath: o.guestPath, containerInterface: cif, hostInterface, steps };
 }

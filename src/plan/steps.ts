@@ -28,7 +28,8 @@ export type Step =
   | { op: 'add-address'; ifname: string; cidr: Cidr; broadcast?: Buffer; nodad: boolean }
   | { op: 'add-gateway-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
   | { op: 'replace-default-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
-  | { op: 'announce'; ifname: string; address: Buffer };
+  /** Gratuitous ARP by the kernel itself: arp_notify on while the link comes up, then back as it was. */
+  | { op: 'arp-notify'; ifname: string; enable: boolean };
 
 /** An attach, fully decided: what to do, where, and what it will be called. */
 export interface AttachPlan {
@@ -42,7 +43,7 @@ export interface AttachPlan {
 
 /** Whether a step acts inside the guest netns (else in the host's). */
 export function inGuest(step: Step): boolean {
-  return ['guest-link-up', 'add-address', 'add-gateway-route', 'replace-default-route', 'announce'].includes(step.op);
+  return ['guest-link-up', 'add-address', 'add-gateway-route', 'replace-default-route', 'arp-notify'].includes(step.op);
 }
 
 const mtuArg = (mtu: number) => (mtu ? ` mtu ${mtu}` : '');
@@ -86,7 +87,7 @@ export function renderStep(step: Step, guestPath: string): string {
       return inNs(`ip -${step.family} route add ${formatIp(step.gateway)}/${step.family === 4 ? 32 : 128} dev ${step.ifname}`);
     case 'replace-default-route':
       return inNs(`ip -${step.family} route replace default via ${formatIp(step.gateway)} dev ${step.ifname}`);
-    case 'announce':
-      return inNs(`arping -c 1 -A -I ${step.ifname} ${formatIp(step.address)}`);
+    case 'arp-notify':
+      return inNs(`sysctl -w net.ipv4.conf.${step.ifname}.arp_notify=${step.enable ? '1' : '<previous value>'}`);
   }
 }
