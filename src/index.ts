@@ -10,7 +10,7 @@ import { AttachRequest, checkRequest, planAttach } from './plan/attach';
 import { AttachPlan, renderStep } from './plan/steps';
 import { ExecOptions, NetnsPair, executeAttach } from './exec/attach';
 import { DetachOutcome, executeDetach } from './exec/detach';
-import { lookupLinks, observe } from './exec/observe';
+import { linkByMac, lookupLinks, observe } from './exec/observe';
 import { parseRoute, parseRule } from './plan/ip-grammar';
 import { routeRequest } from './netlink/route';
 import { ruleRequest } from './netlink/rule';
@@ -34,6 +34,9 @@ export interface AttachResult {
   hostInterface?: string;
   addresses: string[];
   gateway?: string;
+  /** With DHCP: the DNS servers of the lease, and where they were written (the guest's own resolv.conf). */
+  dns?: string[];
+  resolvConf?: string;
 }
 
 export interface AttachOptions extends ExecOptions {}
@@ -72,14 +75,15 @@ export class Session {
     const checked = checkRequest(request);
     return this.withGuest(guest, async (g, ns) => {
       const plan = planAttach(checked, await observe(this.host, ns.guest, g, checked));
-      const { containerInterface: link, hostInterface } = await executeAttach(plan, ns, opts);
+      const { containerInterface: link, hostInterface, dhcp } = await executeAttach(plan, ns, opts);
       return {
         guest: g.label,
         netns: g.path,
         containerInterface: { name: link.name, index: link.index, mac: link.mac, mtu: link.mtu },
         hostInterface,
-        addresses: checked.addresses.map((a) => `${a.address}/${a.prefixLen}`),
+        addresses: dhcp ? dhcp.addresses : checked.addresses.map((a) => `${a.address}/${a.prefixLen}`),
         gateway: checked.gateway && formatIp(checked.gateway.bytes),
+        ...(dhcp ? { dns: dhcp.dns, resolvConf: dhcp.resolvConf } : {}),
       };
     });
   }
@@ -87,6 +91,16 @@ export class Session {
   /** Removes what attach made for the container interface (default eth1); harmless if already gone. */
   async detach(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachOutcome> {
     return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface));
+  }
+
+  /** `pipework unplug`: detach, plus the OVS port of the veth host end when there was one. */
+  async unplug(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachOutcome> {
+    return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface, { ovs: true }));
+  }
+
+  /** `mac:<addr>`: the name of the host interface with that MAC. */
+  async hostInterfaceByMac(mac: string): Promise<string> {
+    return (await linkByMac(this.host, mac)).name;
   }
 
   /** `ip route ARGS` inside the guest (`pipework route GUEST ARGS`), done over rtnetlink. */

@@ -17,6 +17,7 @@ import { createVlan } from '../netlink/kinds/vlan';
 import { AttachPlan, HostLink, Step, inGuest } from '../plan/steps';
 import { Undo } from './undo';
 import { runProgram } from '../run';
+import type { DhcpOutcome } from './dhcp';
 
 /** The sockets and fds an attach works with. */
 export interface NetnsPair {
@@ -35,6 +36,7 @@ export interface ExecOptions {
 export interface AttachOutcome {
   containerInterface: Link;
   hostInterface?: string;
+  dhcp?: DhcpOutcome;
 }
 
 const family = (f: 4 | 6) => (f === 4 ? AF_INET : AF_INET6);
@@ -70,6 +72,7 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
   const created = new Map<string, number>(); // host links made by this plan: name -> ifindex
   const resolve = (l: HostLink) => (l.index || created.get(l.name) || 0);
   let guestLink: Link | undefined;
+  let dhcp: DhcpOutcome | undefined;
   // Looked up once the container interface exists, by name: no dump.
   const guest = async () => (guestLink ??= parseLink((await ns.guest.request(getLinkByName(plan.containerInterface)))[0]));
 
@@ -91,10 +94,10 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
         i = end;
         continue;
       }
-      await runHostStep(step, ns, undo, created, resolve, guest);
+      dhcp = (await runHostStep(step, ns, undo, created, resolve, guest)) ?? dhcp;
       i++;
     }
-    return { containerInterface: await guest(), hostInterface: plan.hostInterface };
+    return { containerInterface: await guest(), hostInterface: plan.hostInterface, dhcp };
   } catch (e) {
     await undo.unwind();
     throw e;
@@ -136,7 +139,7 @@ function guestRequest(step: Step, link: Link): { req: Request; undo: () => Reque
 async function runHostStep(
   step: Step, ns: NetnsPair, undo: Undo, created: Map<string, number>,
   resolve: (l: HostLink) => number, guest: () => Promise<Link>,
-): Promise<void> {
+): Promise<DhcpOutcome | void> {
   const host = ns.host;
   const guestDelete = (name: string) => undo.push(() => deleteLinkByName(name), 'guest');
   switch (step.op) {
@@ -152,6 +155,10 @@ async function runHostStep(
       });
       return;
     }
+    case 'create-ovs-bridge':
+      await runProgram('ovs-vsctl', ['add-br', step.name]);
+      undo.pushAsync(() => runProgram('ovs-vsctl', ['--if-exists', 'del-br', step.name]));
+      return;
     case 'delete-host-link':
       await host.request(deleteLink(step.link.index, step.link.name));
       return;
@@ -206,6 +213,12 @@ async function runHostStep(
         up: original.up, alias: alias && '',
       }, step.name), 'guest');
       return;
+    }
+    case 'dhcp': {
+      const { runDhcpClient }: typeof import('./dhcp') = require('./dhcp');
+      const outcome = await runDhcpClient({ guestFd: ns.guestFd, ifname: step.ifname, request: step.request });
+      undo.pushAsync(() => outcome.stop());
+      return outcome;
     }
     default:
       throw new Error(`${step.op} is not a host-side step`);

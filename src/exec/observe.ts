@@ -8,7 +8,7 @@ import { CheckedRequest, Observed, hostKind } from '../plan/attach';
 import { vethHostName } from '../plan/names';
 import { Guest } from '../guest';
 import { PipeworkError } from '../errors';
-import { hasProgram, runProgram } from '../run';
+import { ovsRunning, runProgram } from '../run';
 
 const ENODEV = 19;
 
@@ -35,7 +35,7 @@ export async function linkByMac(sock: RtnlSocket, mac: string): Promise<Link> {
 /** True if name is an Open vSwitch bridge (asked of ovsdb only when OVS is installed). */
 async function isOvsBridge(name: string, link: Link): Promise<boolean> {
   if (link.kind === 'bridge' || !['openvswitch', 'tun'].includes(link.kind ?? '')) return false;
-  if (!hasProgram('ovs-vsctl')) return false;
+  if (!ovsRunning()) return false;
   try {
     await runProgram('ovs-vsctl', ['br-exists', name]);
     return true;
@@ -57,7 +57,8 @@ export async function observe(host: RtnlSocket, guestSock: RtnlSocket, guest: Gu
     guestPath: guest.path,
   };
   const kind = hostKind(r.hostInterface, o);
-  if (kind === 'bridge' || kind === 'new-bridge' || kind === 'ovs') o.localLink = localLink;
+  if (kind === 'new-ovs') o.ovsAvailable = ovsRunning();
+  if (['bridge', 'new-bridge', 'ovs', 'new-ovs'].includes(kind)) o.localLink = localLink;
   if (kind === 'phys') o.vlanLink = vlanLink;
   const gw = r.gateway;
   if (gw && !r.addresses.some((a) => inPrefix(gw.bytes, a))) {

@@ -25,6 +25,9 @@ export const NLMSGERR_ATTR_MSG = 1;
 export const NLA_F_NESTED = 0x8000;
 export const NLA_TYPE_MASK = 0x3fff;
 
+/** Multicast group of link notifications. */
+export const RTNLGRP_LINK = 1;
+
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 export const RTM_GETLINK = 18;

@@ -29,6 +29,7 @@ export class RtnlSocket {
   private readonly pending = new Map<number, Pending>();
   private seq = 0;
   private closed = false;
+  private onNotification?: (reply: Reply) => void;
 
   private constructor(raw: RawNetlinkSocket) {
     this.raw = raw;
@@ -90,6 +91,13 @@ export class RtnlSocket {
     return outcomes.map((o) => o.replies);
   }
 
+  /** Joins a multicast group (RTNLGRP_*); its messages go to fn, and keep the process alive until close(). */
+  subscribe(group: number, fn: (reply: Reply) => void): void {
+    this.onNotification = fn;
+    this.raw.addMembership(group);
+    this.raw.ref();
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -107,7 +115,10 @@ export class RtnlSocket {
     }
     for (const reply of replies) {
       const p = this.pending.get(reply.seq);
-      if (!p) continue;
+      if (!p) {
+        if (reply.seq === 0) this.onNotification?.(reply);
+        continue;
+      }
       if (reply.type === NLMSG_ERROR) {
         const errno = -reply.payload.readInt32LE(0);
         this.finish(reply.seq, p, errno === 0 ? undefined : new NetlinkError(errno, p.req.op, extackText(reply)));
@@ -121,7 +132,7 @@ export class RtnlSocket {
 
   private finish(seq: number, p: Pending, error: NetlinkError | undefined): void {
     this.pending.delete(seq);
-    if (this.pending.size === 0 && !this.closed) this.raw.unref();
+    if (this.pending.size === 0 && !this.closed && !this.onNotification) this.raw.unref();
     p.settle({ replies: p.replies, error });
   }
 

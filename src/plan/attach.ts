@@ -5,6 +5,7 @@ import { MACVLAN_MODES, MacvlanMode } from '../netlink/kinds/macvlan';
 import { Link } from '../netlink/link';
 import { checkIfname, vethHostName } from './names';
 import { AttachPlan, HostLink, Step } from './steps';
+import type { DhcpRequest } from '../exec/dhcp';
 
 /** What a caller asks for: the arguments of one `pipework` attach. */
 export interface AttachRequest {
@@ -29,6 +30,8 @@ export interface AttachRequest {
   nodad?: boolean;
   /** Send a gratuitous ARP after a static IPv4 address (default true). */
   announce?: boolean;
+  /** Get the address from a DHCP client instead (no addresses then). */
+  dhcp?: DhcpRequest;
 }
 
 /** The kernel state the plan depends on, read before planning. */
@@ -37,6 +40,8 @@ export interface Observed {
   host?: Link;
   /** True when the host interface is an Open vSwitch bridge. */
   hostIsOvs: boolean;
+  /** True when ovs-vsctl can reach an ovsdb (asked only for an absent `ovs*` name). */
+  ovsAvailable?: boolean;
   /** A link already named like the veth host end we would create. */
   localLink?: Link;
   /** The `<if>.<vid>` link, when a VLAN on a physical parent is asked for. */
@@ -77,6 +82,7 @@ export interface CheckedRequest {
   macvlanMode: MacvlanMode;
   nodad: boolean;
   announce: boolean;
+  dhcp?: DhcpRequest;
 }
 
 export function checkRequest(r: AttachRequest): CheckedRequest {
@@ -84,6 +90,7 @@ export function checkRequest(r: AttachRequest): CheckedRequest {
   if (r.containerInterface !== undefined) checkIfname(r.containerInterface, 'container interface');
   if (r.hostName !== undefined) checkIfname(r.hostName, 'local interface');
   const addresses = (r.addresses ?? []).filter((a) => a !== '0/0').map(parseCidr);
+  if (r.dhcp && (addresses.length || r.gateway)) throw new PipeworkError('DHCP and a static address exclude each other.');
   const gateway = r.gateway === undefined ? undefined : parseIp(r.gateway, 'gateway');
   if (gateway && addresses.length && !addresses.some((a) => a.family === gateway.family))
     throw new PipeworkError(`The gateway ${r.gateway} is not of the same IP family as the address.`);
@@ -102,6 +109,7 @@ export function checkRequest(r: AttachRequest): CheckedRequest {
     macvlanMode: mode,
     nodad: r.nodad ?? false,
     announce: r.announce ?? true,
+    dhcp: r.dhcp,
   };
 }
 
@@ -132,7 +140,10 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
     case 'ovs':
     case 'new-ovs': {
       if (kind === 'new-bridge') steps.push({ op: 'create-bridge', name: r.hostInterface });
-      if (kind === 'new-ovs') throw new PipeworkError('Need OVS installed on the system to create an ovs bridge');
+      if (kind === 'new-ovs') {
+        if (!o.ovsAvailable) throw new PipeworkError('Need OVS installed on the system to create an ovs bridge');
+        steps.push({ op: 'create-ovs-bridge', name: r.hostInterface });
+      }
       const hostName = r.hostName ?? vethHostName(cif, o.guestTag);
       if (o.localLink) {
         if (o.localLink.up) throw new PipeworkError(`Link ${hostName} exists and is up`);
@@ -141,7 +152,7 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
       // Index 0: a bridge this plan creates, resolved by the executor once it exists.
       const master = kind === 'bridge' ? hostLink(o.host!) : kind === 'new-bridge' ? { name: r.hostInterface, index: 0 } : undefined;
       steps.push({ op: 'create-veth', hostName, master, mtu, peerName: cif, mac: r.mac });
-      if (kind === 'ovs') {
+      if (kind === 'ovs' || kind === 'new-ovs') {
         steps.push({
           op: 'ovs-add-port', bridge: r.hostInterface, port: hostName,
           vlan: r.vlan === undefined ? undefined : vlanId(r.vlan),
@@ -205,5 +216,6 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
     if (!onLink) steps.push({ op: 'add-gateway-route', ifname: cif, gateway: gw.bytes, family: gw.family });
     steps.push({ op: 'replace-default-route', ifname: cif, gateway: gw.bytes, family: gw.family });
   }
+  if (r.dhcp) steps.push({ op: 'dhcp', ifname: cif, request: r.dhcp });
   return { guestPath: o.guestPath, containerInterface: cif, hostInterface, steps };
 }

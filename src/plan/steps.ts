@@ -1,6 +1,8 @@
 import { Cidr, formatIp } from '../addressing';
 import { formatMac } from '../netlink/link';
 import { MacvlanMode } from '../netlink/kinds/macvlan';
+import type { DhcpRequest } from '../exec/dhcp';
+import { dhcpCommandLine } from './dhcp';
 
 /** A link in the host netns, known by name and, once it exists, by ifindex. */
 export interface HostLink {
@@ -15,6 +17,7 @@ export interface HostLink {
  */
 export type Step =
   | { op: 'create-bridge'; name: string }
+  | { op: 'create-ovs-bridge'; name: string }
   | { op: 'delete-host-link'; link: HostLink }
   | { op: 'host-link-up'; link: HostLink }
   | { op: 'create-vlan'; parent: HostLink; name: string; vid: number; mtu: number }
@@ -29,7 +32,9 @@ export type Step =
   | { op: 'add-gateway-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
   | { op: 'replace-default-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
   /** Gratuitous ARP by the kernel itself: arp_notify on while the link comes up, then back as it was. */
-  | { op: 'arp-notify'; ifname: string; enable: boolean };
+  | { op: 'arp-notify'; ifname: string; enable: boolean }
+  /** A DHCP client for the container interface, in the guest netns and a private mount namespace. */
+  | { op: 'dhcp'; ifname: string; request: DhcpRequest };
 
 /** An attach, fully decided: what to do, where, and what it will be called. */
 export interface AttachPlan {
@@ -56,6 +61,8 @@ export function renderStep(step: Step, guestPath: string): string {
   switch (step.op) {
     case 'create-bridge':
       return `ip link add name ${step.name} up type bridge`;
+    case 'create-ovs-bridge':
+      return `ovs-vsctl add-br ${step.name}`;
     case 'delete-host-link':
       return `ip link del dev ${step.link.name}`;
     case 'host-link-up':
@@ -87,6 +94,10 @@ export function renderStep(step: Step, guestPath: string): string {
       return inNs(`ip -${step.family} route add ${formatIp(step.gateway)}/${step.family === 4 ? 32 : 128} dev ${step.ifname}`);
     case 'replace-default-route':
       return inNs(`ip -${step.family} route replace default via ${formatIp(step.gateway)} dev ${step.ifname}`);
+    case 'dhcp':
+      return step.request.client === 'dhcp'
+        ? `docker run -d --rm --net container:${step.request.docker?.id ?? step.request.hostname} --cap-add NET_ADMIN busybox ${dhcpCommandLine(step.ifname, step.request).join(' ')}`
+        : inNs(dhcpCommandLine(step.ifname, step.request).join(' '));
     case 'arp-notify':
       return inNs(`sysctl -w net.ipv4.conf.${step.ifname}.arp_notify=${step.enable ? '1' : '<previous value>'}`);
   }

@@ -1,5 +1,5 @@
 import { ChildProcess, SpawnOptions, spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { native } from '../native';
 
@@ -51,6 +51,12 @@ export function runProgram(file: string, args: string[], opts: RunOptions = {}):
 
 function notFound(file: string, e: Error & { code?: string }): Error {
   return e.code === 'ENOENT' ? new PipeworkError(`${file} not found: is it installed?`) : e;
+}
+
+/** True when ovs-vsctl is installed and an ovsdb-server answers on its socket. */
+export function ovsRunning(): boolean {
+  const dir = process.env.OVS_RUNDIR ?? '/var/run/openvswitch';
+  return hasProgram('ovs-vsctl') && existsSync(`${dir}/db.sock`);
 }
 
 /** True if the program is on PATH (checked without running it). */
