@@ -16,11 +16,14 @@ import { routeRequest } from './netlink/route';
 import { ruleRequest } from './netlink/rule';
 import { PipeworkError } from './errors';
 import { formatIp } from './addressing';
+import { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult, attachMany, detachMany } from './bulk';
+import { dumpLinks } from './netlink/link';
 
 export type { AttachRequest } from './plan/attach';
 export type { AttachPlan, Step } from './plan/steps';
 export type { GuestSpec, Guest } from './guest';
 export type { DetachOutcome } from './exec/detach';
+export type { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult } from './bulk';
 export { PipeworkError };
 export { NetlinkError } from './netlink/error';
 export { openGuest } from './guest';
@@ -96,6 +99,23 @@ export class Session {
   /** `pipework unplug`: detach, plus the OVS port of the veth host end when there was one. */
   async unplug(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachOutcome> {
     return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface, { ovs: true }));
+  }
+
+  /** Attaches many containers with bounded concurrency; results stream back as they complete. */
+  attachMany(items: Iterable<BulkAttachItem> | AsyncIterable<BulkAttachItem>, opts?: BulkOptions & AttachOptions): AsyncGenerator<BulkResult<AttachResult>> {
+    return attachMany(this, items, opts);
+  }
+
+  /** Detaches many containers with bounded concurrency; results stream back as they complete. */
+  detachMany(items: Iterable<BulkDetachItem> | AsyncIterable<BulkDetachItem>, opts?: BulkOptions): AsyncGenerator<BulkResult<DetachOutcome>> {
+    return detachMany(this, items, opts);
+  }
+
+  /** How many ports a Linux bridge has (0 for anything else): one kernel-filtered dump. */
+  async bridgePortCount(name: string): Promise<number> {
+    const [link] = await lookupLinks(this.host, [name]);
+    if (link?.kind !== 'bridge') return 0;
+    return (await this.host.request(dumpLinks(link.index))).length;
   }
 
   /** `mac:<addr>`: the name of the host interface with that MAC. */

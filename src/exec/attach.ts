@@ -44,6 +44,7 @@ const family = (f: 4 | 6) => (f === 4 ? AF_INET : AF_INET6);
 /** The module that provides each link kind, for the message when the kernel lacks it. */
 const KIND_MODULE: Record<string, string> = { veth: 'veth', bridge: 'bridge', macvlan: 'macvlan', vlan: '8021q', ipoib: 'ib_ipoib', dummy: 'dummy' };
 const EOPNOTSUPP = 95;
+const EXFULL = 54;
 
 /** Creates a link; a kernel without the kind gets a message that names it and its module. */
 async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promise<void> {
@@ -52,6 +53,8 @@ async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promi
   } catch (e) {
     if (e instanceof NetlinkError && e.errno === EOPNOTSUPP)
       throw new PipeworkError(`This kernel cannot create ${kind} links (module ${KIND_MODULE[kind]} not available): ${e.message}`);
+    if (e instanceof NetlinkError && e.errno === EXFULL)
+      throw new PipeworkError(`The bridge is full: Linux bridges hold at most 1024 ports (${e.message}); spread the containers over several bridges.`);
     throw e;
   }
 }
