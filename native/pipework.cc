@@ -167,7 +167,8 @@ bool IsNetlinkPort(int fd, uint32_t port) {
 
 // configureNetlinkSocket(hintFd, port): finds the netlink socket bound to
 // port (at hintFd, else by scanning) and asks the kernel for extended ACKs
-// (its error text), capped ACKs (no request echoed back) and strict checks.
+// (its error text), capped ACKs (no request echoed back), strict checks and
+// a large receive buffer.
 Napi::Value ConfigureNetlinkSocket(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
@@ -190,6 +191,11 @@ Napi::Value ConfigureNetlinkSocket(const Napi::CallbackInfo& info) {
   const char* names[] = {"setsockopt(NETLINK_EXT_ACK)", "setsockopt(NETLINK_CAP_ACK)", "setsockopt(NETLINK_GET_STRICT_CHK)"};
   for (int i = 0; i < 3; i++)
     if (setsockopt(fd, SOL_NETLINK, options[i], &one, sizeof(one)) != 0) throw ErrnoError(env, errno, names[i]);
+  // A full receive buffer makes the kernel drop replies (ENOBUFS), which the
+  // `netlink` package cannot survive: give it room beyond rmem_max when allowed.
+  int rcvbuf = 4 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   return Napi::Number::New(env, fd);
 }
 

@@ -1,8 +1,15 @@
 // spawnIsolated: starts a program inside a given network namespace and/or a
-// new private mount namespace with scratch files bind-mounted over chosen
-// paths. DHCP client scripts rewrite /etc/resolv.conf in whatever mount
-// namespace they run in; this keeps them away from the host's copy. Node's
-// child_process cannot run code between fork and exec, hence this file.
+// new private mount namespace with scratch files bind-mounted (or scratch
+// overlays mounted) over chosen paths, optionally in a private UTS namespace
+// and a new session. DHCP client scripts rewrite /etc/resolv.conf (Debian's
+// dhclient-script even renames a temp file onto it, which a file bind mount
+// refuses with EBUSY) and may set the hostname in whatever namespaces they
+// run in; this keeps them away from the host's. Node's child_process cannot
+// run code between fork and exec, hence this file.
+//
+// openInRoot: opens a path inside another root (a container's
+// /proc/<pid>/root) with openat2(RESOLVE_IN_ROOT), so symlinks in the
+// container's tree can never lead to the host's files.
 //
 // Only the child ever calls setns/unshare/mount: the parent's namespaces are
 // never touched. The child is watched through a pidfd on a libuv poll handle
@@ -15,6 +22,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string>
@@ -26,6 +34,9 @@
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
 #endif
 
 extern char** environ;
@@ -63,11 +74,18 @@ int OptionalFd(Napi::Env env, Napi::Object opts, const char* name, int fallback)
 }
 
 // What the child reports through the error pipe when a step before exec fails.
-enum Step : int { kSetns, kUnshare, kMakePrivate, kBindMount, kStdio, kExec };
+enum Step : int { kSetns, kUnshare, kMakePrivate, kBindMount, kStdio, kExec, kUnshareUts, kSethostname, kOverlay, kSetsid };
 struct ChildFailure {
   int step;
   int err;
-  int index;  // which bind mount or which stdio fd
+  int index;  // which bind mount, overlay or stdio fd
+};
+
+// An overlay mounted over target in the child's private mount namespace:
+// reads see lower (default: target itself), writes land in upper.
+struct Overlay {
+  std::string target;
+  std::string options;  // "lowerdir=...,upperdir=...,workdir=..."
 };
 
 // Everything the child needs, built before fork: after fork in a
@@ -84,9 +102,30 @@ struct Plan {
   bool inheritEnv = true;
   int netnsFd = -1;
   bool privateMounts = false;
+  std::vector<Overlay> overlays;
   std::vector<std::pair<std::string, std::string>> binds;
+  bool privateUts = false;
+  bool setHostname = false;
+  std::string hostname;
+  bool newSession = false;
+  bool unref = false;
   int stdioFds[3] = {-1, -1, -1};
 };
+
+bool Flag(Napi::Object opts, const char* name) {
+  Napi::Value v = opts.Get(name);
+  return !v.IsUndefined() && !v.IsNull() && v.ToBoolean().Value();
+}
+
+// A path for overlayfs's option string: the kernel splits it at ',' and ':'
+// (and treats '\\' as an escape), so such paths are refused, not mangled.
+std::string OverlayPath(Napi::Env env, Napi::Value v, const std::string& what) {
+  std::string s = CString(env, v, what);
+  if (s.empty() || s[0] != '/') throw Napi::TypeError::New(env, what + " must be an absolute path");
+  if (s.find_first_of(",:\\") != std::string::npos)
+    throw Napi::TypeError::New(env, what + " must not contain ',', ':' or '\\' (overlayfs option syntax)");
+  return s;
+}
 
 void BuildCandidates(Plan& plan, const char* pathVar) {
   if (plan.file.find('/') != std::string::npos) {
@@ -142,8 +181,39 @@ Plan ParseOptions(Napi::Env env, Napi::Object opts) {
   BuildCandidates(plan, pathVar);
 
   plan.netnsFd = OptionalFd(env, opts, "netnsFd", -1);
-  Napi::Value pm = opts.Get("privateMounts");
-  plan.privateMounts = !pm.IsUndefined() && !pm.IsNull() && pm.ToBoolean().Value();
+  plan.privateMounts = Flag(opts, "privateMounts");
+  plan.privateUts = Flag(opts, "privateUts");
+  plan.newSession = Flag(opts, "newSession");
+  plan.unref = Flag(opts, "unref");
+  Napi::Value hn = opts.Get("hostname");
+  if (!hn.IsUndefined() && !hn.IsNull()) {
+    plan.hostname = CString(env, hn, "hostname");
+    if (plan.hostname.empty() || plan.hostname.size() > 64)
+      throw Napi::TypeError::New(env, "hostname must be 1 to 64 bytes");
+    // Setting it outside a private UTS namespace would rename the host.
+    if (!plan.privateUts) throw Napi::TypeError::New(env, "hostname requires privateUts: true");
+    plan.setHostname = true;
+  }
+
+  Napi::Value ov = opts.Get("overlays");
+  if (!ov.IsUndefined() && !ov.IsNull()) {
+    if (!ov.IsArray()) throw Napi::TypeError::New(env, "overlays must be an array of { target, upper, work, lower? }");
+    Napi::Array a = ov.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value item = a.Get(i);
+      std::string at = "overlays[" + std::to_string(i) + "]";
+      if (!item.IsObject() || item.IsArray()) throw Napi::TypeError::New(env, at + " must be { target, upper, work, lower? }");
+      Napi::Object o = item.As<Napi::Object>();
+      std::string target = OverlayPath(env, o.Get("target"), at + ".target");
+      Napi::Value lv = o.Get("lower");
+      std::string lower = lv.IsUndefined() || lv.IsNull() ? target : OverlayPath(env, lv, at + ".lower");
+      std::string upper = OverlayPath(env, o.Get("upper"), at + ".upper");
+      std::string work = OverlayPath(env, o.Get("work"), at + ".work");
+      plan.overlays.push_back({target, "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work});
+    }
+    if (!plan.overlays.empty() && !plan.privateMounts)
+      throw Napi::TypeError::New(env, "overlays requires privateMounts: true");
+  }
 
   Napi::Value bm = opts.Get("bindMounts");
   if (!bm.IsUndefined() && !bm.IsNull()) {
@@ -197,12 +267,23 @@ Plan ParseOptions(Napi::Env env, Napi::Object opts) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
 
+  // A new session: no controlling terminal, and signals sent to our process
+  // group (Ctrl-C in the shell that ran us) do not reach a client left running.
+  if (plan.newSession && setsid() < 0) Fail(errPipe, kSetsid, errno);
   if (plan.netnsFd >= 0 && setns(plan.netnsFd, CLONE_NEWNET) != 0) Fail(errPipe, kSetns, errno);
+  if (plan.privateUts) {
+    if (unshare(CLONE_NEWUTS) != 0) Fail(errPipe, kUnshareUts, errno);
+    if (plan.setHostname && sethostname(plan.hostname.data(), plan.hostname.size()) != 0) Fail(errPipe, kSethostname, errno);
+  }
   if (plan.privateMounts) {
     if (unshare(CLONE_NEWNS) != 0) Fail(errPipe, kUnshare, errno);
     // Without this, mounts below would propagate back into shared peers,
     // including the host's mount namespace.
     if (mount("", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) Fail(errPipe, kMakePrivate, errno);
+    // Overlays first, so a bind mount can still cover a path inside one.
+    for (size_t i = 0; i < plan.overlays.size(); i++)
+      if (mount("overlay", plan.overlays[i].target.c_str(), "overlay", 0, plan.overlays[i].options.c_str()) != 0)
+        Fail(errPipe, kOverlay, errno, static_cast<int>(i));
     for (size_t i = 0; i < plan.binds.size(); i++)
       if (mount(plan.binds[i].first.c_str(), plan.binds[i].second.c_str(), nullptr, MS_BIND, nullptr) != 0)
         Fail(errPipe, kBindMount, errno, static_cast<int>(i));
@@ -247,6 +328,17 @@ Napi::Error FailureError(Napi::Env env, const Plan& plan, const ChildFailure& f)
       return ErrnoError(env, f.err, "setns", "netns fd " + std::to_string(plan.netnsFd));
     case kUnshare:
       return ErrnoError(env, f.err, "unshare", "CLONE_NEWNS");
+    case kUnshareUts:
+      return ErrnoError(env, f.err, "unshare", "CLONE_NEWUTS");
+    case kSethostname:
+      return ErrnoError(env, f.err, "sethostname", plan.hostname);
+    case kSetsid:
+      return ErrnoError(env, f.err, "setsid");
+    case kOverlay: {
+      size_t i = static_cast<size_t>(f.index);
+      std::string what = i < plan.overlays.size() ? plan.overlays[i].options + " on " + plan.overlays[i].target : "?";
+      return ErrnoError(env, f.err, "mount", "overlay " + what);
+    }
     case kMakePrivate:
       return ErrnoError(env, f.err, "mount", "making / private");
     case kBindMount: {
@@ -353,7 +445,8 @@ void OnChildReadable(uv_poll_t* handle, int status, int /*events*/) {
   Finish(w);
 }
 
-// spawnIsolated({ file, args, env?, netnsFd?, privateMounts?, bindMounts?,
+// spawnIsolated({ file, args, env?, netnsFd?, privateMounts?, overlays?, bindMounts?,
+// privateUts?, hostname?, newSession?, unref?,
 // stdoutFd?, stderrFd? }): { pid, exited }. Throws synchronously when any step
 // before exec (or exec itself) fails in the child; the child is then reaped.
 Napi::Value SpawnIsolated(const Napi::CallbackInfo& info) {
@@ -455,6 +548,9 @@ Napi::Value SpawnIsolated(const Napi::CallbackInfo& info) {
     delete w;
     throw ErrnoError(env, -uvErr, "uv_poll_init", "pidfd");
   }
+  // unref: a client meant to outlive us must not keep our event loop alive;
+  // `exited` still settles whenever the loop runs anyway.
+  if (plan.unref) uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));
   napi_add_env_cleanup_hook(env, CleanupHook, w);
 
   Napi::Object result = Napi::Object::New(env);
@@ -463,8 +559,38 @@ Napi::Value SpawnIsolated(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// openInRoot(root, path, flags, mode?): an fd for path resolved as if root
+// were "/" (openat2 RESOLVE_IN_ROOT: "..", absolute symlinks and symlinks
+// in the middle all stay inside root; no magic links). For writing into a
+// container's files through /proc/<pid>/root without following its symlinks
+// out to the host. The caller owns (and closes) the fd.
+Napi::Value OpenInRoot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3) throw Napi::TypeError::New(env, "openInRoot(root, path, flags, mode?)");
+  std::string root = CString(env, info[0], "root");
+  std::string path = CString(env, info[1], "path");
+  if (!info[2].IsNumber()) throw Napi::TypeError::New(env, "flags must be a number");
+  int flags = info[2].As<Napi::Number>().Int32Value();
+  unsigned mode = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 0644;
+  int dirfd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) throw ErrnoError(env, errno, "open", root);
+  struct open_how how;
+  memset(&how, 0, sizeof(how));
+  how.flags = static_cast<uint64_t>(static_cast<unsigned>(flags | O_CLOEXEC));
+  if (flags & (O_CREAT | O_TMPFILE)) how.mode = mode & 07777;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  int fd;
+  do fd = static_cast<int>(syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof(how)));
+  while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+  int err = errno;
+  close(dirfd);
+  if (fd < 0) throw ErrnoError(env, err, "openat2", path + " in " + root);
+  return Napi::Number::New(env, fd);
+}
+
 }  // namespace
 
 void RegisterSpawn(Napi::Env env, Napi::Object exports) {
   exports.Set("spawnIsolated", Napi::Function::New(env, SpawnIsolated));
+  exports.Set("openInRoot", Napi::Function::New(env, OpenInRoot));
 }

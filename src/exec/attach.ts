@@ -1,7 +1,7 @@
-import { AF_INET, AF_INET6, IPV4_DEVCONF_ARP_NOTIFY } from '../netlink/constants';
+import { AF_INET, AF_INET6, IPV4_DEVCONF_ARP_NOTIFY, NLM_F_ECHO } from '../netlink/constants';
 import { NetlinkError } from '../netlink/error';
 import { PipeworkError } from '../errors';
-import { Request } from '../netlink/message';
+import { Reply, Request } from '../netlink/message';
 import { RtnlSocket } from '../netlink/socket';
 import { addAddress, deleteAddress } from '../netlink/address';
 import { routeRequest } from '../netlink/route';
@@ -16,6 +16,8 @@ import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
 import { AttachPlan, HostLink, Step, inGuest } from '../plan/steps';
 import { Undo } from './undo';
+import { readFileSync } from 'node:fs';
+import { native } from '../native';
 import { runProgram } from '../run';
 import type { DhcpOutcome } from './dhcp';
 
@@ -47,9 +49,9 @@ const EOPNOTSUPP = 95;
 const EXFULL = 54;
 
 /** Creates a link; a kernel without the kind gets a message that names it and its module. */
-async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promise<void> {
+async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promise<Reply[]> {
   try {
-    await sock.request(req);
+    return await sock.request(req);
   } catch (e) {
     if (e instanceof NetlinkError && e.errno === EOPNOTSUPP)
       throw new PipeworkError(`This kernel cannot create ${kind} links (module ${KIND_MODULE[kind]} not available): ${e.message}`);
@@ -78,6 +80,8 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
   let dhcp: DhcpOutcome | undefined;
   // Looked up once the container interface exists, by name: no dump.
   const guest = async () => (guestLink ??= parseLink((await ns.guest.request(getLinkByName(plan.containerInterface)))[0]));
+  // The veth's creation reply (NLM_F_ECHO) names the peer's index: no lookup needed before the guest batch.
+  const known: { index?: number } = {};
 
   try {
     const steps = plan.steps;
@@ -88,16 +92,23 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
         // Consecutive guest-side changes go out in one sendmsg.
         let end = i;
         while (end < steps.length && inGuest(steps[end]) && opts.failAtStep !== end) end++;
-        const link = await guest();
+        // A veth just made: its index came with the creation reply; its IPv4 settings are the netns defaults.
+        const announces = steps.slice(i, end).some((s) => s.op === 'arp-notify');
+        const link = guestLink ?? (known.index
+          ? { index: known.index, arpNotify: announces ? defaultArpNotify(ns.guestFd) : undefined } as Link
+          : await guest());
         const batch = steps.slice(i, end).map((s) => guestRequest(s, link));
-        const outcomes = await ns.guest.send(batch.map((b) => b.req));
+        // The link's state after the batch comes back in the same sendmsg.
+        const outcomes = await ns.guest.send([...batch.map((b) => b.req), getLinkByName(plan.containerInterface)]);
+        const after = outcomes.pop()!;
         outcomes.forEach((o, k) => { if (!o.error) undo.push(batch[k].undo, 'guest'); });
         const failed = outcomes.find((o) => o.error);
         if (failed) throw failed.error;
+        if (!after.error) guestLink = parseLink(after.replies[0]);
         i = end;
         continue;
       }
-      dhcp = (await runHostStep(step, ns, undo, created, resolve, guest)) ?? dhcp;
+      dhcp = (await runHostStep(step, ns, undo, created, resolve, guest, known)) ?? dhcp;
       i++;
     }
     return { containerInterface: await guest(), hostInterface: plan.hostInterface, dhcp };
@@ -141,7 +152,7 @@ function guestRequest(step: Step, link: Link): { req: Request; undo: () => Reque
 
 async function runHostStep(
   step: Step, ns: NetnsPair, undo: Undo, created: Map<string, number>,
-  resolve: (l: HostLink) => number, guest: () => Promise<Link>,
+  resolve: (l: HostLink) => number, guest: () => Promise<Link>, known: { index?: number },
 ): Promise<DhcpOutcome | void> {
   const host = ns.host;
   const guestDelete = (name: string) => undo.push(() => deleteLinkByName(name), 'guest');
@@ -176,13 +187,16 @@ async function runHostStep(
       undo.push(() => deleteLinkByName(step.name));
       created.set(step.name, parseLink((await host.request(getLinkByName(step.name)))[0]).index);
       return;
-    case 'create-veth':
-      await createLinkOf(host, 'veth', createVeth(
+    case 'create-veth': {
+      const req = createVeth(
         { name: step.hostName, mtu: step.mtu || undefined, master: step.master && resolve(step.master), up: true },
         { name: step.peerName, mtu: step.mtu || undefined, address: step.mac, netnsFd: ns.guestFd },
-      ));
+      );
+      const [echo] = await createLinkOf(host, 'veth', { ...req, flags: req.flags | NLM_F_ECHO });
       undo.push(() => deleteLinkByName(step.hostName));
+      known.index = echo && parseLink(echo).parent;
       return;
+    }
     case 'ovs-add-port': {
       const ids = Object.entries(step.externalIds).map(([k, v]) => `external-ids:${k}=${v}`);
       await runProgram('ovs-vsctl', ['--may-exist', 'add-port', step.bridge, step.port, ...(step.vlan ? [`tag=${step.vlan}`] : []),
@@ -226,6 +240,14 @@ async function runHostStep(
     default:
       throw new Error(`${step.op} is not a host-side step`);
   }
+}
+
+/**
+ * net.ipv4.conf.default.arp_notify of the guest: what a link created there
+ * starts with. /proc/sys/net resolves in the netns of the thread that opens it.
+ */
+function defaultArpNotify(netnsFd: number): number {
+  return Number(native.withNetns(netnsFd, () => readFileSync('/proc/sys/net/ipv4/conf/default/arp_notify', 'utf8')));
 }
 
 /** IFLA_IFALIAS of a link moved in with --direct-phys: its name on the host. */

@@ -13,6 +13,13 @@ export interface Outcome {
   error?: NetlinkError;
 }
 
+/**
+ * Requests outstanding per socket at most; more wait their turn. With at most
+ * this many replies queued the receive buffer cannot overflow (an overflow
+ * loses replies, and the `netlink` package aborts the process on ENOBUFS).
+ */
+const MAX_IN_FLIGHT = 256;
+
 interface Pending {
   req: Request;
   replies: Reply[];
@@ -30,6 +37,7 @@ export class RtnlSocket {
   private seq = 0;
   private closed = false;
   private onNotification?: (reply: Reply) => void;
+  private readonly waiting: (() => void)[] = [];
 
   private constructor(raw: RawNetlinkSocket) {
     this.raw = raw;
@@ -60,9 +68,13 @@ export class RtnlSocket {
    * order. The kernel runs every message even after one fails, so callers
    * only batch requests that are safe to run that way.
    */
-  send(reqs: Request[]): Promise<Outcome[]> {
-    if (this.closed) return Promise.reject(new Error('netlink socket is closed'));
-    if (reqs.length === 0) return Promise.resolve([]);
+  async send(reqs: Request[]): Promise<Outcome[]> {
+    if (this.closed) throw new Error('netlink socket is closed');
+    if (reqs.length === 0) return [];
+    while (this.pending.size > 0 && this.pending.size + reqs.length > MAX_IN_FLIGHT) {
+      await new Promise<void>((resume) => this.waiting.push(resume));
+    }
+    if (this.closed) throw new Error('netlink socket is closed');
     const buffers: Buffer[] = [];
     const results = reqs.map((req) => {
       const seq = (this.seq = (this.seq + 1) >>> 0 || 1);
@@ -134,6 +146,7 @@ export class RtnlSocket {
     this.pending.delete(seq);
     if (this.pending.size === 0 && !this.closed && !this.onNotification) this.raw.unref();
     p.settle({ replies: p.replies, error });
+    this.waiting.shift()?.();
   }
 
   private failAll(error: NetlinkError): void {

@@ -109,6 +109,8 @@ describe('veth on a Linux bridge', () => {
     await new Promise((res) => setTimeout(res, 200));
     const neigh = ipj<any[]>(guests[0], 'neigh', 'show', '10.66.0.3');
     expect(neigh).toEqual([expect.objectContaining({ lladdr: r.containerInterface.mac })]);
+    // arp_notify was only on while the link came up.
+    expect(inNetns(guests[1], 'sysctl', ['-n', 'net.ipv4.conf.eth1.arp_notify']).trim()).toBe('0');
   });
 });
 
