@@ -9,7 +9,7 @@ import { Guest, GuestSpec, openGuest } from './guest';
 import { AttachRequest, checkRequest, planAttach } from './plan/attach';
 import { AttachPlan, renderStep } from './plan/steps';
 import { ExecOptions, NetnsPair, executeAttach } from './exec/attach';
-import { DetachOutcome, executeDetach } from './exec/detach';
+import { DetachOutcome, deleteGroup, detachOrGroup, executeDetach } from './exec/detach';
 import { linkByMac, lookupLinks, observe } from './exec/observe';
 import { parseRoute, parseRule } from './plan/ip-grammar';
 import { routeRequest } from './netlink/route';
@@ -109,6 +109,16 @@ export class Session {
   /** Detaches many containers with bounded concurrency; results stream back as they complete. */
   detachMany(items: Iterable<BulkDetachItem> | AsyncIterable<BulkDetachItem>, opts?: BulkOptions): AsyncGenerator<BulkResult<DetachOutcome>> {
     return detachMany(this, items, opts);
+  }
+
+  /** Bulk teardown's first half: see detachOrGroup (src/exec/detach.ts). */
+  async detachOrGroup(guest: GuestArg, containerInterface = 'eth1', group: number): Promise<{ outcome: DetachOutcome; grouped: boolean }> {
+    return this.withGuest(guest, (_g, ns) => detachOrGroup(ns, containerInterface, group));
+  }
+
+  /** Bulk teardown's second half: every host link of the group, deleted at once. */
+  async deleteLinkGroup(group: number): Promise<void> {
+    await deleteGroup({ host: this.host }, group);
   }
 
   /** How many ports a Linux bridge has (0 for anything else): one kernel-filtered dump. */

@@ -139,6 +139,11 @@ export function parseArgs(argv: string[]): Command {
     if (rest.length > 1 || (rest.length === 1 && rest[0] !== 'unplug')) throw new PipeworkError(`Unexpected argument with --batch: ${rest[0]}`);
     return { kind: 'batch', file: batch, unplug: rest[0] === 'unplug', opts };
   }
+  if (rest[0] === 'unplug' && rest[1] === '--batch') {
+    if (rest[2] === undefined) throw new PipeworkError('--batch needs a value.');
+    if (rest.length > 3) throw new PipeworkError(`Unexpected argument with --batch: ${rest[3]}`);
+    return { kind: 'batch', file: rest[2], unplug: true, opts };
+  }
   if (rest[0] === 'unplug') {
     const guest = rest[1];
     if (!guest) return { kind: 'usage' };

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command, GlobalOptions, parseArgs } from './args';
@@ -53,14 +54,51 @@ function lineCommand(words: string[], unplug: boolean, opts: GlobalOptions): Com
   return cmd;
 }
 
+/** A parsed batch line, or why it could not be parsed. */
+interface Line {
+  no: number;
+  cmd?: Command;
+  error?: Error;
+}
+
+async function* parsedLines(lines: AsyncIterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
+  let no = 0;
+  for await (const text of lines) {
+    no++;
+    try {
+      const words = splitLine(text);
+      if (words.length) yield { no, cmd: lineCommand(words, unplug, opts) };
+    } catch (e) {
+      yield { no, error: e as Error };
+    }
+  }
+}
+
+/** Runs work after the previous work with the same key has settled (per-guest order is kept). */
+function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
+  const tails = new Map<string, Promise<unknown>>();
+  return (key, work) => {
+    const run = (tails.get(key) ?? Promise.resolve()).then(work);
+    const tail: Promise<unknown> = run.catch(() => undefined).then(() => { if (tails.get(key) === tail) tails.delete(key); });
+    tails.set(key, tail);
+    return run;
+  };
+}
+
 /**
  * `pipework [unplug] --batch FILE|-`: every line in one process and one
- * session, read as a stream (memory stays flat whatever the length). A failed
- * line is rolled back alone and reported as `line N: ...`; the others go on.
- * A progress line on stderr when it is a terminal; exit status 1 if any line failed.
+ * session, read as a stream (memory stays flat whatever the length), up to
+ * 32 lines in flight; lines naming the same guest keep their order, and the
+ * first attach to a host interface runs alone (it may create the bridge). A
+ * failed line is rolled back alone and reported as `line N: ...`; the others
+ * go on. Unplugged veths are deleted by device group, hundreds at once. A
+ * progress line on stderr when it is a terminal; exit status 1 if any line failed.
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
   const { Session }: typeof import('../index') = require('../index');
+  const { runBounded, hostInterfaceGate }: typeof import('../bulk') = require('../bulk');
+  const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
+  const { ovsRunning }: typeof import('../run') = require('../run');
   const input = file === '-' ? process.stdin : createReadStream(file);
   const readFailure = new Promise<never>((_, reject) => input.once('error', (e: Error) => reject(new PipeworkError(`cannot read ${file}: ${e.message}`))));
   readFailure.catch(() => undefined);
@@ -68,25 +106,70 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   const session = new Session();
   const progress = process.stderr.isTTY && !opts.json;
   const started = process.hrtime.bigint();
-  let lineNo = 0;
+  const gate = hostInterfaceGate();
+  const inOrder = sequencer();
+  const group = (0x70000000 | randomInt(0, 0x1000000)) >>> 0;
+  const useGroup = !ovsRunning();
+  let grouped: number[] = []; // line numbers whose veth awaits the group deletion
   let done = 0;
   let failed = 0;
+  const report = (no: number, e: unknown) => {
+    failed++;
+    io.err(`line ${no}: ${describeError(e, opts.verbose)}`);
+  };
+
+  /** Deletes the marked veths at once; their lines count as done only then. */
+  const flush = async () => {
+    const lines = grouped;
+    grouped = [];
+    if (!lines.length) return;
+    try {
+      await session.deleteLinkGroup(group);
+      done += lines.length;
+    } catch (e) {
+      for (const no of lines) report(no, e);
+    }
+  };
+
+  const work = async (line: Line): Promise<boolean> => {
+    if (line.error) throw line.error;
+    const cmd = line.cmd!;
+    if (cmd.kind === 'unplug' && useGroup && !cmd.opts.dryRun) {
+      const named = await resolveGuest(cmd.guest);
+      try {
+        const r = await session.detachOrGroup(named.guest, cmd.containerInterface, group);
+        if (r.grouped) grouped.push(line.no);
+        if (cmd.opts.json) io.out(JSON.stringify({ guest: named.name, containerInterface: cmd.containerInterface, ...r.outcome }));
+        return !r.grouped;
+      } finally {
+        named.guest.close();
+      }
+    }
+    const key = 'guest' in cmd ? cmd.guest : '';
+    const run = () => inOrder(key, async () => { await runOne(session, cmd, io); return true; });
+    return cmd.kind === 'attach' ? gate(cmd.hostInterface, run) : run();
+  };
+
   try {
     const iterate = (async () => {
-      for await (const line of lines) {
-        lineNo++;
-        let words: string[];
-        try {
-          words = splitLine(line);
-          if (words.length === 0) continue;
-          await runOne(session, lineCommand(words, unplug, opts), io);
-          done++;
-        } catch (e) {
-          failed++;
-          io.err(`line ${lineNo}: ${describeError(e, opts.verbose)}`);
+      const source = parsedLines(lines, unplug, opts);
+      const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
+      let index = 0;
+      const items = (async function* () {
+        for await (const l of source) {
+          lineOf.set(index++, l.no);
+          yield l;
         }
+      })();
+      for await (const r of runBounded(items, work, { concurrency: 32 })) {
+        const no = lineOf.get(r.index)!;
+        lineOf.delete(r.index);
+        if (!r.ok) report(no, r.error);
+        else if (r.result) done++;
+        if (grouped.length >= 512) await flush();
         if (progress && (done + failed) % 50 === 0) process.stderr.write(`\r${done} done, ${failed} failed`);
       }
+      await flush();
     })();
     await Promise.race([iterate, readFailure]);
   } finally {

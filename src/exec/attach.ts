@@ -19,6 +19,7 @@ import { Undo } from './undo';
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
 import { runProgram } from '../run';
+import { BRIDGE_MAX_PORTS } from '../bulk';
 import type { DhcpOutcome } from './dhcp';
 
 /** The sockets and fds an attach works with. */
@@ -56,7 +57,7 @@ async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promi
     if (e instanceof NetlinkError && e.errno === EOPNOTSUPP)
       throw new PipeworkError(`This kernel cannot create ${kind} links (module ${KIND_MODULE[kind]} not available): ${e.message}`);
     if (e instanceof NetlinkError && e.errno === EXFULL)
-      throw new PipeworkError(`The bridge is full: Linux bridges hold at most 1024 ports (${e.message}); spread the containers over several bridges.`);
+      throw new PipeworkError(`The bridge is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports (${e.message}); spread the containers over several bridges.`);
     throw e;
   }
 }

@@ -1,4 +1,4 @@
-import { Link, deleteLink, getLinkByIndex, parseLink, setLink } from '../netlink/link';
+import { Link, deleteLink, deleteLinkGroup, getLinkByIndex, parseLink, setLink } from '../netlink/link';
 import { NetlinkError } from '../netlink/error';
 import { ovsRunning, runProgram } from '../run';
 import { lookupLinks } from './observe';
@@ -32,6 +32,26 @@ export async function executeDetach(ns: NetnsPair, cif: string, opts: { ovs?: bo
   const name = moved ? link.alias!.slice(MOVED_ALIAS_PREFIX.length) : undefined;
   await ns.guest.request(setLink(link.index, { netnsFd: ns.hostFd, up: false, name, alias: moved ? '' : undefined }, cif));
   return { action: 'returned', kind: link.kind };
+}
+
+/**
+ * For bulk teardown: a plain veth is not deleted now (each deletion waits for
+ * an RCU grace period, ~20 ms) but its host end joins `group`, which
+ * deleteGroup() then removes at once. Anything else is detached as usual.
+ */
+export async function detachOrGroup(ns: NetnsPair, cif: string, group: number, opts: { ovs?: boolean } = {}):
+  Promise<{ outcome: DetachOutcome; grouped: boolean }> {
+  const [link] = await lookupLinks(ns.guest, [cif]);
+  if (link?.kind === 'veth' && link.parent && !link.alias?.startsWith(MOVED_ALIAS_PREFIX) && !opts.ovs) {
+    await ns.host.request(setLink(link.parent, { group }, `${cif} host end`));
+    return { outcome: { action: 'deleted', kind: 'veth' }, grouped: true };
+  }
+  return { outcome: link ? await executeDetach(ns, cif, opts) : { action: 'absent' }, grouped: false };
+}
+
+/** Deletes every link of the group in the host netns (a veth takes its container end with it). */
+export async function deleteGroup(ns: Pick<NetnsPair, 'host'>, group: number): Promise<void> {
+  await ns.host.request(deleteLinkGroup(group));
 }
 
 /** The veth's host end (IFLA_LINK of the guest end is its index in the host netns). */

@@ -1,5 +1,10 @@
 import { getSystemErrorMap } from 'node:util';
 
+/** Linux errnos rtnetlink returns that Node's table (libuv's) does not name. */
+const MISSING_FROM_NODE: Record<number, [string, string]> = {
+  54: ['EXFULL', 'Exchange full'],
+};
+
 /**
  * A request the kernel refused: errno and its code, the operation in words
  * and the kernel's extended-ACK text when it gave one.
@@ -11,7 +16,7 @@ export class NetlinkError extends Error {
   readonly extack?: string;
 
   constructor(errno: number, operation: string, extack?: string) {
-    const [code, text] = getSystemErrorMap().get(-errno) ?? [`E${errno}`, `error ${errno}`];
+    const [code, text] = getSystemErrorMap().get(-errno) ?? MISSING_FROM_NODE[errno] ?? [`E${errno}`, `error ${errno}`];
     super(`${operation}: ${text}${extack ? ` (${extack})` : ''}`);
     this.name = 'NetlinkError';
     this.errno = errno;

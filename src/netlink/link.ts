@@ -1,7 +1,7 @@
 import { Attr, bytes, cstring, nest, parseAttrs, s32, str, u32, writeAttrs, attrsLength } from './attributes';
 import {
   AF_INET, AF_UNSPEC, IFF_LOWER_UP, IFLA_AF_SPEC, IFLA_INET_CONF, IPV4_DEVCONF_ARP_NOTIFY, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
-  IFLA_IFALIAS, IFLA_LINK, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
+  IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 } from './constants';
 import { Reply, Request, ifinfomsg, request } from './message';
@@ -20,6 +20,8 @@ export interface LinkAttrs {
   up?: boolean;
   /** IFLA_IFALIAS; an empty string clears it. */
   alias?: string;
+  /** IFLA_GROUP: the device group (0 is the default group). */
+  group?: number;
   /** IPv4 per-device settings (IPV4_DEVCONF_* id -> value), as sysctl net.ipv4.conf.<if>.* */
   inetConf?: Record<number, number>;
 }
@@ -41,6 +43,7 @@ export function linkAttrs(a: LinkAttrs): Attr[] {
   if (a.address !== undefined) attrs.push(bytes(IFLA_ADDRESS, a.address));
   if (a.netnsFd !== undefined) attrs.push(u32(IFLA_NET_NS_FD, a.netnsFd));
   if (a.alias !== undefined) attrs.push(bytes(IFLA_IFALIAS, Buffer.from(a.alias)));
+  if (a.group !== undefined) attrs.push(u32(IFLA_GROUP, a.group));
   if (a.inetConf !== undefined) {
     const conf = Object.entries(a.inetConf).map(([id, v]) => u32(Number(id), v));
     attrs.push(nest(IFLA_AF_SPEC, [nest(AF_INET, [nest(IFLA_INET_CONF, conf)])]));
@@ -79,6 +82,11 @@ export function setLink(index: number, a: LinkAttrs, label = `${index}`): Reques
 /** `ip link del dev <index>` */
 export function deleteLink(index: number, label = `${index}`): Request {
   return request(RTM_DELLINK, 0, ifinfomsg({ index }), [], `RTM_DELLINK ${label}`);
+}
+
+/** `ip link del group N`: every link of the group in one go (one RCU wait for all). */
+export function deleteLinkGroup(group: number): Request {
+  return request(RTM_DELLINK, 0, ifinfomsg(), [u32(IFLA_GROUP, group)], `RTM_DELLINK group ${group}`);
 }
 
 /** `ip link del dev NAME` */

@@ -1,0 +1,76 @@
+// Many containers in one call: results per item, a bad item rolled back
+// alone, the bridge port limit said up front, teardown by device group.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BulkResult, Session } from '../../src/index';
+import { ipj, links, netnsSet } from '../helpers/kernel';
+
+let ns: ReturnType<typeof netnsSet>;
+let session: Session;
+
+afterEach(() => {
+  session.close();
+  ns.close();
+});
+
+async function collect<T>(gen: AsyncGenerator<BulkResult<T>>): Promise<BulkResult<T>[]> {
+  const out: BulkResult<T>[] = [];
+  for await (const r of gen) out.push(r);
+  return out;
+}
+
+describe('attachMany / detachMany', () => {
+  const N = 60;
+  beforeEach(() => {
+    ns = netnsSet(N + 1);
+    session = new Session({ hostNetns: ns.fds[0] });
+  });
+
+  it('attaches every item, reports the bad one alone, and tears all down by group', async () => {
+    const [host, ...guests] = ns.fds;
+    const items = guests.map((fd, i) => ({
+      guest: { fd },
+      request: { hostInterface: `br${i % 2}`, addresses: [i === 7 ? '10.0.0.300/16' : `10.${i % 2}.0.${i + 2}/16`], gateway: `10.${i % 2}.255.254` },
+    }));
+    const progress: [number, number][] = [];
+    const results = await collect(session.attachMany(items, { concurrency: 16, onProgress: (d, f) => progress.push([d, f]) }));
+    expect(results).toHaveLength(N);
+    const failures = results.filter((r) => !r.ok);
+    expect(failures).toEqual([expect.objectContaining({ index: 7, ok: false })]);
+    expect((failures[0] as { error: Error }).error.message).toBe('Invalid IP address: 10.0.0.300');
+    expect(progress.at(-1)).toEqual([N - 1, 1]);
+
+    expect(ipj<any[]>(host, 'link', 'show', 'master', 'br0')).toHaveLength(N / 2);
+    expect(ipj<any[]>(host, 'link', 'show', 'master', 'br1')).toHaveLength(N / 2 - 1);
+    for (const i of [0, 1, 33, N - 1]) {
+      const addr = ipj<any[]>(guests[i], '-4', 'addr', 'show', 'dev', 'eth1')[0].addr_info[0];
+      expect(addr).toMatchObject({ local: `10.${i % 2}.0.${i + 2}`, prefixlen: 16 });
+      expect(ipj<any[]>(guests[i], 'route', 'show', 'default')[0]).toMatchObject({ gateway: `10.${i % 2}.255.254` });
+    }
+    expect(links(guests[7]).map((l) => l.ifname)).toEqual(['lo']);
+
+    const down = await collect(session.detachMany(guests.map((fd) => ({ guest: { fd } })), { concurrency: 16 }));
+    expect(down.filter((r) => r.ok)).toHaveLength(N);
+    expect(down.filter((r) => r.ok && r.result.action === 'absent').map((r) => r.index)).toEqual([7]);
+    expect(links(host).map((l) => l.ifname).sort()).toEqual(['br0', 'br1', 'lo']);
+    for (const fd of guests) expect(links(fd).map((l) => l.ifname)).toEqual(['lo']);
+  });
+});
+
+describe('bridge port limit', () => {
+  const N = 1024;
+  beforeEach(() => {
+    ns = netnsSet(N + 1);
+    session = new Session({ hostNetns: ns.fds[0] });
+  });
+
+  it('refuses the 1024th port on one bridge (the kernel takes 1023) with a message that says why', async () => {
+    const [host, ...guests] = ns.fds;
+    const items = guests.map((fd) => ({ guest: { fd }, request: { hostInterface: 'br0', addresses: ['0/0'] } }));
+    const results = await collect(session.attachMany(items, { concurrency: 64 }));
+    const failures = results.filter((r): r is Extract<BulkResult<unknown>, { ok: false }> => !r.ok);
+    expect(failures.map((f) => f.error.message)).toEqual([
+      'Bridge br0 is full: Linux bridges hold at most 1023 ports; spread the containers over several bridges.',
+    ]);
+    expect(ipj<any[]>(host, 'link', 'show', 'master', 'br0')).toHaveLength(1023);
+  }, 120_000);
+});
