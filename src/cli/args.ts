@@ -172,7 +172,7 @@ export function parseArgs(argv: string[]): Command {
   if (familyText !== undefined && familyText !== '4' && familyText !== '6')
     throw new PipeworkError(`Invalid address family: -a ${familyText} (4 or 6)`);
   const [guest, ipArg, macArg, ...extra] = rest.slice(p);
-  if (!guest || !ipArg) return { kind: 'usage' };
+  if (guest === undefined || ipArg === undefined) return { kind: 'usage' };
   if (extra.length) throw new PipeworkError(`Unexpected argument: ${extra[0]}`);
 
   let mac: string | undefined;

@@ -48,6 +48,7 @@ const family = (f: 4 | 6) => (f === 4 ? AF_INET : AF_INET6);
 const KIND_MODULE: Record<string, string> = { veth: 'veth', bridge: 'bridge', macvlan: 'macvlan', vlan: '8021q', ipoib: 'ib_ipoib', dummy: 'dummy' };
 const EOPNOTSUPP = 95;
 const EXFULL = 54;
+const EEXIST = 17;
 
 /** Creates a link; a kernel without the kind gets a message that names it and its module. */
 async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promise<Reply[]> {
@@ -159,10 +160,17 @@ async function runHostStep(
   const guestDelete = (name: string) => undo.push(() => deleteLinkByName(name), 'guest');
   switch (step.op) {
     case 'create-bridge': {
-      await createLinkOf(host, 'bridge', createBridge({ name: step.name, up: true }));
-      const [reply] = await host.request(getLinkByName(step.name));
-      const index = parseLink(reply).index;
+      const made = await createLinkOf(host, 'bridge', createBridge({ name: step.name, up: true }))
+        .then(() => true, (e) => {
+          // Another process made it between our look and our create: use theirs, if it is a bridge.
+          if (e instanceof NetlinkError && e.errno === EEXIST) return false;
+          throw e;
+        });
+      const link = parseLink((await host.request(getLinkByName(step.name)))[0]);
+      if (link.kind !== 'bridge') throw new PipeworkError(`${step.name} appeared meanwhile and is not a bridge (${link.kind ?? 'no kind'}).`);
+      const index = link.index;
       created.set(step.name, index);
+      if (!made) return;
       // Only if no port other than ours remains: ports of others keep it.
       undo.pushAsync(async (s) => {
         const ports = await s.host.request(dumpLinks(index));

@@ -130,6 +130,8 @@ interface ClientState {
   startTime?: string;
   comm?: string;
   netnsIno?: number;
+  /** The client's private UTS namespace: every process it forked (daemons, privsep helpers, scripts) is in it. */
+  utsIno?: number;
   pidfile?: string;
   helperContainer?: string;
 }
@@ -236,6 +238,10 @@ async function runLocalClient(guestFd: number, ifname: string, request: DhcpRequ
   let exit: { code: number | null; signal: string | null } | undefined;
   const exited = child.exited.then((e) => { exit = e; }, () => { exit = { code: null, signal: 'unknown' }; });
   const childStart = procStat(child.pid)?.startTime ?? '0';
+  // Read at once (it has just exec'd): the UTS namespace we made for it, so
+  // only it and what it forks are in there. dhclient forks its daemon at
+  // start-up, dhcpcd its privsep helpers; all are found (and ended) by it.
+  const utsIno = nsInode(child.pid, 'uts');
   const sock = RtnlSocket.open(guestFd);
   const deadline = Date.now() + timeoutMs;
   /** A daemon it forked (dhclient, dhcpcd), once found. */
@@ -244,10 +250,12 @@ async function runLocalClient(guestFd: number, ifname: string, request: DhcpRequ
 
   const fail = async (why: string): Promise<never> => {
     failed = true;
-    await killTree(child, () => exit !== undefined, exited);
     daemon ??= findDaemon();
+    await killTree(child, () => exit !== undefined, exited);
     if (daemon) await terminate(daemon);
-    if (pidfile) removePidfile(pidfile, [child.pid, daemon?.pid]);
+    const rest = utsIno === undefined ? [] : procsInUts(utsIno);
+    await Promise.all(rest.map((p) => terminate(p, 1000)));
+    if (pidfile) removePidfile(pidfile, [child.pid, daemon?.pid, ...rest.map((p) => p.pid)]);
     const log = tail(scratch.log);
     rmSync(scratch.dir, { recursive: true, force: true });
     throw new PipeworkError(`DHCP client ${client} on ${ifname} ${why}${log ? `:\n${log}` : '.'}`);
@@ -295,6 +303,7 @@ async function runLocalClient(guestFd: number, ifname: string, request: DhcpRequ
       if (client === 'dhclient' && !request.foreground) {
         // As the original: the lease is configured, the daemon is not wanted.
         await terminate(daemon!);
+        if (utsIno !== undefined) await Promise.all(procsInUts(utsIno).map((p) => terminate(p, 1000)));
         if (pidfile) removePidfile(pidfile, [daemon!.pid]);
       } else if (daemon) {
         left = daemon;
@@ -309,7 +318,7 @@ async function runLocalClient(guestFd: number, ifname: string, request: DhcpRequ
     }
     const leftPidfile = client === 'dhcpcd' ? daemonPidfile() : pidfile;
     const state: ClientState = {
-      client, hostname: request.hostname, ifname, pid: left.pid, startTime: left.startTime, comm: left.comm, netnsIno, pidfile: leftPidfile,
+      client, hostname: request.hostname, ifname, pid: left.pid, startTime: left.startTime, comm: left.comm, netnsIno, utsIno, pidfile: leftPidfile,
     };
     writeState(scratch.dir, state);
     return {
@@ -494,8 +503,11 @@ async function stopRecorded(dir: string, state: ClientState): Promise<void> {
       throw new PipeworkError(`Cannot remove the DHCP helper container ${state.helperContainer.slice(0, 12)}: ${r.status}`);
     }
   } else if (state.pid && state.startTime) {
+    // The client itself first (TERM: it may tidy up, dhcpcd ends its helpers),
+    // then whatever else it left in its UTS namespace.
     const p = identify(state.pid, state.comm, state.netnsIno);
     if (p && p.startTime === state.startTime) await terminate(p);
+    if (state.utsIno !== undefined) await Promise.all(procsInUts(state.utsIno).map((q) => terminate(q, 1000)));
   }
   if (state.pidfile) removePidfile(state.pidfile, [state.pid]);
   rmSync(dir, { recursive: true, force: true });
@@ -609,6 +621,32 @@ async function within(p: Promise<unknown>, ms: number): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+function nsInode(pid: number, kind: string): number | undefined {
+  try {
+    return statSync(`/proc/${pid}/ns/${kind}`).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Live processes in the UTS namespace with inode ino. Only used for the
+ * namespaces we create for a client (never the host's: checked), so all of
+ * them are the client's own.
+ */
+function procsInUts(ino: number): Proc[] {
+  if (ino === nsInode(process.pid, 'uts')) return [];
+  const out: Proc[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (nsInode(pid, 'uts') !== ino) continue;
+    const p = identify(pid);
+    if (p) out.push(p);
+  }
+  return out;
 }
 
 /** Direct children of pid (a client's running script). */

@@ -53,7 +53,7 @@ function explain(e: unknown, label: string): never {
   if (err.code === 'ESRCH' || err.code === 'ENOENT') throw new PipeworkError(`Container ${label} not found.`);
   if (err.code === 'EACCES' || err.code === 'EPERM')
     throw new PipeworkError(`Not allowed to open the network namespace of ${label} (${err.code}): run as root.`);
-  if (err.code === 'EINVAL') throw new PipeworkError(`${label} is not a network namespace.`);
+  if (err.code === 'EINVAL' || err.code === 'ENOTTY') throw new PipeworkError(`${label} is not a network namespace.`);
   throw e;
 }
 
