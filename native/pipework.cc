@@ -199,6 +199,12 @@ Napi::Value ConfigureNetlinkSocket(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// strerror(errno): the C library's text ("File exists"), as ip and every tool print it.
+Napi::Value StrError(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "errno must be a number");
+  return Napi::String::New(info.Env(), strerror(info[0].As<Napi::Number>().Int32Value()));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   home_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   if (home_netns < 0) throw ErrnoError(env, errno, "open", "/proc/thread-self/ns/net");
@@ -206,6 +212,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("newNetns", Napi::Function::New(env, NewNetns));
   exports.Set("openNetnsPath", Napi::Function::New(env, OpenNetnsPath));
   exports.Set("openNetnsPid", Napi::Function::New(env, OpenNetnsPid));
+  exports.Set("strerror", Napi::Function::New(env, StrError));
   exports.Set("lowestFreeFd", Napi::Function::New(env, LowestFreeFd));
   exports.Set("configureNetlinkSocket", Napi::Function::New(env, ConfigureNetlinkSocket));
   RegisterSpawn(env, exports);

@@ -87,5 +87,13 @@ export function openGuest(spec: GuestSpec): Guest {
     }
   }
   const { fd } = spec;
+  try {
+    // Entering and leaving proves the fd is an open netns before anything is planned.
+    native.withNetns(fd, () => undefined);
+  } catch (e) {
+    if ((e as SyscallError).code === 'EBADF') throw new PipeworkError(`netns fd ${fd} is not open.`);
+    if (e instanceof TypeError) throw new PipeworkError(`Invalid netns fd: ${fd}`);
+    return explain(e, `fd ${fd}`);
+  }
   return { fd, tag: inodeTag(fd), path: `/proc/${process.pid}/fd/${fd}`, label: `netns fd ${fd}`, close() {} };
 }

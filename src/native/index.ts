@@ -11,6 +11,8 @@ export interface PipeworkNative {
   openNetnsPath(path: string): number;
   /** Opens a process's netns through a pidfd, so an exiting or reused PID cannot redirect it. */
   openNetnsPid(pid: number): number;
+  /** The C library's text for an errno ("File exists"). */
+  strerror(errno: number): string;
   /** The fd number the next socket() call will most likely get. */
   lowestFreeFd(): number;
   /** Enables extended/capped ACKs and strict checks on the netlink socket bound to port. */

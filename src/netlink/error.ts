@@ -1,9 +1,8 @@
 import { getSystemErrorMap } from 'node:util';
+import { native } from '../native';
 
 /** Linux errnos rtnetlink returns that Node's table (libuv's) does not name. */
-const MISSING_FROM_NODE: Record<number, [string, string]> = {
-  54: ['EXFULL', 'Exchange full'],
-};
+const MISSING_FROM_NODE: Record<number, string> = { 54: 'EXFULL' };
 
 /**
  * A request the kernel refused: errno and its code, the operation in words
@@ -16,8 +15,8 @@ export class NetlinkError extends Error {
   readonly extack?: string;
 
   constructor(errno: number, operation: string, extack?: string) {
-    const [code, text] = getSystemErrorMap().get(-errno) ?? MISSING_FROM_NODE[errno] ?? [`E${errno}`, `error ${errno}`];
-    super(`${operation}: ${text}${extack ? ` (${extack})` : ''}`);
+    const code = getSystemErrorMap().get(-errno)?.[0] ?? MISSING_FROM_NODE[errno] ?? `E${errno}`;
+    super(`${operation}: ${native.strerror(errno)}${extack ? ` (${extack})` : ''}`);
     this.name = 'NetlinkError';
     this.errno = errno;
     this.code = code;

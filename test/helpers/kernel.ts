@@ -8,7 +8,7 @@ export const nsPath = (fd: number) => `/proc/${process.pid}/fd/${fd}`;
 
 /** Runs a command inside the netns; returns stdout. */
 export function inNetns(fd: number, cmd: string, args: string[]): string {
-  return execFileSync('nsenter', [`--net=${nsPath(fd)}`, cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync('nsenter', [`--net=${nsPath(fd)}`, cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
 }
 
 /** `ip -j ARGS` in the netns, parsed. */
