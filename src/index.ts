@@ -96,9 +96,9 @@ export class Session {
     return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface));
   }
 
-  /** `pipework unplug`: detach, plus the OVS port of the veth host end when there was one. */
+  /** `pipework unplug`: detach, plus the OVS port of a veth and a VLAN link pipework made, once unused. */
   async unplug(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachOutcome> {
-    return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface, { ovs: true }));
+    return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface, { hostLeftovers: true }));
   }
 
   /** Attaches many containers with bounded concurrency; results stream back as they complete. */
@@ -112,8 +112,9 @@ export class Session {
   }
 
   /** Bulk teardown's first half: see detachOrGroup (src/exec/detach.ts). */
-  async detachOrGroup(guest: GuestArg, containerInterface = 'eth1', group: number): Promise<{ outcome: DetachOutcome; grouped: boolean }> {
-    return this.withGuest(guest, (_g, ns) => detachOrGroup(ns, containerInterface, group));
+  async detachOrGroup(guest: GuestArg, containerInterface = 'eth1', group: number, opts: { hostLeftovers?: boolean } = {}):
+    Promise<{ outcome: DetachOutcome; grouped: boolean }> {
+    return this.withGuest(guest, (_g, ns) => detachOrGroup(ns, containerInterface, group, opts));
   }
 
   /** Bulk teardown's second half: every host link of the group, deleted at once. */

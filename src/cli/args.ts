@@ -79,6 +79,11 @@ function seconds(t: string): number {
   return Number(t);
 }
 
+/** The original's options after the host interface: only there, and only in this order. */
+const POSITIONAL_FLAGS = ['-i', '-l', '-a'];
+const FLAG_ORDER = 'Options after the host interface go in this order: -i, -l, -a ' +
+  '(pipework <hostinterface> [-i containerinterface] [-l localinterfacename] [-a addressfamily] <guest> ...)';
+
 const DHCP_CLIENTS = /^(dhcp|udhcpc|udhcpc-f|dhclient|dhclient-f|dhcpcd)(:(.*))?$/s;
 
 function dhcpSpec(text: string): DhcpSpec | undefined {
@@ -120,7 +125,9 @@ export function parseArgs(argv: string[]): Command {
     else if (a === '--timeout') timeout = seconds(value(a));
     else if (a === '-h' || a === '--help') return { kind: 'help' };
     else if (a === '--version') return { kind: 'version' };
-    else if (a.startsWith('--')) throw new PipeworkError(`Unknown option: ${a} (see pipework --help)`);
+    else if (wait && a === '-i') break;
+    else if (POSITIONAL_FLAGS.includes(a)) throw new PipeworkError(FLAG_ORDER);
+    else if (a.startsWith('-') && a !== '-') throw new PipeworkError(`Unknown option: ${a} (see pipework --help)`);
     else break;
   }
   const rest = argv.slice(i);
@@ -172,6 +179,8 @@ export function parseArgs(argv: string[]): Command {
   if (familyText !== undefined && familyText !== '4' && familyText !== '6')
     throw new PipeworkError(`Invalid address family: -a ${familyText} (4 or 6)`);
   const [guest, ipArg, macArg, ...extra] = rest.slice(p);
+  if (guest !== undefined && POSITIONAL_FLAGS.includes(guest)) throw new PipeworkError(FLAG_ORDER);
+  if (guest !== undefined && guest.startsWith('-')) throw new PipeworkError(`Unknown option: ${guest} (see pipework --help)`);
   if (guest === undefined || ipArg === undefined) return { kind: 'usage' };
   if (extra.length) throw new PipeworkError(`Unexpected argument: ${extra[0]}`);
 

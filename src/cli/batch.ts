@@ -98,7 +98,6 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   const { Session }: typeof import('../index') = require('../index');
   const { runBounded, hostInterfaceGate }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
-  const { ovsRunning }: typeof import('../run') = require('../run');
   const input = file === '-' ? process.stdin : createReadStream(file);
   const readFailure = new Promise<never>((_, reject) => input.once('error', (e: Error) => reject(new PipeworkError(`cannot read ${file}: ${e.message}`))));
   readFailure.catch(() => undefined);
@@ -109,7 +108,6 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   const gate = hostInterfaceGate();
   const inOrder = sequencer();
   const group = (0x70000000 | randomInt(0, 0x1000000)) >>> 0;
-  const useGroup = !ovsRunning();
   let grouped: number[] = []; // line numbers whose veth awaits the group deletion
   let done = 0;
   let failed = 0;
@@ -134,10 +132,10 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   const work = async (line: Line): Promise<boolean> => {
     if (line.error) throw line.error;
     const cmd = line.cmd!;
-    if (cmd.kind === 'unplug' && useGroup && !cmd.opts.dryRun) {
+    if (cmd.kind === 'unplug' && !cmd.opts.dryRun) {
       const named = await resolveGuest(cmd.guest);
       try {
-        const r = await session.detachOrGroup(named.guest, cmd.containerInterface, group);
+        const r = await session.detachOrGroup(named.guest, cmd.containerInterface, group, { hostLeftovers: true });
         if (r.grouped) grouped.push(line.no);
         if (cmd.opts.json) io.out(JSON.stringify({ guest: named.name, containerInterface: cmd.containerInterface, ...r.outcome }));
         return !r.grouped;

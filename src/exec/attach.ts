@@ -14,7 +14,7 @@ import { createIpoib } from '../netlink/kinds/ipoib';
 import { createMacvlan } from '../netlink/kinds/macvlan';
 import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
-import { AttachPlan, HostLink, Step, inGuest } from '../plan/steps';
+import { AttachPlan, HostLink, Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
@@ -191,8 +191,16 @@ async function runHostStep(
       undo.push(() => setLink(index, { up: false }, step.link.name));
       return;
     }
+    case 'vlan-user': {
+      const index = resolve(step.link);
+      await host.request(setLink(index, { alias: vlanUsersAlias(step.users + 1) }, step.link.name));
+      undo.push(() => setLink(index, { alias: vlanUsersAlias(step.users) }, step.link.name));
+      return;
+    }
     case 'create-vlan':
-      await createLinkOf(host, 'vlan', createVlan({ name: step.name, parent: resolve(step.parent), mtu: step.mtu || undefined, up: true }, step.vid));
+      await createLinkOf(host, 'vlan', createVlan({
+        name: step.name, parent: resolve(step.parent), mtu: step.mtu || undefined, up: true, alias: vlanUsersAlias(1),
+      }, step.vid));
       undo.push(() => deleteLinkByName(step.name));
       created.set(step.name, parseLink((await host.request(getLinkByName(step.name)))[0]).index);
       return;

@@ -3,6 +3,7 @@ import { NetlinkError } from '../netlink/error';
 import { ovsRunning, runProgram } from '../run';
 import { lookupLinks } from './observe';
 import { MOVED_ALIAS_PREFIX, NetnsPair } from './attach';
+import { vlanUsers, vlanUsersAlias } from '../plan/steps';
 
 /** Kinds that exist only for the container: deleting the container end removes all of it. */
 const VIRTUAL = new Set(['veth', 'macvlan', 'macvtap', 'ipvlan', 'vlan', 'ipoib', 'dummy']);
@@ -16,17 +17,20 @@ export interface DetachOutcome {
 /**
  * `ip -n GUEST link del CIF` for virtual links (a veth's host end goes with
  * it). A link moved in with --direct-phys (or any physical one) goes back to
- * the host, down, under the name it had there. Absent already is success:
- * detaching twice is harmless.
+ * the host, down, under the name it had there. With hostLeftovers (unplug),
+ * also the OVS port of a veth and a VLAN link pipework made once its last
+ * container goes. Absent already is success: detaching twice is harmless.
  */
-export async function executeDetach(ns: NetnsPair, cif: string, opts: { ovs?: boolean } = {}): Promise<DetachOutcome> {
+export async function executeDetach(ns: NetnsPair, cif: string, opts: { hostLeftovers?: boolean } = {}): Promise<DetachOutcome> {
   const [link] = await lookupLinks(ns.guest, [cif]);
   if (!link) return { action: 'absent' };
   const moved = link.alias?.startsWith(MOVED_ALIAS_PREFIX);
   if (!moved && link.kind && VIRTUAL.has(link.kind)) {
-    const peer = opts.ovs && link.kind === 'veth' && link.parent ? await hostPeer(ns, link.parent) : undefined;
+    // IFLA_LINK: the veth's host end, or the macvlan's lower device, by index in the host netns.
+    const peer = opts.hostLeftovers && link.parent && (link.kind === 'veth' || link.kind === 'macvlan') ? await hostPeer(ns, link.parent) : undefined;
     await ns.guest.request(deleteLink(link.index, cif));
-    if (peer) await removeOvsPort(peer);
+    if (peer?.kind === 'veth') await removeOvsPort(peer);
+    if (peer?.kind === 'vlan') await releaseVlan(ns, peer);
     return { action: 'deleted', kind: link.kind };
   }
   const name = moved ? link.alias!.slice(MOVED_ALIAS_PREFIX.length) : undefined;
@@ -39,10 +43,11 @@ export async function executeDetach(ns: NetnsPair, cif: string, opts: { ovs?: bo
  * an RCU grace period, ~20 ms) but its host end joins `group`, which
  * deleteGroup() then removes at once. Anything else is detached as usual.
  */
-export async function detachOrGroup(ns: NetnsPair, cif: string, group: number, opts: { ovs?: boolean } = {}):
+export async function detachOrGroup(ns: NetnsPair, cif: string, group: number, opts: { hostLeftovers?: boolean } = {}):
   Promise<{ outcome: DetachOutcome; grouped: boolean }> {
   const [link] = await lookupLinks(ns.guest, [cif]);
-  if (link?.kind === 'veth' && link.parent && !link.alias?.startsWith(MOVED_ALIAS_PREFIX) && !opts.ovs) {
+  // With OVS running the veth may be an OVS port to remove by name: no grouping then.
+  if (link?.kind === 'veth' && link.parent && !link.alias?.startsWith(MOVED_ALIAS_PREFIX) && !(opts.hostLeftovers && ovsRunning())) {
     await ns.host.request(setLink(link.parent, { group }, `${cif} host end`));
     return { outcome: { action: 'deleted', kind: 'veth' }, grouped: true };
   }
@@ -52,6 +57,14 @@ export async function detachOrGroup(ns: NetnsPair, cif: string, group: number, o
 /** Deletes every link of the group in the host netns (a veth takes its container end with it). */
 export async function deleteGroup(ns: Pick<NetnsPair, 'host'>, group: number): Promise<void> {
   await ns.host.request(deleteLinkGroup(group));
+}
+
+/** One container fewer on a VLAN link pipework made: deleted with the last one. */
+async function releaseVlan(ns: NetnsPair, vlan: Link): Promise<void> {
+  const users = vlanUsers(vlan.alias);
+  if (users === undefined) return;
+  if (users <= 1) await ns.host.request(deleteLink(vlan.index, vlan.name));
+  else await ns.host.request(setLink(vlan.index, { alias: vlanUsersAlias(users - 1) }, vlan.name));
 }
 
 /** The veth's host end (IFLA_LINK of the guest end is its index in the host netns). */

@@ -145,10 +145,15 @@ interface Scratch {
   dhcpcdRun: string;
 }
 
-function makeScratch(hostname: string, ifname: string): Scratch {
+/** A new scratch dir `<scratchBase>/<guest>.<ifname>.XXXXXX`. */
+function scratchDir(hostname: string, ifname: string): string {
   const base = scratchBase();
   mkdirSync(base, { recursive: true, mode: 0o700 });
-  const dir = mkdtempSync(join(base, `${fileSafe(hostname)}.${fileSafe(ifname)}.`));
+  return mkdtempSync(join(base, `${fileSafe(hostname)}.${fileSafe(ifname)}.`));
+}
+
+function makeScratch(hostname: string, ifname: string): Scratch {
+  const dir = scratchDir(hostname, ifname);
   const s = { dir, etcUpper: join(dir, 'etc'), etcWork: join(dir, 'etc.work'), log: join(dir, 'client.log'), dhcpcdRun: join(dir, 'dhcpcd') };
   mkdirSync(s.etcUpper, { mode: 0o755 });
   mkdirSync(s.etcWork, { mode: 0o700 });
@@ -399,53 +404,103 @@ function readInRoot(rootfs: string, path: string): string | undefined {
 
 const HELPER_LABEL = 'pipework.dhcp-helper';
 
+/**
+ * udhcpc does nothing with a lease but run its event script, and Docker's
+ * official busybox image ships none (upstream issue 163: the original's
+ * `dhcp` method leased an address and configured nothing). The helper gets
+ * this one, read-only, where either busybox build looks for its default
+ * (a user's own `-s` still wins). Like Debian's default.script, with
+ * busybox applets only, except that a lease without DNS servers leaves the
+ * container's resolv.conf alone instead of emptying it.
+ */
+export const HELPER_SCRIPT = `#!/bin/sh
+# udhcpc event script of pipework's DHCP helper container
+case "$1" in
+  deconfig)
+    ip link set "$interface" up
+    ip -4 addr flush dev "$interface"
+    ;;
+  bound|renew)
+    ifconfig "$interface" \${mtu:+mtu $mtu} "$ip" netmask "$subnet" \${broadcast:+broadcast $broadcast}
+    router="\${router%% *}"
+    current=$(ip -4 route show dev "$interface" | awk '$1 == "default" { print $3 }')
+    [ ".$router" != ".$current" ] && ip -4 route flush exact 0.0.0.0/0 dev "$interface"
+    [ -n "$router" ] && ip -4 route replace default via "$router" dev "$interface"
+    if [ -n "$dns" ]; then
+      R=""
+      [ -n "$domain" ] && R="search $domain
+"
+      for i in $dns; do R="\${R}nameserver $i
+"; done
+      printf '%s' "$R" > /etc/resolv.conf
+    fi
+    ;;
+esac
+exit 0
+`;
+
+const HELPER_SCRIPT_TARGETS = ['/usr/share/udhcpc/default.script', '/etc/udhcpc/default.script'];
+
 async function runDockerHelper(guestFd: number, ifname: string, request: DhcpRequest): Promise<DhcpOutcome> {
   const { dockerApi }: typeof import('../guest/docker') = require('../guest/docker');
   const { RtnlSocket }: typeof import('../netlink/socket') = require('../netlink/socket');
   const docker = request.docker!;
   const timeoutMs = dhcpTimeoutMs();
   const deadline = Date.now() + timeoutMs;
+  const dir = scratchDir(request.hostname, ifname);
+  const script = join(dir, 'udhcpc.script');
+  writeFileSync(script, HELPER_SCRIPT, { mode: 0o755 });
+  // -f: busybox udhcpc otherwise forks to the background once leased, so
+  // the helper's PID 1 exits, Docker ends the container, and nobody renews
+  // the lease: what the original did (upstream issues 111, 133, 181).
+  const [prog, ...args] = dhcpCommandLine(ifname, request);
   const spec = {
     Image: 'busybox',
-    Cmd: dhcpCommandLine(ifname, request),
+    Cmd: [prog, '-f', ...args],
     Labels: { [HELPER_LABEL]: 'true', 'pipework.containerid': docker.id, 'pipework.interface': ifname },
     // udhcpc stays running to renew the lease (as in the original); AutoRemove:
     // no stray exited helpers (upstream issue 163).
-    HostConfig: { NetworkMode: `container:${docker.id}`, CapAdd: ['NET_ADMIN'], AutoRemove: true },
+    HostConfig: {
+      NetworkMode: `container:${docker.id}`, CapAdd: ['NET_ADMIN'], AutoRemove: true,
+      Binds: HELPER_SCRIPT_TARGETS.map((t) => `${script}:${t}:ro`),
+    },
   };
   const message = (r: { status: number; body: any }) => `${r.status} ${typeof r.body === 'string' ? r.body.trim() : r.body?.message ?? ''}`;
-  let created = await dockerApi('POST', '/containers/create', spec);
-  if (created.status === 404) {
-    // `docker run` pulls a missing image: so do we.
-    const pulled = await dockerApi('POST', '/images/create?fromImage=busybox&tag=latest');
-    const text = typeof pulled.body === 'string' ? pulled.body : JSON.stringify(pulled.body ?? '');
-    if (pulled.status !== 200 || /"error"/.test(text)) throw new PipeworkError(`Cannot pull the busybox image for the DHCP helper: ${message(pulled)}`);
-    created = await dockerApi('POST', '/containers/create', spec);
-  }
-  if (created.status !== 201) throw new PipeworkError(`Docker refused the DHCP helper container: ${message(created)}`);
-  const id: string = created.body.Id;
+  let id: string | undefined;
+  let failed = false;
   const remove = async () => {
+    if (!id) return;
     const r = await dockerApi('DELETE', `/containers/${id}?force=true`).catch((e: Error) => ({ status: 0, body: e.message }));
     if (r.status !== 204 && r.status !== 404 && r.status !== 409) throw new PipeworkError(`Cannot remove the DHCP helper container ${id.slice(0, 12)}: ${message(r)}`);
   };
-  let failed = false;
   const fail = async (why: string): Promise<never> => {
     failed = true;
-    const logs = await dockerApi('GET', `/containers/${id}/logs?stdout=1&stderr=1&tail=20`).catch(() => undefined);
+    const logs = id ? await dockerApi('GET', `/containers/${id}/logs?stdout=1&stderr=1&tail=20`).catch(() => undefined) : undefined;
     await remove().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
     const text = logs?.status === 200 && typeof logs.body === 'string' ? stripDockerStream(logs.body) : '';
     throw new PipeworkError(`DHCP helper container (busybox udhcpc) on ${ifname} ${why}${text ? `:\n${text}` : '.'}`);
   };
 
-  const started = await dockerApi('POST', `/containers/${id}/start`);
-  if (started.status !== 204 && started.status !== 304) return fail(`could not start: ${message(started)}`);
-  const inspected = await dockerApi('GET', `/containers/${id}/json`);
-  const pid = Number(inspected.body?.State?.Pid ?? 0);
-  const helper = pid > 0 ? identify(pid) : undefined;
-  if (!helper) return fail('exited at once');
-
   const sock = RtnlSocket.open(guestFd);
   try {
+    let created = await dockerApi('POST', '/containers/create', spec);
+    if (created.status === 404) {
+      // `docker run` pulls a missing image: so do we.
+      const pulled = await dockerApi('POST', '/images/create?fromImage=busybox&tag=latest');
+      const text = typeof pulled.body === 'string' ? pulled.body : JSON.stringify(pulled.body ?? '');
+      if (pulled.status !== 200 || /"error"/.test(text)) return await fail(`could not be created: cannot pull the busybox image: ${message(pulled)}`);
+      created = await dockerApi('POST', '/containers/create', spec);
+    }
+    if (created.status !== 201) return await fail(`could not be created: ${message(created)}`);
+    id = created.body.Id as string;
+    const started = await dockerApi('POST', `/containers/${id}/start`);
+    if (started.status !== 204 && started.status !== 304) return await fail(`could not start: ${message(started)}`);
+    const inspected = await dockerApi('GET', `/containers/${id}/json`);
+    const pid = Number(inspected.body?.State?.Pid ?? 0);
+    const helper = pid > 0 ? identify(pid) : undefined;
+    if (!helper) return await fail('exited at once');
+
     const index = await linkIndex(sock, ifname);
     for (;;) {
       if (!alive(helper)) return await fail('exited without a lease');
@@ -455,10 +510,10 @@ async function runDockerHelper(guestFd: number, ifname: string, request: DhcpReq
     }
     const addrs = await addresses(sock, index, true);
     // The helper shares the guest's resolv.conf (Docker gives container:
-    // network mode the other container's): its script wrote it already.
+    // network mode the other container's file): its script wrote it already.
     const written = request.rootfs ? readInRoot(request.rootfs, 'etc/resolv.conf') : undefined;
     const state: ClientState = { client: 'dhcp', hostname: request.hostname, ifname, helperContainer: id, pid, startTime: helper.startTime };
-    const dir = writeHelperState(request.hostname, ifname, state);
+    writeState(dir, state);
     return {
       addresses: addrs, dns: nameservers(written ?? ''), resolvConf: written !== undefined ? join(request.rootfs!, 'etc/resolv.conf') : undefined,
       pid, helperContainer: id,
@@ -475,14 +530,6 @@ async function runDockerHelper(guestFd: number, ifname: string, request: DhcpReq
 /** Docker's log stream for a non-TTY container: 8-byte frame headers before each chunk. */
 function stripDockerStream(s: string): string {
   return s.replace(/[\x00-\x02]\x00\x00\x00[\s\S]{4}/g, '').trim().split('\n').slice(-20).join('\n');
-}
-
-function writeHelperState(hostname: string, ifname: string, state: ClientState): string {
-  const base = scratchBase();
-  mkdirSync(base, { recursive: true, mode: 0o700 });
-  const dir = mkdtempSync(join(base, `${fileSafe(hostname)}.${fileSafe(ifname)}.`));
-  writeState(dir, state);
-  return dir;
 }
 
 // ---------------------------------------------------------------------------

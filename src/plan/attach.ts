@@ -4,7 +4,7 @@ import { ARPHRD_INFINIBAND } from '../netlink/constants';
 import { MACVLAN_MODES, MacvlanMode } from '../netlink/kinds/macvlan';
 import { Link } from '../netlink/link';
 import { checkIfname, vethHostName } from './names';
-import { AttachPlan, HostLink, Step } from './steps';
+import { AttachPlan, HostLink, Step, vlanUsers } from './steps';
 import type { DhcpRequest } from '../exec/dhcp';
 
 /** What a caller asks for: the arguments of one `pipework` attach. */
@@ -179,6 +179,8 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
           if (o.vlanLink.kind !== 'vlan') throw new PipeworkError(`${name} already exists but is not a VLAN device for tag ${vid}`);
           parent = hostLink(o.vlanLink);
           parentUp = o.vlanLink.up;
+          const users = vlanUsers(o.vlanLink.alias);
+          if (users !== undefined && !r.directPhys) steps.push({ op: 'vlan-user', link: parent, users });
         } else {
           steps.push({ op: 'create-vlan', parent, name, vid, mtu });
           parent = { name, index: 0 };

@@ -21,6 +21,8 @@ export type Step =
   | { op: 'delete-host-link'; link: HostLink }
   | { op: 'host-link-up'; link: HostLink }
   | { op: 'create-vlan'; parent: HostLink; name: string; vid: number; mtu: number }
+  /** One more container on a VLAN link pipework made: its count lives in the link's alias. */
+  | { op: 'vlan-user'; link: HostLink; users: number }
   | { op: 'create-veth'; hostName: string; master?: HostLink; mtu: number; peerName: string; mac?: Buffer }
   | { op: 'ovs-add-port'; bridge: string; port: string; vlan?: number; externalIds: Record<string, string> }
   | { op: 'create-macvlan'; parent: HostLink; name: string; mode: MacvlanMode; mtu: number; mac?: Buffer }
@@ -51,6 +53,16 @@ export function inGuest(step: Step): boolean {
   return ['guest-link-up', 'add-address', 'add-gateway-route', 'replace-default-route', 'arp-notify'].includes(step.op);
 }
 
+/**
+ * The alias of a VLAN link pipework created, counting the containers on it:
+ * unplug deletes the link when the last one goes (and never one it did not make).
+ */
+export const VLAN_USERS_PREFIX = 'pipework:vlan-users=';
+export const vlanUsersAlias = (n: number) => `${VLAN_USERS_PREFIX}${n}`;
+export function vlanUsers(alias: string | undefined): number | undefined {
+  return alias?.startsWith(VLAN_USERS_PREFIX) ? Number(alias.slice(VLAN_USERS_PREFIX.length)) || 0 : undefined;
+}
+
 const mtuArg = (mtu: number) => (mtu ? ` mtu ${mtu}` : '');
 const macArg = (mac?: Buffer) => (mac ? ` address ${formatMac(mac)}` : '');
 
@@ -68,7 +80,9 @@ export function renderStep(step: Step, guestPath: string): string {
     case 'host-link-up':
       return `ip link set dev ${step.link.name} up`;
     case 'create-vlan':
-      return `ip link add link ${step.parent.name} name ${step.name}${mtuArg(step.mtu)} up type vlan id ${step.vid}`;
+      return `ip link add link ${step.parent.name} name ${step.name}${mtuArg(step.mtu)} up type vlan id ${step.vid} && ip link set dev ${step.name} alias ${vlanUsersAlias(1)}`;
+    case 'vlan-user':
+      return `ip link set dev ${step.link.name} alias ${vlanUsersAlias(step.users + 1)}`;
     case 'create-veth':
       return `ip link add ${step.hostName}${mtuArg(step.mtu)}${step.master ? ` master ${step.master.name}` : ''} up` +
         ` type veth peer name ${step.peerName}${mtuArg(step.mtu)}${macArg(step.mac)} ${netns}`;

@@ -5,7 +5,7 @@
 // The clients' scripts would rewrite /etc/resolv.conf (and more) wherever
 // they run: each test proves this machine's /etc, /var/lib/dhcp* and
 // hostname are left exactly as they were.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, readlinkSync,
   rmSync, statSync, symlinkSync, writeFileSync, constants,
@@ -13,7 +13,7 @@ import {
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDnsmasq, type Dnsmasq } from '../support/daemons';
+import { startDnsmasq, startDockerd, type Dnsmasq, type Dockerd } from '../support/daemons';
 import { openInRoot, spawnIsolated } from '../../src/native/spawn';
 // The library as built (`npx tsc -p .` first): src/exec/attach.ts loads the
 // DHCP module lazily with require(), which only resolves in dist.
@@ -244,8 +244,8 @@ describe('pipework <bridge> <netns> <dhcp client>', () => {
       const ino = nsIno(guest);
       const r = await cli(['--json', BR, guest, c.arg]);
       timings[c.arg] = r.ms;
+      expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
       const result = JSON.parse(r.stdout);
 
       // The address, read back with iproute2 (not our own decoder).
@@ -290,7 +290,7 @@ describe('pipework <bridge> <netns> <dhcp client>', () => {
 
       // unplug takes the link away; stopping the client leaves nothing behind.
       const u = await cli(['unplug', guest]);
-      expect(u.code).toBe(0);
+      expect(u.code, u.stderr).toBe(0);
       expect(await ipj('-n', guest, 'link', 'show', 'dev', 'eth1').catch(() => 'gone')).toBe('gone');
       expect(await stopDhcpClients(guest, 'eth1')).toBe(1);
       await waitGone([pid]);
@@ -346,6 +346,87 @@ describe('failures roll back completely', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/Invalid PIPEWORK_DHCP_TIMEOUT: soon/);
     await expectNothingLeft(guest, nsIno(guest));
+  });
+});
+
+const haveDockerd = spawnSync('sh', ['-c', 'command -v dockerd && command -v docker'], { stdio: 'ignore' }).status === 0;
+
+describe.skipIf(!haveDockerd)('Docker containers (a real dockerd in this run\'s namespaces)', () => {
+  let d: Dockerd | undefined;
+  const name = `pwc${tag}`;
+  let pid = 0;
+  const inContainer = async <T = any>(...args: string[]): Promise<T> => {
+    const out = (await sh('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', ...args])).trim();
+    return (out ? JSON.parse(out) : []) as T;
+  };
+  const helpers = async (all = false) => (await d!.docker(['ps', ...(all ? ['-a'] : []), '-q', '--no-trunc', '--filter', 'label=pipework.dhcp-helper'])).split('\n').filter(Boolean);
+
+  beforeAll(async () => {
+    d = await startDockerd();
+    timings.dockerdStartup = d.startupMs;
+    await d.docker(['run', '-d', '--network', 'none', '--name', name, d.busyboxImage, 'sleep', '100000']);
+    pid = Number((await d.docker(['inspect', '-f', '{{.State.Pid}}', name])).trim());
+  }, 180_000);
+  afterAll(async () => {
+    await d?.stop();
+  }, 120_000);
+
+  it('dhcp: busybox udhcpc in a helper container sharing the netns (AutoRemove), configures the address and the container\'s DNS', async () => {
+    const id = (await d!.docker(['inspect', '-f', '{{.Id}}', name])).trim();
+    await d!.docker(['exec', name, 'sh', '-c', 'echo nameserver 192.0.2.53 > /etc/resolv.conf']);
+    const r = await cli(['--json', BR, name, 'dhcp'], d!.env);
+    timings.dhcp = r.ms;
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout);
+    const [eth1] = await inContainer<any[]>('-4', 'addr', 'show', 'dev', 'eth1');
+    expect(eth1.addr_info).toHaveLength(1);
+    expect(inRange(eth1.addr_info[0].local)).toBe(true);
+    expect(result.addresses).toEqual([`${eth1.addr_info[0].local}/24`]);
+    expect(await inContainer('-4', 'route', 'show', 'default')).toEqual([expect.objectContaining({ gateway: net(1), dev: 'eth1' })]);
+    expect(await d!.docker(['exec', name, 'cat', '/etc/resolv.conf'])).toBe(`nameserver ${net(53)}\nnameserver ${net(54)}\n`);
+    expect(result.dns).toEqual([net(53), net(54)]);
+    expect(result.resolvConf).toBe(`/proc/${pid}/root/etc/resolv.conf`);
+    expect(dnsmasq!.leases().find((l) => l.ip === eth1.addr_info[0].local)?.hostname).toBe(name);
+
+    // One helper, still running (it renews the lease), removed on exit by Docker itself.
+    const [helper] = await helpers();
+    expect(await helpers()).toHaveLength(1);
+    const info = JSON.parse(await d!.docker(['inspect', helper]))[0];
+    expect(info.HostConfig).toMatchObject({ NetworkMode: `container:${id}`, CapAdd: ['NET_ADMIN'], AutoRemove: true });
+    expect(info.Config.Cmd).toEqual(['udhcpc', '-f', '-i', 'eth1', '-x', `hostname:${name}`]);
+    expect(info.State.Running).toBe(true);
+    expectHostUntouched();
+
+    const u = await cli(['unplug', name], d!.env);
+    expect(u.code, u.stderr).toBe(0);
+    const before = await helpers(true);
+    expect(before).toEqual([helper]);
+    // stopDhcpClients talks to the Engine API: the fixture's daemon.
+    const saved = process.env.DOCKER_HOST;
+    process.env.DOCKER_HOST = d!.host;
+    try {
+      expect(await stopDhcpClients(name, 'eth1')).toBe(1);
+      expect(await stopDhcpClients(name, 'eth1')).toBe(0);
+    } finally {
+      if (saved === undefined) delete process.env.DOCKER_HOST;
+      else process.env.DOCKER_HOST = saved;
+    }
+    expect(await helpers(true)).toEqual([]);
+    expect(scratchDirs(name)).toEqual([]);
+  });
+
+  it('udhcpc for a Docker container: the lease\'s DNS servers are written to the container\'s own resolv.conf', async () => {
+    await d!.docker(['exec', name, 'sh', '-c', 'echo nameserver 192.0.2.53 > /etc/resolv.conf']);
+    const r = await cli(['--json', BR, '-i', 'eth2', name, 'udhcpc'], d!.env);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout);
+    expect(result.resolvConf).toBe(`/proc/${pid}/root/etc/resolv.conf`);
+    expect(await d!.docker(['exec', name, 'cat', '/etc/resolv.conf'])).toBe(`nameserver ${net(53)}\nnameserver ${net(54)}\n`);
+    const [eth2] = await inContainer<any[]>('-4', 'addr', 'show', 'dev', 'eth2');
+    expect(inRange(eth2.addr_info[0].local)).toBe(true);
+    expectHostUntouched();
+    const u = await cli(['unplug', name, '-i', 'eth2'], d!.env);
+    expect(u.code, u.stderr).toBe(0);
   });
 });
 

@@ -158,11 +158,24 @@ describe('macvlan on a physical interface', () => {
 });
 
 describe.skipIf(!kernelHasKind('vlan'))('VLAN parent (kernels with 8021q)', () => {
-  it('creates <if>.<vid> and a macvlan on it in the container', async () => {
+  it('creates <if>.<vid> and a macvlan on it in the container; unplug removes it with its last container', async () => {
     fakePhysical('eth0');
     await session.attach({ fd: guests[0] }, { hostInterface: 'eth0', vlan: '10', addresses: ['10.10.0.2/24'] });
+    await session.attach({ fd: guests[1] }, { hostInterface: 'eth0', vlan: '10', addresses: ['10.10.0.3/24'] });
     expect(link(host, 'eth0.10')!.linkinfo).toMatchObject({ info_kind: 'vlan', info_data: { id: 10 } });
     expect(link(guests[0], 'eth1')!.linkinfo?.info_kind).toBe('macvlan');
+    await session.unplug({ fd: guests[0] });
+    expect(link(host, 'eth0.10')).toBeDefined();
+    await session.unplug({ fd: guests[1] });
+    expect(link(host, 'eth0.10')).toBeUndefined();
+  });
+
+  it('never deletes a VLAN link it did not make', async () => {
+    fakePhysical('eth0');
+    ip(host, 'link', 'add', 'link', 'eth0', 'name', 'eth0.20', 'type', 'vlan', 'id', '20');
+    await session.attach({ fd: guests[0] }, { hostInterface: 'eth0', vlan: '20' });
+    await session.unplug({ fd: guests[0] });
+    expect(link(host, 'eth0.20')).toBeDefined();
   });
 });
 

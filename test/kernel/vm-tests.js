@@ -1,0 +1,370 @@
+// Runs inside the test VM (test/kernel/init), as root in a throwaway kernel
+// with the vlan, dummy, ipvlan and openvswitch modules loaded: real links
+// made by our library and our CLI, read back with iproute2 (`/sbin/ip -d -j`),
+// proven with busybox ping. The VM's own netns plays "host"; containers are
+// named netns (/run/netns/NAME). One line per test on the console:
+//   PASS <name> | FAIL <name>: <why> | SKIP <name>: <why>
+// then `KERNEL-TESTS-DONE passed=N failed=M`. Lines starting with `# ` are
+// diagnostics the host script echoes too.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const { existsSync, readFileSync } = require('node:fs');
+
+const IP = '/sbin/ip';
+const CLI = '/pipework/bin/pipework.js';
+const { Session, NetlinkError, PipeworkError } = require('/pipework/dist/index.js');
+
+// ---- helpers ----------------------------------------------------------------
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
+  return r;
+}
+
+/** Runs a command that has to succeed; returns its stdout. */
+function must(cmd, ...args) {
+  const r = run(cmd, args);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${(r.stderr || r.stdout).trim()}`);
+  return r.stdout;
+}
+
+/** iproute2 in the netns (null: the VM's own, playing host). */
+function ip(ns, ...args) {
+  return must(IP, ...(ns ? ['-n', ns] : []), ...args);
+}
+
+function ipj(ns, ...args) {
+  const out = ip(ns, '-j', ...args).trim();
+  const isEmpty = (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+  return out ? JSON.parse(out, (_k, v) => (Array.isArray(v) ? v.filter((x) => !isEmpty(x)) : v)) : [];
+}
+
+const links = (ns) => ipj(ns, '-d', 'link', 'show');
+const link = (ns, name) => links(ns).find((l) => l.ifname === name);
+const addrs4 = (ns, dev) => (ipj(ns, '-4', 'addr', 'show', 'dev', dev)[0] || { addr_info: [] }).addr_info.map((a) => `${a.local}/${a.prefixlen}`);
+
+/** The CLI as a user runs it: `pipework ARGS` (bin/pipework.js through /usr/bin/env node). */
+function pipework(...args) {
+  const r = run(CLI, args);
+  return { status: r.status, out: r.stdout.trim(), err: r.stderr.trim() };
+}
+
+function pipeworkOk(...args) {
+  const r = pipework(...args);
+  if (r.status !== 0) throw new Error(`pipework ${args.join(' ')} exited ${r.status}: ${r.err || r.out}`);
+  return r;
+}
+
+function ping(ns, addr) {
+  for (let i = 0; i < 3; i++) {
+    if (run('nsenter', [`--net=/run/netns/${ns}`, 'ping', '-c', '1', '-W', '2', addr]).status === 0) return true;
+  }
+  return false;
+}
+
+function netns(...names) {
+  for (const n of names) ip(null, 'netns', 'add', n);
+}
+
+/** A veth pair whose end `name` plays a NIC; its peer goes to netns `peerNs` (made here) or stays. */
+function fakeNic(name, { peerNs, up = true } = {}) {
+  ip(null, 'link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`);
+  if (peerNs) {
+    netns(peerNs);
+    ip(null, 'link', 'set', `${name}p`, 'netns', peerNs);
+    ip(peerNs, 'link', 'set', `${name}p`, 'up');
+  } else {
+    ip(null, 'link', 'set', `${name}p`, 'up');
+  }
+  if (up) ip(null, 'link', 'set', name, 'up');
+}
+
+function check(cond, why) {
+  if (!cond) throw new Error(why);
+}
+
+function eq(actual, expected, what) {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) throw new Error(`${what}: got ${a}, expected ${e}`);
+}
+
+// Kernel-derived fields, not configuration (as test/helpers/kernel.ts).
+const DERIVED = ['stats', 'stats64', 'valid_life_time', 'preferred_life_time', 'qdisc', 'tso_max_size', 'tso_max_segs',
+  'gso_max_size', 'gso_max_segs', 'gro_max_size', 'gso_ipv4_max_size', 'gro_ipv4_max_size', 'operstate'];
+
+/** Everything an attach could change in a netns, comparable between two moments. */
+function snapshot(ns) {
+  // A bridge's timers (gc_timer, hello_timer...) run on their own.
+  const strip = (o) => JSON.parse(JSON.stringify(o, (k, v) => (DERIVED.includes(k) || k.endsWith('_timer') ? undefined : v)));
+  // One iproute2 run for four dumps (each a JSON line), one for IPv6 routes.
+  const r = spawnSync(IP, [...(ns ? ['-n', ns] : []), '-j', '-d', '-batch', '-'],
+    { input: 'link show\naddr show\nroute show table all\nrule show\n', encoding: 'utf8' });
+  const dumps = r.stdout.trim().split('\n');
+  if (r.status !== 0 || dumps.length !== 4) throw new Error(`ip -batch failed (${r.status}): ${r.stderr.trim()}`);
+  const [links, addrs, routes, rules] = dumps.map((d) => JSON.parse(d));
+  return { links: strip(links), addrs: strip(addrs), routes, routes6: ipj(ns, '-6', 'route', 'show', 'table', 'all'), rules };
+}
+
+/** Where two snapshots first differ, or undefined. */
+function firstDiff(a, b, path = '') {
+  if (JSON.stringify(a) === JSON.stringify(b)) return undefined;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return `${path || '/'}: ${JSON.stringify(a)} -> ${JSON.stringify(b)}`;
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    const d = firstDiff(a[k], b[k], `${path}/${k}`);
+    if (d) return d;
+  }
+  return `${path}: differs`;
+}
+
+function sameState(before, after, where) {
+  const d = firstDiff(before, after);
+  if (d) throw new Error(`${where} changed: ${d}`);
+}
+
+/** Checks the attach would take these steps first (so the rollback test undoes something). */
+async function planned(ns, request, ops) {
+  const got = (await session.plan({ netns: ns }, request)).steps.map((st) => st.op);
+  eq(got.slice(0, ops.length), ops, 'planned steps');
+}
+
+// ---- the tests ----------------------------------------------------------------
+
+const session = new Session();
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+/** Throw skip(reason) from a test to report SKIP instead of PASS. */
+class Skip extends Error {}
+
+test('veth-bridge-lib', async () => {
+  netns('c1', 'c2');
+  const r1 = await session.attach({ netns: 'c1' }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'], gateway: '10.66.0.1' });
+  await session.attach({ netns: 'c2' }, { hostInterface: 'br1', addresses: ['10.66.0.3/24'], mac: 'U:myhost.foo.com' });
+  ip(null, 'addr', 'add', '10.66.0.1/24', 'dev', 'br1');
+  eq(link(null, 'br1')?.linkinfo?.info_kind, 'bridge', 'br1 kind');
+  eq(r1.hostInterface, 'veth1plc1', 'host end name');
+  const ports = ipj(null, 'link', 'show', 'master', 'br1').map((l) => l.ifname).sort();
+  eq(ports, ['veth1plc1', 'veth1plc2'], 'bridge ports');
+  const e = link('c2', 'eth1');
+  eq(e?.linkinfo?.info_kind, 'veth', 'c2 eth1 kind');
+  check(e.flags.includes('UP'), 'c2 eth1 is not up');
+  eq(e.address, '02:72:6c:cd:9b:8d', 'c2 eth1 MAC from U:myhost.foo.com');
+  eq(addrs4('c2', 'eth1'), ['10.66.0.3/24'], 'c2 addresses');
+  eq(ipj('c1', 'route', 'show', 'default').map((r) => r.gateway), ['10.66.0.1'], 'c1 default route');
+  check(ping('c1', '10.66.0.3'), 'c1 cannot ping c2 (10.66.0.3)');
+  check(ping('c2', '10.66.0.1'), 'c2 cannot ping the bridge (10.66.0.1)');
+  eq(await session.detach({ netns: 'c1' }), { action: 'deleted', kind: 'veth' }, 'detach');
+  check(!link(null, 'veth1plc1'), 'the host end outlived detach');
+});
+
+test('macvlan-lib', async () => {
+  netns('c3', 'c4');
+  fakeNic('nicm');
+  ip(null, 'link', 'set', 'nicm', 'mtu', '1450');
+  await session.attach({ netns: 'c3' }, { hostInterface: 'nicm', addresses: ['10.9.0.2/24'] });
+  await session.attach({ netns: 'c4' }, { hostInterface: 'nicm', addresses: ['10.9.0.3/24'], mac: '02:00:00:00:00:33' });
+  const m = link('c4', 'eth1');
+  eq(m?.linkinfo?.info_kind, 'macvlan', 'c4 eth1 kind');
+  eq(m.linkinfo.info_data?.mode, 'bridge', 'macvlan mode');
+  eq([m.mtu, m.address], [1450, '02:00:00:00:00:33'], 'c4 eth1 mtu and MAC');
+  eq(ipj(null, 'link', 'show', 'type', 'macvlan'), [], 'macvlans left in the host');
+  check(ping('c3', '10.9.0.3'), 'c3 cannot ping c4 over the macvlans');
+});
+
+test('vlan-cli', async () => {
+  netns('c5');
+  // nicv plays the NIC; its peer in "sw" has the VLAN 10 interface the container must reach, tagged.
+  fakeNic('nicv', { peerNs: 'sw' });
+  ip('sw', 'link', 'add', 'link', 'nicvp', 'name', 'nicvp.10', 'type', 'vlan', 'id', '10');
+  ip('sw', 'addr', 'add', '10.1.0.1/24', 'dev', 'nicvp.10');
+  ip('sw', 'link', 'set', 'nicvp.10', 'up');
+  pipeworkOk('nicv', 'c5', '10.1.0.2/24', '@10');
+  const v = link(null, 'nicv.10');
+  check(v, 'no nicv.10 in the host');
+  eq(v.linkinfo?.info_kind, 'vlan', 'nicv.10 kind');
+  eq([v.linkinfo.info_data?.id, v.linkinfo.info_data?.protocol, v.link], [10, '802.1Q', 'nicv'], 'nicv.10 id, protocol, parent');
+  check(v.flags.includes('UP'), 'nicv.10 is not up');
+  const m = link('c5', 'eth1');
+  eq(m?.linkinfo?.info_kind, 'macvlan', 'c5 eth1 kind');
+  eq(m.link_index, v.ifindex, 'c5 eth1 parent index (nicv.10)');
+  check(m.link_netnsid !== undefined, 'c5 eth1 parent is not in another netns');
+  check(m.flags.includes('UP'), 'c5 eth1 is not up');
+  eq(addrs4('c5', 'eth1'), ['10.1.0.2/24'], 'c5 addresses');
+  check(ping('c5', '10.1.0.1'), 'c5 cannot ping 10.1.0.1 on VLAN 10 behind the NIC');
+  const u = pipeworkOk('unplug', 'c5');
+  check(!link('c5', 'eth1'), `eth1 still in c5 after unplug (${u.err})`);
+  // The VLAN interface stays, as with the original (other containers may use it).
+  check(link(null, 'nicv.10'), 'nicv.10 went away with unplug');
+});
+
+test('vlan-lib', async () => {
+  netns('c6', 'c7');
+  fakeNic('nicl', { up: false });
+  const r = await session.attach({ netns: 'c6' }, { hostInterface: 'nicl', vlan: '20', addresses: ['10.1.20.2/24'] });
+  eq(r.containerInterface.name, 'eth1', 'container interface');
+  await session.attach({ netns: 'c7' }, { hostInterface: 'nicl', vlan: '20', addresses: ['10.1.20.3/24'] });
+  const vlans = links(null).filter((l) => l.linkinfo?.info_kind === 'vlan' && l.link === 'nicl');
+  eq(vlans.map((l) => [l.ifname, l.linkinfo.info_data.id]), [['nicl.20', 20]], 'VLAN links on nicl (one, reused)');
+  check(link(null, 'nicl').flags.includes('UP'), 'the NIC was not brought up');
+  eq(link('c7', 'eth1')?.link_index, vlans[0].ifindex, 'c7 eth1 parent');
+  check(ping('c6', '10.1.20.3'), 'c6 cannot ping c7 over nicl.20');
+});
+
+test('dummy-cli', async () => {
+  netns('c8');
+  pipeworkOk('dummy0', 'c8', '10.2.0.2/24');
+  const d = link('c8', 'eth1');
+  eq(d?.linkinfo?.info_kind, 'dummy', 'c8 eth1 kind');
+  check(d.flags.includes('UP'), 'c8 eth1 is not up');
+  eq(addrs4('c8', 'eth1'), ['10.2.0.2/24'], 'c8 addresses');
+  eq(links(null).filter((l) => l.linkinfo?.info_kind === 'dummy').map((l) => l.ifname), [], 'dummy links in the host');
+  pipeworkOk('unplug', 'c8');
+  check(!link('c8', 'eth1'), 'eth1 still in c8 after unplug');
+});
+
+test('ipvlan-detach-lib', async () => {
+  // Not a pipework form: only detach of an ipvlan made with iproute2 is ours.
+  // (On a NIC of its own: the kernel refuses ipvlans on a device that has macvlans.)
+  netns('c9');
+  fakeNic('nici');
+  ip(null, 'link', 'add', 'link', 'nici', 'name', 'ipv0', 'type', 'ipvlan', 'mode', 'l2');
+  ip(null, 'link', 'set', 'ipv0', 'netns', 'c9');
+  ip('c9', 'link', 'set', 'ipv0', 'name', 'eth1');
+  eq(link('c9', 'eth1')?.linkinfo?.info_kind, 'ipvlan', 'c9 eth1 kind');
+  eq(await session.detach({ netns: 'c9' }), { action: 'deleted', kind: 'ipvlan' }, 'detach');
+  check(!link('c9', 'eth1'), 'eth1 still in c9');
+});
+
+function startOvs() {
+  if (existsSync('/etc/ovs-missing')) throw new Skip(readFileSync('/etc/ovs-missing', 'utf8').trim());
+  const log = (d) => `--log-file=/var/log/openvswitch/${d}.log`;
+  must('ovsdb-tool', 'create', '/etc/openvswitch/conf.db', '/usr/share/openvswitch/vswitch.ovsschema');
+  must('ovsdb-server', '/etc/openvswitch/conf.db', '--remote=punix:/var/run/openvswitch/db.sock', '--pidfile', '--detach', '--no-chdir', log('ovsdb-server'));
+  must('ovs-vsctl', '--no-wait', 'init');
+  must('ovs-vswitchd', '--pidfile', '--detach', '--no-chdir', log('ovs-vswitchd'));
+}
+
+test('ovs-cli', async () => {
+  startOvs();
+  netns('c10', 'c11');
+  pipeworkOk('ovsbr0', 'c10', '10.3.0.2/24', '@5');
+  pipeworkOk('ovsbr0', 'c11', '10.3.0.3/24', '@5');
+  must('ovs-vsctl', 'br-exists', 'ovsbr0');
+  eq(must('ovs-vsctl', 'get', 'Bridge', 'ovsbr0', 'datapath_type').trim(), '""', 'datapath type (default: system)');
+  eq(link(null, 'ovsbr0')?.linkinfo?.info_kind, 'openvswitch', 'ovsbr0 kind');
+  eq(must('ovs-vsctl', 'list-ports', 'ovsbr0').trim().split('\n'), ['veth1plc10', 'veth1plc11'], 'ports');
+  eq(must('ovs-vsctl', 'get', 'Port', 'veth1plc10', 'tag').trim(), '5', 'port tag');
+  eq(must('ovs-vsctl', 'get', 'Interface', 'veth1plc10', 'external_ids:pipework.vlan').trim(), '"5"', 'external id pipework.vlan');
+  const dp = must('ovs-dpctl', 'show');
+  check(/^system@ovs-system:/m.test(dp) && /port \d+: veth1plc10\b/.test(dp), `kernel datapath lacks the port: ${dp.replace(/\n/g, ' | ')}`);
+  eq(link('c10', 'eth1')?.linkinfo?.info_kind, 'veth', 'c10 eth1 kind');
+  eq(addrs4('c10', 'eth1'), ['10.3.0.2/24'], 'c10 addresses');
+  check(ping('c10', '10.3.0.3'), 'c10 cannot ping c11 through the OVS kernel datapath');
+  pipeworkOk('unplug', 'c10');
+  check(!link('c10', 'eth1') && !link(null, 'veth1plc10'), 'veth still there after unplug');
+  eq(must('ovs-vsctl', 'list-ports', 'ovsbr0').trim().split('\n'), ['veth1plc11'], 'ports after unplug');
+});
+
+test('rollback-vlan-kernel-refuses-lib', async () => {
+  // The kernel refuses a second VLAN 40 on nicr (vl40 has it): nicr, down before,
+  // was brought up for the VLAN and must be down again.
+  netns('c12');
+  fakeNic('nicr', { peerNs: 'swr', up: false });
+  ip(null, 'link', 'add', 'link', 'nicr', 'name', 'vl40', 'type', 'vlan', 'id', '40');
+  await planned('c12', { hostInterface: 'nicr', vlan: '40' }, ['host-link-up', 'create-vlan', 'create-macvlan']);
+  const host = snapshot(null);
+  const guest = snapshot('c12');
+  let err;
+  try {
+    await session.attach({ netns: 'c12' }, { hostInterface: 'nicr', vlan: '40', addresses: ['10.4.0.2/24'] });
+  } catch (e) {
+    err = e;
+  }
+  check(err instanceof NetlinkError, `expected a NetlinkError, got ${err ? `${err.name}: ${err.message}` : 'success'}`);
+  eq([err.code, err.operation], ['EEXIST', 'RTM_NEWLINK nicr.40'], 'refusal');
+  console.log(`# rollback-vlan-kernel-refuses-lib: ${err.message}`);
+  sameState(host, snapshot(null), 'host');
+  sameState(guest, snapshot('c12'), 'container');
+});
+
+test('rollback-name-collision-cli', async () => {
+  // The container has an eth1 already: the macvlan is refused after nicr came
+  // up and nicr.30 was made; both undone.
+  netns('c13');
+  ip('c13', 'link', 'add', 'eth1', 'type', 'dummy');
+  await planned('c13', { hostInterface: 'nicr', vlan: '30' }, ['host-link-up', 'create-vlan', 'create-macvlan']);
+  const host = snapshot(null);
+  const guest = snapshot('c13');
+  const r = pipework('nicr', 'c13', '10.6.0.2/24', '@30');
+  eq(r.status, 1, `exit status (stderr: ${r.err})`);
+  check(/exists/i.test(r.err), `unexpected message: ${r.err}`);
+  console.log(`# rollback-name-collision-cli: ${r.err}`);
+  sameState(host, snapshot(null), 'host');
+  sameState(guest, snapshot('c13'), 'container');
+});
+
+test('rollback-new-bridge-lib', async () => {
+  // The veth's container end collides with c13's eth1: the bridge this attach created goes too.
+  await planned('c13', { hostInterface: 'br9' }, ['create-bridge', 'create-veth']);
+  const host = snapshot(null);
+  const guest = snapshot('c13');
+  let err;
+  try {
+    await session.attach({ netns: 'c13' }, { hostInterface: 'br9', addresses: ['10.7.0.2/24'] });
+  } catch (e) {
+    err = e;
+  }
+  check(err instanceof NetlinkError && err.code === 'EEXIST', `expected EEXIST, got ${err ? `${err.name}: ${err.message}` : 'success'}`);
+  sameState(host, snapshot(null), 'host');
+  sameState(guest, snapshot('c13'), 'container');
+});
+
+test('refusals-before-the-kernel', async () => {
+  // Checked by us before any change: VLAN ids out of 1-4094 and a VLAN on a bridge.
+  for (const [req, text] of [
+    [{ hostInterface: 'nicr', vlan: '4095' }, 'Invalid VLAN id'],
+    [{ hostInterface: 'br1', vlan: '10' }, 'VLAN configuration currently unsupported for Linux bridge.'],
+  ]) {
+    const host = snapshot(null);
+    let err;
+    try {
+      await session.attach({ netns: 'c13' }, req);
+    } catch (e) {
+      err = e;
+    }
+    check(err instanceof PipeworkError && err.message.includes(text), `${JSON.stringify(req)}: ${err ? err.message : 'accepted'}`);
+    sameState(host, snapshot(null), 'host');
+  }
+});
+
+// ---- runner -----------------------------------------------------------------
+
+(async () => {
+  let passed = 0;
+  let failed = 0;
+  for (const { name, fn } of tests) {
+    const t = Date.now();
+    try {
+      await fn();
+      passed++;
+      console.log(`PASS ${name} (${Date.now() - t} ms)`);
+    } catch (e) {
+      if (e instanceof Skip) {
+        console.log(`SKIP ${name}: ${e.message}`);
+        continue;
+      }
+      failed++;
+      console.log(`FAIL ${name}: ${String(e && e.message).replace(/\n/g, ' | ')}`);
+    }
+  }
+  if (failed) {
+    const dmesg = run('dmesg', []).stdout.trim().split('\n').slice(-15);
+    for (const l of dmesg) console.log(`# dmesg: ${l}`);
+  }
+  session.close();
+  console.log(`KERNEL-TESTS-DONE passed=${passed} failed=${failed}`);
+})().catch((e) => {
+  console.log(`FAIL runner: ${e && e.stack}`);
+  process.exitCode = 1;
+});
