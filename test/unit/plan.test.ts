@@ -1,0 +1,85 @@
+// The planner is pure: request + observed state -> steps. Kinds this kernel
+// cannot create (vlan, ipoib, dummy) are planned here like any other.
+import { describe, expect, it } from 'vitest';
+import { checkRequest, planAttach, Observed, AttachRequest } from '../../src/plan/attach';
+import { renderStep } from '../../src/plan/steps';
+import { Link } from '../../src/netlink/link';
+
+const link = (over: Partial<Link>): Link => ({
+  index: 5, name: 'x', hwType: 1, flags: 1, up: true, lowerUp: true, mtu: 1500, ...over,
+});
+const observed = (over: Partial<Observed> = {}): Observed => ({ hostIsOvs: false, guestTag: '42', guestPath: '/proc/42/ns/net', ...over });
+const plan = (r: AttachRequest, o: Observed) => planAttach(checkRequest(r), o);
+const ops = (r: AttachRequest, o: Observed) => plan(r, o).steps.map((s) => s.op);
+
+describe('planAttach', () => {
+  it('veth on an existing bridge: names and MTU as the original, the container side in one batch', () => {
+    const p = plan({ hostInterface: 'br0', addresses: ['10.0.0.2/24'], gateway: '10.0.0.1' },
+      observed({ host: link({ name: 'br0', kind: 'bridge', mtu: 9000 }) }));
+    expect(p.steps.map((s) => s.op)).toEqual(['create-veth', 'add-address', 'arp-notify', 'guest-link-up', 'arp-notify', 'replace-default-route']);
+    expect(p.steps[0]).toMatchObject({ hostName: 'veth1pl42', peerName: 'eth1', mtu: 9000, master: { name: 'br0', index: 5 } });
+    expect(p.steps.map((s) => renderStep(s, p.guestPath))).toEqual([
+      'ip link add veth1pl42 mtu 9000 master br0 up type veth peer name eth1 mtu 9000 netns /proc/42/ns/net',
+      'nsenter --net=/proc/42/ns/net ip -4 addr add 10.0.0.2/24 brd 10.0.0.255 dev eth1',
+      'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=1',
+      'nsenter --net=/proc/42/ns/net ip link set dev eth1 up',
+      'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=<previous value>',
+      'nsenter --net=/proc/42/ns/net ip -4 route replace default via 10.0.0.1 dev eth1',
+    ]);
+  });
+
+  it('creates a br* bridge that is absent, and refuses other unknown names', () => {
+    expect(ops({ hostInterface: 'br7', addresses: ['0/0'] }, observed())).toEqual(['create-bridge', 'create-veth', 'guest-link-up']);
+    expect(() => ops({ hostInterface: 'foo0' }, observed())).toThrow('I do not know how to setup interface foo0.');
+    expect(() => ops({ hostInterface: 'ovs0' }, observed({ ovsAvailable: false }))).toThrow('Need OVS installed on the system to create an ovs bridge');
+  });
+
+  it('physical with a VLAN: makes <if>.<vid> counted as used once, a macvlan on it', () => {
+    const p = plan({ hostInterface: 'eth0', vlan: '10' }, observed({ host: link({ name: 'eth0' }) }));
+    expect(p.steps.slice(0, 2)).toEqual([
+      { op: 'create-vlan', parent: { name: 'eth0', index: 5 }, name: 'eth0.10', vid: 10, mtu: 1500 },
+      expect.objectContaining({ op: 'create-macvlan', parent: { name: 'eth0.10', index: 0 }, name: 'eth1', mode: 'bridge' }),
+    ]);
+  });
+
+  it('physical with a VLAN link pipework made: one more user; one it did not make is used as it is', () => {
+    const ours = link({ name: 'eth0.10', kind: 'vlan', index: 9, alias: 'pipework:vlan-users=2' });
+    expect(plan({ hostInterface: 'eth0', vlan: '10' }, observed({ host: link({ name: 'eth0' }), vlanLink: ours })).steps[0])
+      .toMatchObject({ op: 'vlan-user', users: 2, link: { index: 9 } });
+    const theirs = link({ name: 'eth0.10', kind: 'vlan', index: 9 });
+    expect(ops({ hostInterface: 'eth0', vlan: '10' }, observed({ host: link({ name: 'eth0' }), vlanLink: theirs }))[0]).toBe('create-macvlan');
+    expect(() => ops({ hostInterface: 'eth0', vlan: '10' }, observed({ host: link({ name: 'eth0' }), vlanLink: link({ kind: 'veth' }) })))
+      .toThrow('eth0.10 already exists but is not a VLAN device for tag 10');
+  });
+
+  it('IPoIB (ARPHRD 32): ib0 by default, the partition key in hex, no MAC', () => {
+    const ib = observed({ host: link({ name: 'ib0', hwType: 32 }) });
+    expect(plan({ hostInterface: 'ib0', vlan: '8001', addresses: ['10.5.0.2/24'] }, ib).steps[0])
+      .toEqual({ op: 'create-ipoib', parent: expect.objectContaining({ name: 'ib0' }), name: 'ib0', pkey: 0x8001 });
+    expect(() => plan({ hostInterface: 'ib0', mac: '02:00:00:00:00:01' }, ib)).toThrow('MACADDR configuration unsupported for IPoIB interfaces.');
+    expect(() => plan({ hostInterface: 'ib0', vlan: '0' }, ib)).toThrow('Invalid partition key: 0');
+  });
+
+  it('dummy*, direct-phys, macvlan modes', () => {
+    expect(ops({ hostInterface: 'dummy0', addresses: ['10.1.0.2/24'] }, observed())[0]).toBe('create-dummy');
+    expect(ops({ hostInterface: 'eth2', directPhys: true }, observed({ host: link({ name: 'eth2' }) }))).toEqual(['move-link', 'guest-link-up']);
+    expect(plan({ hostInterface: 'eth0', macvlanMode: 'passthru' }, observed({ host: link({ name: 'eth0' }) })).steps[0]).toMatchObject({ mode: 'passthru' });
+  });
+
+  it('an off-link gateway gets a host route, unless a guest route already reaches it', () => {
+    const r = { hostInterface: 'br0', addresses: ['10.0.0.2/24'], gateway: '10.9.0.1', announce: false };
+    const br = link({ name: 'br0', kind: 'bridge' });
+    expect(ops(r, observed({ host: br, gatewayRoutable: false }))).toContain('add-gateway-route');
+    expect(ops(r, observed({ host: br, gatewayRoutable: true }))).not.toContain('add-gateway-route');
+  });
+
+  it('generated names never pass 15 characters; the -l link that is up is refused', () => {
+    const p = plan({ hostInterface: 'br0', containerInterface: 'eth100' }, observed({ host: link({ kind: 'bridge' }), guestTag: '4194303' }));
+    expect(p.hostInterface).toMatch(/^veth100pl-[0-9a-f]{5}$/);
+    expect(p.hostInterface!.length).toBe(15);
+    expect(() => plan({ hostInterface: 'br0', hostName: 'v0' }, observed({ host: link({ kind: 'bridge' }), localLink: link({ name: 'v0', up: true }) })))
+      .toThrow('Link v0 exists and is up');
+    expect(ops({ hostInterface: 'br0', hostName: 'v0' }, observed({ host: link({ kind: 'bridge' }), localLink: link({ name: 'v0', up: false }) }))[0])
+      .toBe('delete-host-link');
+  });
+});
