@@ -145,6 +145,7 @@ async function attach(session: SessionT, cmd: Extract<Command, { kind: 'attach' 
     nodad: opts.nodad,
     announce: opts.arp,
     dhcp: cmd.dhcp && { ...cmd.dhcp, hostname: named.name, docker: named.docker, rootfs: named.rootfs },
+    docker: named.docker && { id: named.docker.id, name: named.docker.name },
   };
   if (opts.dryRun) {
     const { renderPlan }: typeof import('../index') = require('../index');

@@ -32,6 +32,8 @@ export interface AttachRequest {
   announce?: boolean;
   /** Get the address from a DHCP client instead (no addresses then). */
   dhcp?: DhcpRequest;
+  /** A Docker container's id and name, recorded on an OVS port as the original does. */
+  docker?: { id: string; name: string };
 }
 
 /** The kernel state the plan depends on, read before planning. */
@@ -83,6 +85,7 @@ export interface CheckedRequest {
   nodad: boolean;
   announce: boolean;
   dhcp?: DhcpRequest;
+  docker?: { id: string; name: string };
 }
 
 export function checkRequest(r: AttachRequest): CheckedRequest {
@@ -110,6 +113,7 @@ export function checkRequest(r: AttachRequest): CheckedRequest {
     nodad: r.nodad ?? false,
     announce: r.announce ?? true,
     dhcp: r.dhcp,
+    docker: r.docker,
   };
 }
 
@@ -159,6 +163,7 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
           externalIds: {
             'pipework.interface': hostName,
             'pipework.bridge': r.hostInterface,
+            ...(r.docker ? { 'pipework.containerid': r.docker.id, 'pipework.containername': r.docker.name } : {}),
             'pipework.nspid': o.guestTag,
             ...(r.vlan !== undefined ? { 'pipework.vlan': r.vlan } : {}),
           },
