@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { PipeworkError } from './errors';
 
@@ -58,6 +57,7 @@ export function formatIp(b: Buffer): string {
 /** `aa:bb:cc:dd:ee:ff`, or `U:<text>` -> 02 + first 5 bytes of md5("<text>\n"), as the original. */
 export function parseMac(text: string): Buffer {
   if (text.startsWith('U:')) {
+    const { createHash }: typeof import('node:crypto') = require('node:crypto');
     const digest = createHash('md5').update(`${text.slice(2)}\n`).digest();
     return Buffer.concat([Buffer.of(0x02), digest.subarray(0, 5)]);
   }

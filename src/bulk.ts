@@ -2,7 +2,6 @@ import type { AttachRequest } from './plan/attach';
 import type { AttachOptions, AttachResult, Session } from './index';
 import type { Guest, GuestSpec } from './guest';
 import type { DetachOutcome } from './exec/detach';
-import { randomInt } from 'node:crypto';
 import { PipeworkError } from './errors';
 
 export interface BulkAttachItem {
@@ -125,6 +124,9 @@ export function attachMany(session: Session, items: Iterable<BulkAttachItem> | A
   return runBounded(items, (item) => gate(item.request.hostInterface, () => attachCounted(item)), opts);
 }
 
+/** A device group number no one else uses: a high range plus randomness (not a secret). */
+export const deviceGroup = () => (0x70000000 | Math.floor(Math.random() * 0x1000000)) >>> 0;
+
 /** Veths marked before their group is deleted at once: bounds what a failure could leave marked. */
 const GROUP_FLUSH = 512;
 
@@ -135,8 +137,7 @@ const GROUP_FLUSH = 512;
  */
 export async function* detachMany(session: Session, items: Iterable<BulkDetachItem> | AsyncIterable<BulkDetachItem>,
   opts: BulkOptions = {}): AsyncGenerator<BulkResult<DetachOutcome>> {
-  // A group number no one else uses: high bit range plus randomness.
-  const group = (0x70000000 | randomInt(0, 0x1000000)) >>> 0;
+  const group = deviceGroup();
   let marked: BulkResult<DetachOutcome>[] = [];
   const flush = async () => {
     const batch = marked;

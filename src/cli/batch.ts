@@ -1,4 +1,3 @@
-import { randomInt } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command, GlobalOptions, parseArgs } from './args';
@@ -96,7 +95,7 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
   const { Session }: typeof import('../index') = require('../index');
-  const { runBounded, hostInterfaceGate }: typeof import('../bulk') = require('../bulk');
+  const { runBounded, hostInterfaceGate, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
   const input = file === '-' ? process.stdin : createReadStream(file);
   const readFailure = new Promise<never>((_, reject) => input.once('error', (e: Error) => reject(new PipeworkError(`cannot read ${file}: ${e.message}`))));
@@ -107,7 +106,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   const started = process.hrtime.bigint();
   const gate = hostInterfaceGate();
   const inOrder = sequencer();
-  const group = (0x70000000 | randomInt(0, 0x1000000)) >>> 0;
+  const group = deviceGroup();
   let grouped: number[] = []; // line numbers whose veth awaits the group deletion
   let done = 0;
   let failed = 0;

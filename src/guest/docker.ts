@@ -1,4 +1,3 @@
-import { request } from 'node:http';
 import { existsSync } from 'node:fs';
 
 /** A container as the Docker Engine API describes it (the parts we use). */
@@ -19,6 +18,8 @@ export const dockerAvailable = () => existsSync(dockerSocket());
 
 /** One Engine API call over the unix socket: status and parsed JSON body. */
 export function dockerApi(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  // Loaded only when Docker is asked: a plain attach never needs HTTP.
+  const { request }: typeof import('node:http') = require('node:http');
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const req = request({

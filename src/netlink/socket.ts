@@ -1,4 +1,4 @@
-import { RawNetlinkSocket, MessageInfo } from 'netlink';
+import { RawNetlinkSocket, MessageInfo } from 'netlink/dist/raw';
 import { native } from '../native';
 import { cstring, parseAttrs } from './attributes';
 import {

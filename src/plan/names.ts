@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { PipeworkError } from '../errors';
 
 /** IFNAMSIZ - 1: the longest interface name Linux accepts. */
@@ -22,6 +21,7 @@ export function checkIfname(name: string, what: string): string {
  */
 export function fitName(name: string): string {
   if (Buffer.byteLength(name) <= MAX_IFNAME) return name;
+  const { createHash }: typeof import('node:crypto') = require('node:crypto');
   const hash = createHash('md5').update(name).digest('hex').slice(0, 5);
   return `${Buffer.from(name).subarray(0, 9).toString()}-${hash}`;
 }

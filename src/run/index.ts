@@ -1,4 +1,4 @@
-import { ChildProcess, SpawnOptions, spawn } from 'node:child_process';
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { native } from '../native';
@@ -23,6 +23,8 @@ export interface RunResult {
  */
 export function runProgram(file: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   const spawnOpts: SpawnOptions = { stdio: opts.detached ? 'ignore' : ['ignore', 'pipe', 'pipe'], detached: opts.detached };
+  // Loaded here, not at start-up: most commands start no program.
+  const { spawn }: typeof import('node:child_process') = require('node:child_process');
   const start = () => spawn(file, args, spawnOpts);
   return new Promise((resolve, reject) => {
     let child: ChildProcess;
