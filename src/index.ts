@@ -44,6 +44,9 @@ export interface AttachResult {
 
 export interface AttachOptions extends ExecOptions {}
 
+/** The DHCP runner, loaded only when DHCP is used. */
+const dhcpModule = (): typeof import('./exec/dhcp') => require('./exec/dhcp');
+
 /** A guest as given: a spec to open, or a Guest already open (the caller closes it). */
 type GuestArg = GuestSpec | Guest;
 const isGuest = (g: GuestArg): g is Guest => typeof g === 'object' && 'tag' in g && 'close' in g;
@@ -76,6 +79,7 @@ export class Session {
   /** `pipework HOSTIF [-i CIF] [-l LOCAL] GUEST IP/LEN[@GW] [MAC][@VLAN]`: all of it, or nothing. */
   async attach(guest: GuestArg, request: AttachRequest, opts: AttachOptions = {}): Promise<AttachResult> {
     const checked = checkRequest(request);
+    if (checked.dhcp) dhcpModule().checkDhcpRequest(checked.dhcp); // a missing client refused before any link is made
     return this.withGuest(guest, async (g, ns) => {
       const plan = planAttach(checked, await observe(this.host, ns.guest, g, checked));
       const { containerInterface: link, hostInterface, dhcp } = await executeAttach(plan, ns, opts);
@@ -96,9 +100,12 @@ export class Session {
     return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface));
   }
 
-  /** `pipework unplug`: detach, plus the OVS port of a veth and a VLAN link pipework made, once unused. */
+  /** `pipework unplug`: detach, stop a DHCP client left running for it, remove the OVS port of a veth and a VLAN link pipework made, once unused. */
   async unplug(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachOutcome> {
-    return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface, { hostLeftovers: true }));
+    return this.withGuest(guest, async (g, ns) => {
+      await dhcpModule().stopDhcpClients(g.label, containerInterface); // a -f client left running for it
+      return executeDetach(ns, containerInterface, { hostLeftovers: true });
+    });
   }
 
   /** Attaches many containers with bounded concurrency; results stream back as they complete. */
@@ -114,7 +121,10 @@ export class Session {
   /** Bulk teardown's first half: see detachOrGroup (src/exec/detach.ts). */
   async detachOrGroup(guest: GuestArg, containerInterface = 'eth1', group: number, opts: { hostLeftovers?: boolean } = {}):
     Promise<{ outcome: DetachOutcome; grouped: boolean }> {
-    return this.withGuest(guest, (_g, ns) => detachOrGroup(ns, containerInterface, group, opts));
+    return this.withGuest(guest, async (g, ns) => {
+      if (opts.hostLeftovers) await dhcpModule().stopDhcpClients(g.label, containerInterface);
+      return detachOrGroup(ns, containerInterface, group, opts);
+    });
   }
 
   /** Bulk teardown's second half: every host link of the group, deleted at once. */

@@ -10,6 +10,8 @@ const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => pro
 
 /** Runs one command line; resolves with the exit status. */
 export async function main(argv: string[], io: Out = stdio): Promise<number> {
+  if (argv[0] === 'docker-plugin') return require('../docker/plugin').main(argv.slice(1), io);
+  if (argv[0] === 'watch') return require('../docker/watch').main(argv.slice(1), io);
   let cmd: Command;
   try {
     cmd = parseArgs(argv);
@@ -118,14 +120,6 @@ async function attach(session: SessionT, cmd: Extract<Command, { kind: 'attach' 
   const { opts } = cmd;
   let hostInterface = cmd.hostInterface;
   if (hostInterface.startsWith('mac:')) hostInterface = await session.hostInterfaceByMac(hostInterface.slice(4));
-  if (cmd.dhcp?.client === 'dhcp' && !named.docker) {
-    throw new PipeworkError([
-      'You asked for a Docker-specific DHCP method.',
-      `However, ${named.name} doesn't seem to be a Docker container.`,
-      "Try to replace 'dhcp' with another option?",
-      'Aborting.',
-    ].join('\n'));
-  }
   if (cmd.family !== undefined) {
     for (const a of cmd.addresses) {
       const v6 = a.includes(':');

@@ -11,10 +11,10 @@ import {
   accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync,
   realpathSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { DockerContainer } from '../guest/docker';
 import { PipeworkError } from '../errors';
-import { dhcpCommandLine, leaseDir, runDir } from '../plan/dhcp';
+import { dhcpCommandLine, fileSafe, leaseDir, runDir } from '../plan/dhcp';
 
 /** A DHCP client asked for on the command line, with what it needs to know of the guest. */
 export interface DhcpRequest {
@@ -115,7 +115,6 @@ export async function runDhcpClient(ctx: { guestFd: number; ifname: string; requ
 export const scratchBase = () => join(runDir(), 'pipework-dhcp');
 
 /** A guest name as a single path component (a guest may be a path). */
-const fileSafe = (s: string) => s.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '_').slice(0, 100) || '_';
 
 /** A hostname for the client's private UTS namespace, or undefined if the guest name is not one. */
 const utsName = (s: string) => (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(s) ? s : undefined);
@@ -218,7 +217,9 @@ async function runLocalClient(guestFd: number, ifname: string, request: DhcpRequ
     binds.push([scratch.dhcpcdRun, '/run/dhcpcd'], [leases, '/var/lib/dhcpcd']);
   }
   if (client === 'dhclient') mkdirSync(leaseDir(), { recursive: true, mode: 0o755 });
-  if (pidfile) mkdirSync(dirname(pidfile), { recursive: true, mode: 0o755 });
+  // Where the original's pidfiles go; not a pidfile's own dir (a guest given
+  // as a path would make that a tree of odd directories).
+  if (pidfile) mkdirSync(runDir(), { recursive: true, mode: 0o755 });
 
   const { spawnIsolated }: typeof import('../native/spawn') = require('../native/spawn');
   const logFd = openSync(scratch.log, 'a', 0o600);
@@ -318,6 +319,8 @@ async function runLocalClient(guestFd: number, ifname: string, request: DhcpRequ
     const addrs = await addresses(sock, index, true);
     const { dns, resolvConf } = passDns(scratch, request.rootfs);
     if (!left) {
+      // Nothing of it may outlive the attach (a script still finishing, say).
+      if (utsIno !== undefined) await Promise.all(procsInUts(utsIno).map((p) => terminate(p, 1000)));
       rmSync(scratch.dir, { recursive: true, force: true });
       return { addresses: addrs, dns, resolvConf, stop: async () => {} };
     }
@@ -456,7 +459,7 @@ async function runDockerHelper(guestFd: number, ifname: string, request: DhcpReq
   const [prog, ...args] = dhcpCommandLine(ifname, request);
   const spec = {
     Image: 'busybox',
-    Cmd: [prog, '-f', ...args],
+    Cmd: [prog, ...args],
     Labels: { [HELPER_LABEL]: 'true', 'pipework.containerid': docker.id, 'pipework.interface': ifname },
     // udhcpc stays running to renew the lease (as in the original); AutoRemove:
     // no stray exited helpers (upstream issue 163).

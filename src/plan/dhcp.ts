@@ -4,6 +4,9 @@ import type { DhcpRequest } from '../exec/dhcp';
 export const runDir = () => process.env.PIPEWORK_RUN_DIR ?? '/var/run';
 export const leaseDir = () => process.env.PIPEWORK_LEASE_DIR ?? '/var/lib/dhcp';
 
+/** A guest name made safe for a file name (netns paths contain '/'). */
+export const fileSafe = (s: string) => s.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '_').slice(0, 100) || '_';
+
 /**
  * The client's argv as the original runs it (udhcpc, dhclient, dhcpcd), or
  * the busybox udhcpc of the Docker `dhcp` method.
@@ -11,12 +14,13 @@ export const leaseDir = () => process.env.PIPEWORK_LEASE_DIR ?? '/var/lib/dhcp';
 export function dhcpCommandLine(ifname: string, r: DhcpRequest): string[] {
   switch (r.client) {
     case 'dhcp':
-      return ['udhcpc', '-i', ifname, '-x', `hostname:${r.hostname}`, ...r.options];
+      // -f: the helper container's udhcpc stays to renew the lease (the original's went to the background and its container exited).
+      return ['udhcpc', '-f', '-i', ifname, '-x', `hostname:${r.hostname}`, ...r.options];
     case 'udhcpc':
       // -q: exit once leased; -f (foreground variants): stay and renew, so no -q.
-      return ['udhcpc', r.foreground ? '-fi' : '-qi', ifname, '-x', `hostname:${r.hostname}`, '-p', `${runDir()}/udhcpc.${r.hostname}.pid`, ...r.options];
+      return ['udhcpc', r.foreground ? '-fi' : '-qi', ifname, '-x', `hostname:${r.hostname}`, '-p', `${runDir()}/udhcpc.${fileSafe(r.hostname)}.pid`, ...r.options];
     case 'dhclient':
-      return ['dhclient', ifname, '-pf', `${runDir()}/dhclient.${r.hostname}.pid`, '-lf', `${leaseDir()}/dhclient.${r.hostname}.leases`, ...r.options];
+      return ['dhclient', ifname, '-pf', `${runDir()}/dhclient.${fileSafe(r.hostname)}.pid`, '-lf', `${leaseDir()}/dhclient.${fileSafe(r.hostname)}.leases`, ...r.options];
     case 'dhcpcd':
       return ['dhcpcd', '-q', ifname, '-h', r.hostname, ...r.options];
   }

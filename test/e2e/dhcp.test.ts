@@ -288,11 +288,10 @@ describe('pipework <bridge> <netns> <dhcp client>', () => {
       expect(readlinkSync(`/proc/${pid}/ns/mnt`)).not.toBe(readlinkSync('/proc/self/ns/mnt'));
       expect(readlinkSync(`/proc/${pid}/ns/uts`)).not.toBe(readlinkSync('/proc/self/ns/uts'));
 
-      // unplug takes the link away; stopping the client leaves nothing behind.
+      // unplug takes the link away and stops the client: nothing left behind.
       const u = await cli(['unplug', guest]);
       expect(u.code, u.stderr).toBe(0);
       expect(await ipj('-n', guest, 'link', 'show', 'dev', 'eth1').catch(() => 'gone')).toBe('gone');
-      expect(await stopDhcpClients(guest, 'eth1')).toBe(1);
       await waitGone([pid]);
       expect(alive(pid)).toBe(false);
       expect(procsInNetns(ino).filter((p) => CLIENTS.includes(p.comm))).toEqual([]);
@@ -399,13 +398,10 @@ describe.skipIf(!haveDockerd)('Docker containers (a real dockerd in this run\'s 
 
     const u = await cli(['unplug', name], d!.env);
     expect(u.code, u.stderr).toBe(0);
-    const before = await helpers(true);
-    expect(before).toEqual([helper]);
-    // stopDhcpClients talks to the Engine API: the fixture's daemon.
+    // unplug removed the helper container; stopping again finds nothing.
     const saved = process.env.DOCKER_HOST;
     process.env.DOCKER_HOST = d!.host;
     try {
-      expect(await stopDhcpClients(name, 'eth1')).toBe(1);
       expect(await stopDhcpClients(name, 'eth1')).toBe(0);
     } finally {
       if (saved === undefined) delete process.env.DOCKER_HOST;
