@@ -19,7 +19,7 @@ function fds() {
 }
 
 /** Runs `cycles` attach+detach cycles over a pool of namespaces; returns the measurements. */
-async function soak(cycles, { warmup = Math.min(1000, cycles / 10) } = {}) {
+async function soak(cycles, { warmup = Math.floor(cycles / 4) } = {}) {
   const host = createNetns();
   const pool = Array.from({ length: 16 }, () => createNetns());
   const session = new Session({ hostNetns: host });

@@ -1,0 +1,227 @@
+/**
+ * `pipework docker-plugin [--socket PATH] [--state FILE]`: a Docker network
+ * plugin (libnetwork's remote driver protocol: JSON over HTTP POSTs) on a
+ * unix socket. Docker finds it as the driver named after the socket file
+ * (`/run/docker/plugins/pipework.sock` -> `docker network create -d pipework`).
+ *
+ * Replies: 200 with the method's JSON; a request Docker cannot have meant
+ * (bad JSON, missing fields, unknown network or endpoint) or an operation that
+ * failed: 500 with `{"Err": "..."}`; an unknown method: 404 with `{"Err"}`
+ * (Docker reads 404 as "not implemented"). Requests run one at a time, each
+ * ending with the state saved, so the plugin can be killed at any moment.
+ */
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { PipeworkError } from '../errors';
+import { Driver, DriverError } from './driver';
+
+type Out = { out: (s: string) => void; err: (s: string) => void };
+const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
+
+export const DEFAULT_SOCKET = '/run/docker/plugins/pipework.sock';
+export const DEFAULT_STATE = '/var/lib/pipework/docker-plugin.json';
+const MAX_BODY = 1 << 20;
+const CONTENT_TYPE = 'application/vnd.docker.plugins.v1.2+json';
+
+export const USAGE = `Usage: pipework docker-plugin [--socket PATH] [--state FILE] [-q]
+  --socket PATH   where Docker finds the plugin (default ${DEFAULT_SOCKET});
+                  the driver is named after the file: pipework.sock -> -d pipework
+  --state FILE    networks and endpoints, kept across restarts (default ${DEFAULT_STATE})
+  -q, --quiet     do not log each request
+Then: docker network create -d pipework -o parent=br0 [-o mode=bridge|macvlan] [-o vlan=N] [-o mtu=N] [-o macvlan_mode=M] --subnet ... NAME`;
+
+type Handler = (d: Driver, req: Record<string, unknown>) => unknown;
+
+/** Methods by URL; `log: false` for the chatty read-only ones. */
+const METHODS: Record<string, { fn: Handler; log?: boolean }> = {
+  '/Plugin.Activate': { fn: (d) => d.activate() },
+  '/NetworkDriver.GetCapabilities': { fn: (d) => d.getCapabilities() },
+  '/NetworkDriver.CreateNetwork': { fn: (d, r) => d.createNetwork(r), log: true },
+  '/NetworkDriver.DeleteNetwork': { fn: (d, r) => d.deleteNetwork(r), log: true },
+  '/NetworkDriver.CreateEndpoint': { fn: (d, r) => d.createEndpoint(r), log: true },
+  '/NetworkDriver.DeleteEndpoint': { fn: (d, r) => d.deleteEndpoint(r), log: true },
+  '/NetworkDriver.EndpointOperInfo': { fn: (d, r) => d.endpointOperInfo(r) },
+  '/NetworkDriver.Join': { fn: (d, r) => d.join(r), log: true },
+  '/NetworkDriver.Leave': { fn: (d, r) => d.leave(r), log: true },
+  // Nothing to do for a local-scope driver without external connectivity of its own.
+  '/NetworkDriver.DiscoverNew': { fn: () => ({}) },
+  '/NetworkDriver.DiscoverDelete': { fn: () => ({}) },
+  '/NetworkDriver.ProgramExternalConnectivity': { fn: () => ({}) },
+  '/NetworkDriver.RevokeExternalConnectivity': { fn: () => ({}) },
+  '/NetworkDriver.AllocateNetwork': { fn: () => ({ Options: {} }) },
+  '/NetworkDriver.FreeNetwork': { fn: () => ({}) },
+};
+
+/** The HTTP side: parses, serializes, answers; never throws. */
+export function createPluginServer(driver: Driver, log?: (line: string) => void): Server {
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(work: () => Promise<T>): Promise<T> => {
+    const run = queue.then(work, work);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+  const reply = (res: ServerResponse, status: number, body: unknown) => {
+    if (res.headersSent || res.destroyed) return;
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'Content-Type': CONTENT_TYPE, 'Content-Length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '').split('?')[0];
+    const method = METHODS[path];
+    if (req.method !== 'POST') {
+      req.resume();
+      reply(res, 405, { Err: `${req.method} ${path}: the plugin API takes POST` });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) tooBig = true;
+      else chunks.push(c);
+    });
+    req.on('error', () => undefined);
+    req.on('end', () => {
+      if (!method) {
+        reply(res, 404, { Err: `pipework docker-plugin does not implement ${path}` });
+        return;
+      }
+      if (tooBig) {
+        reply(res, 500, { Err: `request body over ${MAX_BODY} bytes` });
+        return;
+      }
+      let body: unknown;
+      const text = Buffer.concat(chunks).toString('utf8').trim();
+      try {
+        body = text ? JSON.parse(text) : {};
+      } catch (e) {
+        reply(res, 500, { Err: `invalid JSON: ${(e as Error).message}` });
+        return;
+      }
+      if (body === null) body = {};
+      if (typeof body !== 'object' || Array.isArray(body)) {
+        reply(res, 500, { Err: 'the request body must be a JSON object' });
+        return;
+      }
+      const r = body as Record<string, unknown>;
+      const what = [r.NetworkID, r.EndpointID].filter((x) => typeof x === 'string').map((x) => (x as string).slice(0, 12)).join('/');
+      serial(async () => method.fn(driver, r)).then(
+        (out) => {
+          if (method.log) log?.(`${new Date().toISOString()} ${path.slice(1)} ${what}: ok`);
+          reply(res, 200, out ?? {});
+        },
+        (e) => {
+          const err = e as Error;
+          const known = err instanceof DriverError || err instanceof PipeworkError || err?.name === 'NetlinkError';
+          const message = known ? err.message : `internal error: ${err?.message ?? err}`;
+          log?.(`${new Date().toISOString()} ${path.slice(1)} ${what}: ${message.replace(/\n/g, ' ')}`);
+          reply(res, err instanceof DriverError ? err.status : 500, { Err: message });
+        },
+      );
+    });
+  };
+
+  return createServer((req, res) => {
+    try {
+      handle(req, res);
+    } catch (e) {
+      reply(res, 500, { Err: `internal error: ${(e as Error).message}` });
+    }
+  });
+}
+
+/** Can something be reached on this unix socket? */
+function answering(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Listens on the socket path: a stale socket file is replaced, a live one or any other file refused. */
+export async function listenUnix(server: Server, path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  let st;
+  try { st = lstatSync(path); } catch { /* absent */ }
+  if (st) {
+    if (!st.isSocket()) throw new PipeworkError(`${path} exists and is not a socket`);
+    if (await answering(path)) throw new PipeworkError(`something already answers on ${path} (another plugin?)`);
+    rmSync(path, { force: true });
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => { server.off('error', reject); resolve(); });
+  });
+}
+
+function parseOptions(argv: string[]): { socket: string; state: string; quiet: boolean } | 'help' {
+  const o = { socket: DEFAULT_SOCKET, state: DEFAULT_STATE, quiet: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length || argv[i + 1] === '') throw new PipeworkError(`${a} needs a value.`);
+      return argv[++i];
+    };
+    if (a === '--socket') o.socket = value();
+    else if (a === '--state') o.state = value();
+    else if (a === '-q' || a === '--quiet') o.quiet = true;
+    else if (a === '-h' || a === '--help') return 'help';
+    else throw new PipeworkError(`Unexpected argument: ${a} (see pipework docker-plugin --help)`);
+  }
+  return o;
+}
+
+/** Resolves with the exit status once SIGTERM or SIGINT stops the plugin. */
+export async function main(argv: string[], io: Out = stdio): Promise<number> {
+  let opts: ReturnType<typeof parseOptions>;
+  try {
+    opts = parseOptions(argv);
+  } catch (e) {
+    io.err((e as Error).message);
+    return 1;
+  }
+  if (opts === 'help') {
+    io.out(USAGE);
+    return 0;
+  }
+  let driver: Driver;
+  try {
+    driver = Driver.open(opts.state);
+  } catch (e) {
+    io.err((e as Error).message);
+    return 1;
+  }
+  const log = opts.quiet ? undefined : (line: string) => io.err(line);
+  const server = createPluginServer(driver, log);
+  try {
+    await listenUnix(server, opts.socket);
+  } catch (e) {
+    driver.close();
+    io.err(`cannot listen on ${opts.socket}: ${(e as Error).message}`);
+    return 1;
+  }
+  log?.(`${new Date().toISOString()} pipework docker-plugin: listening on ${opts.socket}, state in ${opts.state}`);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const stop = (s: NodeJS.Signals) => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve(s);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  log?.(`${new Date().toISOString()} pipework docker-plugin: ${signal}, stopping`);
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+  rmSync(opts.socket, { force: true });
+  driver.close();
+  return 0;
+}
