@@ -17,6 +17,8 @@ Also:
 pipework unplug <guest> [-i containerinterface]     remove what an attach made (harmless if repeated)
 pipework --batch FILE|-                              one pipework command per line, in one process
 pipework --direct-phys <hostinterface> ...           move the interface itself into the container
+pipework docker-plugin [--socket PATH] [--state FILE]  Docker network driver: docker network create -d pipework
+pipework watch [--cleanup]                           plumb containers as their pipework labels ask, as they start
 
 <guest>: a PID, a named netns (/run/netns/NAME), a netns path, a Docker container
 name or id, or an LXC container name.
@@ -155,8 +157,11 @@ export function parseArgs(argv: string[]): Command {
     const guest = rest[1];
     if (!guest) return { kind: 'usage' };
     let cif = 'eth1';
-    if (rest[2] === '-i' && rest[3]) cif = rest[3];
-    else if (rest.length > 2) throw new PipeworkError(`Unexpected argument: ${rest[2]}`);
+    if (rest[2] === '-i') {
+      if (rest[3] === undefined) throw new PipeworkError('-i needs a value.');
+      cif = rest[3];
+      if (rest.length > 4) throw new PipeworkError(`Unexpected argument: ${rest[4]}`);
+    } else if (rest.length > 2) throw new PipeworkError(`Unexpected argument: ${rest[2]}`);
     return { kind: 'unplug', guest, containerInterface: cif, opts };
   }
 

@@ -198,12 +198,15 @@ async function runHostStep(
       return;
     }
     case 'create-vlan':
-      await createLinkOf(host, 'vlan', createVlan({
-        name: step.name, parent: resolve(step.parent), mtu: step.mtu || undefined, up: true, alias: vlanUsersAlias(1),
-      }, step.vid));
+    {
+      await createLinkOf(host, 'vlan', createVlan({ name: step.name, parent: resolve(step.parent), mtu: step.mtu || undefined, up: true }, step.vid));
       undo.push(() => deleteLinkByName(step.name));
-      created.set(step.name, parseLink((await host.request(getLinkByName(step.name)))[0]).index);
+      const index = parseLink((await host.request(getLinkByName(step.name)))[0]).index;
+      created.set(step.name, index);
+      // The kernel ignores IFLA_IFALIAS when it creates a link: set it afterwards.
+      await host.request(setLink(index, { alias: vlanUsersAlias(1) }, step.name));
       return;
+    }
     case 'create-veth': {
       const req = createVeth(
         { name: step.hostName, mtu: step.mtu || undefined, master: step.master && resolve(step.master), up: true },
@@ -216,8 +219,9 @@ async function runHostStep(
     }
     case 'ovs-add-port': {
       const ids = Object.entries(step.externalIds).map(([k, v]) => `external-ids:${k}=${v}`);
-      await runProgram('ovs-vsctl', ['--may-exist', 'add-port', step.bridge, step.port, ...(step.vlan ? [`tag=${step.vlan}`] : []),
-        '--', 'set', 'Interface', step.port, ...ids]);
+      // A port record left by a container that died unplugged would keep its old tag and ids: replace it.
+      await runProgram('ovs-vsctl', ['--if-exists', 'del-port', step.port, '--', 'add-port', step.bridge, step.port,
+        ...(step.vlan ? [`tag=${step.vlan}`] : []), '--', 'set', 'Interface', step.port, ...ids]);
       undo.pushAsync(async () => { await runProgram('ovs-vsctl', ['--if-exists', 'del-port', step.bridge, step.port]); });
       return;
     }

@@ -63,8 +63,9 @@ export async function observe(host: RtnlSocket, guestSock: RtnlSocket, guest: Gu
   const gw = r.gateway;
   if (gw && !r.addresses.some((a) => inPrefix(gw.bytes, a))) {
     try {
-      await guestSock.request(getRoute(gw.family === 4 ? AF_INET : AF_INET6, gw.bytes));
-      o.gatewayRoutable = true;
+      // The default route we are about to replace does not count: the original deletes it before asking.
+      const [route] = await guestSock.request(getRoute(gw.family === 4 ? AF_INET : AF_INET6, gw.bytes));
+      o.gatewayRoutable = route !== undefined && route.payload.readUInt8(1) > 0;
     } catch (e) {
       if (!(e instanceof NetlinkError)) throw e;
       o.gatewayRoutable = false;

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { PipeworkError } from '../errors';
 
 /** A container as the Docker Engine API describes it (the parts we use). */
 export interface DockerContainer {
@@ -39,7 +40,8 @@ export function dockerApi(method: string, path: string, body?: unknown): Promise
         resolve({ status: res.statusCode ?? 0, body: parsed });
       });
     });
-    req.on('error', reject);
+    // A socket file with no daemon behind it (ECONNREFUSED), or no permission: one line naming the socket.
+    req.on('error', (e) => reject(new PipeworkError(`Cannot reach Docker at ${dockerSocket()}: ${e.message}`)));
     req.end(payload);
   });
 }
@@ -52,7 +54,7 @@ export async function inspectContainer(name: string, tries = 3): Promise<DockerC
   for (let attempt = 1; ; attempt++) {
     const res = await dockerApi('GET', `/containers/${encodeURIComponent(name)}/json`);
     if (res.status === 404) return undefined;
-    if (res.status !== 200) throw new Error(`Docker answered ${res.status} for ${name}: ${res.body?.message ?? res.body}`);
+    if (res.status !== 200) throw new PipeworkError(`Docker answered ${res.status} for ${name}: ${res.body?.message ?? res.body}`);
     const pid = Number(res.body?.State?.Pid ?? 0);
     if (pid > 0 || attempt >= tries) return { id: res.body.Id, name: String(res.body.Name ?? '').replace(/^\//, ''), pid };
     await new Promise((r) => setTimeout(r, 1000));

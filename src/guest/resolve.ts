@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { Guest, NETNS_DIR, checkNetnsName, openGuest } from './index';
-import { DockerContainer, dockerAvailable, inspectContainer } from './docker';
+import { DockerContainer, dockerAvailable, dockerSocket, inspectContainer } from './docker';
 import { lxcPid } from './lxc';
 
 /** A guest named on the command line, opened, with what we learnt about it. */
@@ -29,7 +29,12 @@ export async function resolveGuest(name: string): Promise<NamedGuest> {
     const guest = openGuest(lxc);
     return { guest: { ...guest, label: name }, name, rootfs: `/proc/${lxc}/root` };
   }
-  if (!dockerAvailable()) throw new PipeworkError(`Container ${name} not found, and Docker not installed.`);
+  if (!dockerAvailable()) {
+    // The original's words when there is no docker at all; a daemon that is installed but not answering here is named as such.
+    const { hasProgram }: typeof import('../run') = require('../run');
+    if (!hasProgram('docker') && !hasProgram('dockerd')) throw new PipeworkError(`Container ${name} not found, and Docker not installed.`);
+    throw new PipeworkError(`Container ${name} not found, and Docker is not running (no socket at ${dockerSocket()}).`);
+  }
   const docker = await inspectContainer(name);
   if (!docker) throw new PipeworkError(`Container ${name} not found, and unknown to Docker.`);
   if (docker.pid === 0) throw new PipeworkError('Docker inspect returned invalid PID 0');

@@ -66,9 +66,12 @@ export function routeRequest(cmd: RouteCommand, r: RouteSpec, label = 'route'): 
   return request(del ? RTM_DELROUTE : RTM_NEWROUTE, COMMAND_FLAGS[cmd], header, attrs, `${del ? 'RTM_DELROUTE' : 'RTM_NEWROUTE'} ${label}`);
 }
 
-/** `ip route get ADDR`: the route the kernel would use, or ENETUNREACH. */
+/** RTM_F_FIB_MATCH: answer with the matching table entry (its real prefix), not a /32 clone. */
+const RTM_F_FIB_MATCH = 0x2000;
+
+/** `ip route get fibmatch ADDR`: the route entry the kernel would use, or ENETUNREACH. */
 export function getRoute(family: number, dst: Buffer): Request {
-  const header = rtmsg({ family, dstLen: dst.length * 8, table: 0, protocol: 0, scope: 0, type: 0 });
+  const header = rtmsg({ family, dstLen: dst.length * 8, table: 0, protocol: 0, scope: 0, type: 0, flags: RTM_F_FIB_MATCH });
   return request(RTM_GETROUTE, 0, header, [bytes(RTA_DST, dst)], 'RTM_GETROUTE');
 }
 

@@ -32,7 +32,7 @@ export interface AttachRequest {
   announce?: boolean;
   /** Get the address from a DHCP client instead (no addresses then). */
   dhcp?: DhcpRequest;
-  /** A Docker container's id and name, recorded on an OVS port as the original does. */
+  /** A Docker container's id and name, recorded on an OVS port as the original does (name as `docker inspect` gives it, with its '/'). */
   docker?: { id: string; name: string };
 }
 
@@ -132,7 +132,7 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
   const steps: Step[] = [];
   let hostInterface: string | undefined;
 
-  if (r.vlan !== undefined && kind === 'bridge') throw new PipeworkError('VLAN configuration currently unsupported for Linux bridge.');
+  if (r.vlan !== undefined && (kind === 'bridge' || kind === 'new-bridge')) throw new PipeworkError('VLAN configuration currently unsupported for Linux bridge.');
   if (r.mac && kind === 'ipoib') throw new PipeworkError('MACADDR configuration unsupported for IPoIB interfaces.');
   if (r.directPhys && kind !== 'phys')
     throw new PipeworkError(`--direct-phys needs an existing physical interface; ${r.hostInterface} is not one.`);
@@ -163,7 +163,7 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
           externalIds: {
             'pipework.interface': hostName,
             'pipework.bridge': r.hostInterface,
-            ...(r.docker ? { 'pipework.containerid': r.docker.id, 'pipework.containername': r.docker.name } : {}),
+            ...(r.docker ? { 'pipework.containerid': r.docker.id, 'pipework.containername': `/${r.docker.name}` } : {}),
             'pipework.nspid': o.guestTag,
             ...(r.vlan !== undefined ? { 'pipework.vlan': r.vlan } : {}),
           },

@@ -87,7 +87,7 @@ export function renderStep(step: Step, guestPath: string): string {
       return `ip link add ${step.hostName}${mtuArg(step.mtu)}${step.master ? ` master ${step.master.name}` : ''} up` +
         ` type veth peer name ${step.peerName}${mtuArg(step.mtu)}${macArg(step.mac)} ${netns}`;
     case 'ovs-add-port':
-      return `ovs-vsctl add-port ${step.bridge} ${step.port}${step.vlan ? ` tag=${step.vlan}` : ''} -- set Interface ${step.port} ` +
+      return `ovs-vsctl --if-exists del-port ${step.port} -- add-port ${step.bridge} ${step.port}${step.vlan ? ` tag=${step.vlan}` : ''} -- set Interface ${step.port} ` +
         Object.entries(step.externalIds).map(([k, v]) => `external-ids:${k}=${v}`).join(' ');
     case 'create-macvlan':
       return `ip link add link ${step.parent.name} name ${step.name}${mtuArg(step.mtu)}${macArg(step.mac)} ${netns} type macvlan mode ${step.mode}`;

@@ -1,0 +1,285 @@
+/**
+ * The network configuration pipework-cni reads on stdin, checked before
+ * anything is changed. Loads nothing heavy: VERSION and bad input never pull
+ * in the netlink library.
+ */
+import { CniError, ErrorCode } from './errors';
+import { SUPPORTED_VERSIONS, compareVersions, isSemver, isSupported } from './version';
+
+export type Mode = 'bridge' | 'macvlan' | 'vlan' | 'dummy' | 'ipoib';
+const MODES: readonly Mode[] = ['bridge', 'macvlan', 'vlan', 'dummy', 'ipoib'];
+const MACVLAN_MODES = ['private', 'vepa', 'bridge', 'passthru'] as const;
+export type MacvlanMode = (typeof MACVLAN_MODES)[number];
+
+/** Default bridge name in mode bridge (the reference bridge plugin's). */
+export const DEFAULT_BRIDGE = 'cni0';
+
+export interface Dns {
+  nameservers?: string[];
+  domain?: string;
+  search?: string[];
+  options?: string[];
+}
+
+export interface ResultInterface {
+  name: string;
+  mac?: string;
+  mtu?: number;
+  sandbox?: string;
+  socketPath?: string;
+  pciID?: string;
+}
+
+export interface ResultIp {
+  address: string;
+  gateway?: string;
+  interface?: number;
+}
+
+export interface ResultRoute {
+  dst: string;
+  gw?: string;
+  mtu?: number;
+  advmss?: number;
+  priority?: number;
+  table?: number;
+  scope?: number;
+}
+
+/** A CNI 1.x ADD result (an IPAM plugin returns one without interfaces). */
+export interface Result {
+  cniVersion: string;
+  interfaces?: ResultInterface[];
+  ips?: ResultIp[];
+  routes?: ResultRoute[];
+  dns?: Dns;
+}
+
+/** The plugin configuration, as given (unknown keys are kept and ignored). */
+export interface NetConf {
+  cniVersion: string;
+  name: string;
+  type: string;
+  mode: Mode;
+  /** Mode bridge: the Linux bridge (created if absent). */
+  bridge?: string;
+  /** Modes macvlan, vlan, ipoib: the parent interface on the host. */
+  master?: string;
+  /** Mode vlan: the VLAN id (1-4094) of the parent's `<master>.<vid>` link. */
+  vlan?: number;
+  /** Mode ipoib: the partition key, hex digits. */
+  pkey?: string;
+  mtu?: number;
+  mac?: string;
+  macvlanMode?: MacvlanMode;
+  /** Gratuitous ARP for IPv4 addresses (default true). */
+  announce: boolean;
+  /** IPv6 addresses without duplicate address detection (default true: IPAM made them unique). */
+  nodad: boolean;
+  ipam?: { type?: string; [k: string]: unknown };
+  dns?: Dns;
+  prevResult?: Result;
+  runtimeConfig?: { mac?: string; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+const MAC_RE = /^[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2}){5}$/;
+
+const invalid = (msg: string, details = '') => new CniError(ErrorCode.InvalidConfig, msg, details);
+const unsupported = (key: string, value: unknown, why: string) =>
+  new CniError(ErrorCode.UnsupportedField, `unsupported field ${key}=${JSON.stringify(value)}: ${why}`);
+
+/** stdin as JSON (code 6 when it is not a JSON object). */
+export function decodeJson(stdin: Buffer): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(stdin.toString('utf8'));
+  } catch (e) {
+    throw new CniError(ErrorCode.DecodingFailure, 'error decoding network config', (e as Error).message);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new CniError(ErrorCode.DecodingFailure, 'error decoding network config', 'the network config must be a JSON object');
+  return v as Record<string, unknown>;
+}
+
+/** The cniVersion asked for, refused with code 1 unless we implement it. */
+export function checkVersion(raw: Record<string, unknown>, minimum?: { version: string; command: string }): string {
+  const v = raw.cniVersion;
+  // A configuration without cniVersion is 0.1.0 (the spec's first version).
+  const version = v === undefined ? '0.1.0' : v;
+  if (!isSemver(version)) throw new CniError(ErrorCode.DecodingFailure, `invalid cniVersion ${JSON.stringify(v)}`, 'cniVersion must be a semantic version such as "1.0.0"');
+  if (minimum && compareVersions(version, minimum.version) < 0)
+    throw new CniError(ErrorCode.IncompatibleVersion, `config version ${version} does not allow ${minimum.command}`,
+      `${minimum.command} needs cniVersion ${minimum.version} or later`);
+  if (!isSupported(version))
+    throw new CniError(ErrorCode.IncompatibleVersion, 'incompatible CNI versions',
+      `config is "${version}", plugin supports ${JSON.stringify(SUPPORTED_VERSIONS)}`);
+  return version;
+}
+
+/** An interface name the kernel accepts (for names from the configuration). */
+export function ifnameProblem(name: string): string | undefined {
+  if (!name) return 'is empty';
+  if (Buffer.byteLength(name) > 15) return 'is longer than 15 characters';
+  if (name === '.' || name === '..') return 'is . or ..';
+  if (/[/:\s]/.test(name)) return 'contains / or : or whitespace';
+  return undefined;
+}
+
+function ifname(raw: Record<string, unknown>, key: string): string | undefined {
+  const v = raw[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw invalid(`${key} must be a string`);
+  const problem = ifnameProblem(v);
+  if (problem) throw invalid(`${key} "${v}" is not a valid interface name: it ${problem}`);
+  return v;
+}
+
+function bool(raw: Record<string, unknown>, key: string, dflt: boolean): boolean {
+  const v = raw[key];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'boolean') throw invalid(`${key} must be true or false`);
+  return v;
+}
+
+function checkMac(v: unknown, key: string): string {
+  if (typeof v !== 'string' || !(MAC_RE.test(v) || (v.startsWith('U:') && v.length > 2)))
+    throw invalid(`${key} ${JSON.stringify(v)} is not a MAC address (aa:bb:cc:dd:ee:ff, or U:<text>)`);
+  if (!v.startsWith('U:')) {
+    const first = parseInt(v.split(':')[0], 16);
+    if (first & 1) throw invalid(`${key} ${v} is a multicast address`);
+    if (/^[0:]+$/.test(v)) throw invalid(`${key} ${v} is all zeros`);
+  }
+  return v;
+}
+
+function checkDns(v: unknown, key: string): Dns | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(`${key} must be an object`);
+  const d = v as Record<string, unknown>;
+  for (const k of ['nameservers', 'search', 'options']) {
+    if (d[k] !== undefined && !(Array.isArray(d[k]) && (d[k] as unknown[]).every((x) => typeof x === 'string')))
+      throw invalid(`${key}.${k} must be a list of strings`);
+  }
+  if (d.domain !== undefined && typeof d.domain !== 'string') throw invalid(`${key}.domain must be a string`);
+  return d as Dns;
+}
+
+/** A previous result (CNI 1.x format), checked for shape only. */
+export function checkResult(v: unknown, what: string): Result {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(`${what} must be an object`);
+  const r = v as Record<string, unknown>;
+  const list = (k: string) => {
+    if (r[k] === undefined) return;
+    if (!Array.isArray(r[k]) || !(r[k] as unknown[]).every((x) => typeof x === 'object' && x !== null))
+      throw invalid(`${what}.${k} must be a list of objects`);
+  };
+  list('interfaces');
+  list('ips');
+  list('routes');
+  for (const [i, x] of ((r.interfaces ?? []) as Record<string, unknown>[]).entries())
+    if (typeof x.name !== 'string') throw invalid(`${what}.interfaces[${i}].name must be a string`);
+  for (const [i, x] of ((r.ips ?? []) as Record<string, unknown>[]).entries()) {
+    if (typeof x.address !== 'string') throw invalid(`${what}.ips[${i}].address must be a string`);
+    if (x.interface !== undefined && !(Number.isInteger(x.interface) && (x.interface as number) >= 0))
+      throw invalid(`${what}.ips[${i}].interface must be an index into interfaces`);
+  }
+  for (const [i, x] of ((r.routes ?? []) as Record<string, unknown>[]).entries())
+    if (typeof x.dst !== 'string') throw invalid(`${what}.routes[${i}].dst must be a string`);
+  checkDns(r.dns, `${what}.dns`);
+  return r as unknown as Result;
+}
+
+/** The whole configuration, checked (code 7 for bad values, 2 for fields the mode cannot use). */
+export function parseConfig(raw: Record<string, unknown>, version: string): NetConf {
+  const name = raw.name;
+  if (typeof name !== 'string' || name === '') throw invalid('missing network name');
+  if (!NAME_RE.test(name)) throw invalid('invalid characters found in network name', name);
+  if (typeof raw.type !== 'string' || raw.type === '') throw invalid('missing plugin type');
+
+  const mode = raw.mode ?? 'bridge';
+  if (typeof mode !== 'string' || !MODES.includes(mode as Mode))
+    throw invalid(`unknown mode ${JSON.stringify(mode)}`, `mode must be one of ${MODES.join(', ')}`);
+  const m = mode as Mode;
+
+  const bridge = ifname(raw, 'bridge');
+  const master = ifname(raw, 'master');
+  if (bridge !== undefined && m !== 'bridge') throw unsupported('bridge', bridge, `only mode bridge uses a bridge (mode is ${m})`);
+  if (master !== undefined && !['macvlan', 'vlan', 'ipoib'].includes(m))
+    throw unsupported('master', master, `mode ${m} has no parent interface`);
+  if (master === undefined && ['macvlan', 'vlan', 'ipoib'].includes(m)) throw invalid(`mode ${m} needs "master": the parent interface on the host`);
+
+  let vlan: number | undefined;
+  if (raw.vlan !== undefined) {
+    if (m !== 'vlan') throw unsupported('vlan', raw.vlan, `only mode vlan uses a VLAN id (mode is ${m})`);
+    const n = typeof raw.vlan === 'string' && /^\d+$/.test(raw.vlan) ? Number(raw.vlan) : raw.vlan;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 4094) throw invalid(`invalid vlan ${JSON.stringify(raw.vlan)}: 1-4094`);
+    vlan = n;
+  } else if (m === 'vlan') throw invalid('mode vlan needs "vlan": the VLAN id (1-4094)');
+
+  let pkey: string | undefined;
+  if (raw.pkey !== undefined) {
+    if (m !== 'ipoib') throw unsupported('pkey', raw.pkey, `only mode ipoib uses a partition key (mode is ${m})`);
+    const p = typeof raw.pkey === 'number' && Number.isInteger(raw.pkey) ? raw.pkey.toString(16) : raw.pkey;
+    if (typeof p !== 'string' || !/^(0x)?[0-9a-fA-F]{1,4}$/.test(p) || parseInt(p.replace(/^0x/, ''), 16) === 0)
+      throw invalid(`invalid pkey ${JSON.stringify(raw.pkey)}: 1-ffff (hex)`);
+    pkey = p.replace(/^0x/, '');
+  }
+
+  let mtu: number | undefined;
+  if (raw.mtu !== undefined) {
+    if (typeof raw.mtu !== 'number' || !Number.isInteger(raw.mtu) || raw.mtu < 68 || raw.mtu > 65535)
+      throw invalid(`invalid mtu ${JSON.stringify(raw.mtu)}: 68-65535`);
+    mtu = raw.mtu;
+  }
+
+  let mac: string | undefined;
+  if (raw.mac !== undefined) mac = checkMac(raw.mac, 'mac');
+  let runtimeConfig: NetConf['runtimeConfig'];
+  if (raw.runtimeConfig !== undefined) {
+    if (typeof raw.runtimeConfig !== 'object' || raw.runtimeConfig === null) throw invalid('runtimeConfig must be an object');
+    runtimeConfig = raw.runtimeConfig as NetConf['runtimeConfig'];
+    // The "mac" capability (CONVENTIONS.md): the runtime's choice wins over the configuration's.
+    if (runtimeConfig!.mac !== undefined) mac = checkMac(runtimeConfig!.mac, 'runtimeConfig.mac');
+  }
+  if (mac !== undefined && m === 'ipoib') throw unsupported('mac', mac, 'IPoIB interfaces take no MAC address');
+
+  let macvlanMode: MacvlanMode | undefined;
+  if (raw.macvlanMode !== undefined) {
+    if (m !== 'macvlan' && m !== 'vlan') throw unsupported('macvlanMode', raw.macvlanMode, `only modes macvlan and vlan make a macvlan (mode is ${m})`);
+    if (!MACVLAN_MODES.includes(raw.macvlanMode as MacvlanMode))
+      throw invalid(`invalid macvlanMode ${JSON.stringify(raw.macvlanMode)}`, `one of ${MACVLAN_MODES.join(', ')}`);
+    macvlanMode = raw.macvlanMode as MacvlanMode;
+  }
+
+  let ipam: NetConf['ipam'];
+  if (raw.ipam !== undefined) {
+    if (typeof raw.ipam !== 'object' || raw.ipam === null || Array.isArray(raw.ipam)) throw invalid('ipam must be an object');
+    ipam = raw.ipam as NetConf['ipam'];
+    const t = ipam!.type;
+    if (t !== undefined && (typeof t !== 'string' || t === '' || t.includes('/') || t === '.' || t === '..'))
+      throw invalid(`invalid ipam.type ${JSON.stringify(t)}`, 'the name of an IPAM plugin executable on CNI_PATH');
+  }
+
+  return {
+    ...raw,
+    cniVersion: version,
+    name,
+    type: raw.type,
+    mode: m,
+    bridge: m === 'bridge' ? bridge ?? DEFAULT_BRIDGE : undefined,
+    master,
+    vlan,
+    pkey,
+    mtu,
+    mac,
+    macvlanMode,
+    announce: bool(raw, 'announce', true),
+    nodad: bool(raw, 'nodad', true),
+    ipam,
+    dns: checkDns(raw.dns, 'dns'),
+    prevResult: raw.prevResult === undefined ? undefined : checkResult(raw.prevResult, 'prevResult'),
+    runtimeConfig,
+  };
+}

@@ -1,0 +1,65 @@
+/**
+ * STATUS and GC (CNI 1.1.0). pipework keeps no state outside the container's
+ * netns (a veth or macvlan dies with it), so both come down to the host side
+ * of the mode and the IPAM plugin, which gets the same command when it knows
+ * it (a plugin that implements only 1.0.0 has neither).
+ */
+import { CniError, ErrorCode } from './errors';
+import type { NetConf } from './config';
+import { delegate, findPlugin, pluginVersions, supportsAtLeast, type Delegation } from './delegate';
+
+/** The IPAM plugin, when it implements 1.1.0 (STATUS and GC); undefined for one that predates them. */
+async function modernIpam(conf: NetConf, stdin: Buffer, unavailable: number | undefined): Promise<Delegation | undefined> {
+  const type = conf.ipam?.type;
+  if (!type) return undefined;
+  let file: string;
+  let versions: string[];
+  try {
+    file = findPlugin(type);
+    versions = await pluginVersions(file, type);
+  } catch (e) {
+    if (unavailable === undefined || !(e instanceof CniError)) throw e;
+    throw new CniError(unavailable, e.message, e.details);
+  }
+  return supportsAtLeast(versions, '1.1.0') ? { type, file, stdin, cniVersion: conf.cniVersion } : undefined;
+}
+
+/**
+ * STATUS: ready for ADD when the mode's host side is usable (a bridge name
+ * that is free or a Linux bridge; a master that exists and fits the mode) and
+ * the IPAM plugin is installed and, if it knows STATUS, says it is ready.
+ */
+export async function status(conf: NetConf, stdin: Buffer): Promise<void> {
+  if (conf.mode !== 'dummy') {
+    const { RtnlSocket }: typeof import('../netlink/socket') = require('../netlink/socket');
+    const { linkByName }: typeof import('./netns') = require('./netns');
+    const { ARPHRD_INFINIBAND }: typeof import('../netlink/constants') = require('../netlink/constants');
+    const host = RtnlSocket.open();
+    try {
+      if (conf.mode === 'bridge') {
+        const link = await linkByName(host, conf.bridge!);
+        if (link && link.kind !== 'bridge')
+          throw new CniError(ErrorCode.PluginNotAvailable, `${conf.bridge} exists and is not a Linux bridge`);
+      } else {
+        const link = await linkByName(host, conf.master!);
+        if (!link) throw new CniError(ErrorCode.PluginNotAvailable, `master ${conf.master} not found on the host`);
+        if ((link.hwType === ARPHRD_INFINIBAND) !== (conf.mode === 'ipoib'))
+          throw new CniError(ErrorCode.PluginNotAvailable, `master ${conf.master} does not fit mode ${conf.mode}`);
+      }
+    } finally {
+      host.close();
+    }
+  }
+  const ipam = await modernIpam(conf, stdin, ErrorCode.PluginNotAvailable);
+  if (ipam) await delegate(ipam, 'STATUS');
+}
+
+/** GC: checks `cni.dev/valid-attachments` and hands it to the IPAM plugin (its reservations are the only state). */
+export async function gc(conf: NetConf, stdin: Buffer): Promise<void> {
+  const valid = conf['cni.dev/valid-attachments'];
+  if (valid !== undefined && !(Array.isArray(valid) && valid.every((v) =>
+    typeof v === 'object' && v !== null && typeof v.containerID === 'string' && typeof v.ifname === 'string')))
+    throw new CniError(ErrorCode.InvalidConfig, 'cni.dev/valid-attachments must be a list of {containerID, ifname}');
+  const ipam = await modernIpam(conf, stdin, undefined);
+  if (ipam) await delegate(ipam, 'GC');
+}

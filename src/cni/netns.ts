@@ -1,0 +1,156 @@
+/**
+ * What the CNI commands read or change themselves, on top of src/netlink:
+ * opening CNI_NETNS, reading a netns's addresses and routes back (CHECK),
+ * and adding the routes an IPAM plugin returned (ADD).
+ */
+import { closeSync } from 'node:fs';
+import { native, type SyscallError } from '../native';
+import { forEachAttr, nest, u32 } from '../netlink/attributes';
+import {
+  AF_INET, AF_INET6, IFA_ADDRESS, IFA_LOCAL, RTA_DST, RTA_GATEWAY, RTA_METRICS, RTA_OIF, RTA_PRIORITY, RTA_TABLE,
+  RTAX_MTU, RTN_UNICAST,
+} from '../netlink/constants';
+import { dumpAddresses } from '../netlink/address';
+import { dumpRoutes, routeRequest, type RouteSpec } from '../netlink/route';
+import { getLinkByName, parseLink, type Link } from '../netlink/link';
+import type { Request } from '../netlink/message';
+import type { RtnlSocket } from '../netlink/socket';
+import { NetlinkError } from '../netlink/error';
+import { openGuest, type Guest } from '../guest';
+import { parseCidr, parseIp } from '../addressing';
+import { CniError, ErrorCode } from './errors';
+import type { ResultRoute } from './config';
+
+const ENODEV = 19;
+const RTAX_ADVMSS = 8;
+
+/**
+ * CNI_NETNS opened by fd, or undefined when it is gone: no such file, a
+ * /proc/PID/ns/net whose process exited, or a bind mount left as a plain file
+ * after the netns was unmounted. Other failures (permissions) are errors.
+ */
+export function openNetnsIfPresent(path: string): Guest | undefined {
+  if (!path) return undefined;
+  let fd: number;
+  try {
+    fd = native.openNetnsPath(path);
+  } catch (e) {
+    const code = (e as SyscallError).code;
+    if (code === 'ENOENT' || code === 'ESRCH' || code === 'EINVAL' || code === 'ENOTTY') return undefined;
+    throw e;
+  }
+  const g = openGuest({ fd });
+  let open = true;
+  return { ...g, path, label: path, close: () => { if (open) closeSync(fd); open = false; } };
+}
+
+/** CNI_NETNS opened by fd; code 3 when there is no such network namespace. */
+export function openNetns(path: string): Guest {
+  try {
+    return openGuest({ path });
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (/not found|is not a network namespace/.test(msg))
+      throw new CniError(ErrorCode.UnknownContainer, `network namespace ${path} does not exist`, msg);
+    throw e;
+  }
+}
+
+/** One link by name, or undefined if the netns has none of that name. */
+export async function linkByName(sock: RtnlSocket, name: string): Promise<Link | undefined> {
+  try {
+    return parseLink((await sock.request(getLinkByName(name)))[0]);
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === ENODEV) return undefined;
+    throw e;
+  }
+}
+
+export interface AddressRow { index: number; family: number; prefixLen: number; address: Buffer }
+
+/** Every address of the netns (both families). */
+export async function addressesOf(sock: RtnlSocket): Promise<AddressRow[]> {
+  return (await sock.request(dumpAddresses())).map((r) => {
+    const p = r.payload;
+    let local: Buffer | undefined;
+    let address: Buffer | undefined;
+    forEachAttr(p, 8, p.length, (type, value) => {
+      if (type === IFA_LOCAL) local = value;
+      else if (type === IFA_ADDRESS) address = value;
+    });
+    // IPv4: IFA_LOCAL is the address (IFA_ADDRESS the peer on point-to-point links).
+    return { family: p.readUInt8(0), prefixLen: p.readUInt8(1), index: p.readUInt32LE(4), address: (local ?? address ?? Buffer.alloc(0)) };
+  });
+}
+
+export interface RouteRow { family: number; dstLen: number; dst?: Buffer; gateway?: Buffer; oif?: number; table: number; type: number; metric?: number }
+
+/** Every route of one family, all tables. */
+export async function routesOf(sock: RtnlSocket, family: number): Promise<RouteRow[]> {
+  return (await sock.request(dumpRoutes(family))).map((r) => {
+    const p = r.payload;
+    const row: RouteRow = { family: p.readUInt8(0), dstLen: p.readUInt8(1), table: p.readUInt8(4), type: p.readUInt8(7) };
+    forEachAttr(p, 12, p.length, (type, value) => {
+      if (type === RTA_DST) row.dst = value;
+      else if (type === RTA_GATEWAY) row.gateway = value;
+      else if (type === RTA_OIF) row.oif = value.readUInt32LE(0);
+      else if (type === RTA_TABLE) row.table = value.readUInt32LE(0);
+      else if (type === RTA_PRIORITY) row.metric = value.readUInt32LE(0);
+    });
+    return row;
+  });
+}
+
+/** A route of a result, parsed: its destination, and its next hop (own or the IP's gateway). */
+export interface ParsedRoute { route: ResultRoute; family: 4 | 6; dst: Buffer; dstLen: number; gateway?: Buffer }
+
+export function parseRoute(r: ResultRoute, gateways: { 4?: Buffer; 6?: Buffer }): ParsedRoute {
+  let dst;
+  try {
+    dst = parseCidr(r.dst);
+  } catch (e) {
+    throw new CniError(ErrorCode.InvalidConfig, `invalid route dst ${JSON.stringify(r.dst)}`, (e as Error).message);
+  }
+  let gateway: Buffer | undefined;
+  if (r.gw) {
+    const gw = parseIp(r.gw, 'route gw');
+    if (gw.family !== dst.family) throw new CniError(ErrorCode.InvalidConfig, `route ${r.dst} via ${r.gw} mixes IP families`);
+    gateway = gw.bytes;
+  } else {
+    gateway = gateways[dst.family];
+  }
+  // The destination as a network address (host bits cleared), as the kernel keeps it.
+  const net = Buffer.from(dst.bytes);
+  for (let bit = dst.prefixLen; bit < net.length * 8; bit++) net[bit >> 3] &= ~(0x80 >> (bit & 7));
+  return { route: r, family: dst.family, dst: net, dstLen: dst.prefixLen, gateway };
+}
+
+/** `ip route add DST [via GW] dev IF [metric P] [table T] [scope S] [mtu M] [advmss A]` */
+export function addRouteRequest(p: ParsedRoute, oif: number, ifname: string): Request {
+  const spec: RouteSpec = {
+    family: p.family === 4 ? AF_INET : AF_INET6,
+    dst: p.dst,
+    dstLen: p.dstLen,
+    gateway: p.gateway,
+    oif,
+    metric: p.route.priority,
+    table: p.route.table,
+    scope: p.route.scope,
+    type: RTN_UNICAST,
+  };
+  const req = routeRequest('add', spec, `${p.route.dst}${p.gateway ? ` via ${p.route.gw ?? 'gateway'}` : ''} dev ${ifname}`);
+  const metrics = [
+    ...(p.route.mtu !== undefined ? [u32(RTAX_MTU, p.route.mtu)] : []),
+    ...(p.route.advmss !== undefined ? [u32(RTAX_ADVMSS, p.route.advmss)] : []),
+  ];
+  return metrics.length ? { ...req, attrs: [...req.attrs, nest(RTA_METRICS, metrics)] } : req;
+}
+
+/** True when `rows` hold the route (same destination, next hop and table). */
+export function hasRoute(rows: RouteRow[], p: ParsedRoute): boolean {
+  const table = p.route.table ?? 254;
+  return rows.some((r) => r.dstLen === p.dstLen
+    && (p.dstLen === 0 || (r.dst !== undefined && r.dst.equals(p.dst)))
+    && (p.gateway === undefined || (r.gateway !== undefined && r.gateway.equals(p.gateway)))
+    && r.table === table);
+}
