@@ -126,7 +126,9 @@ describe.skipIf(!IN_NETNS)('pipework watch against dockerd', () => {
     await d!.docker(['restart', '-t', '0', 'dc4']);
     const pid = await containerPid(d!.docker, 'dc4');
     await waitForLog(w!, /dc4 unplug dc4 -i eth1: ok|dc4 unplug \w{64} -i eth1: ok/);
-    await waitFor(() => ipv4Of(pid, 'eth1').length === 1, 20_000, 'dc4 plumbed again');
+    // eth1 does not exist until the watcher has plumbed it again: keep asking until then.
+    const plumbed = () => { try { return ipv4Of(pid, 'eth1').length === 1; } catch { return false; } };
+    await waitFor(plumbed, 20_000, 'dc4 plumbed again');
     expect(ipv4Of(pid, 'eth1')).toEqual(['10.78.0.6/24']);
   }, 60_000);
 
