@@ -5,6 +5,8 @@
 
 #include <napi.h>
 
+#include "errors.h"
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -34,17 +36,6 @@ namespace {
 
 // The namespace this thread started in, opened once when the addon loads.
 int home_netns = -1;
-
-Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& detail = "") {
-  const char* code = strerrorname_np(err);
-  std::string message = std::string(syscall) + " failed: " + strerror(err);
-  if (!detail.empty()) message += " (" + detail + ")";
-  Napi::Error e = Napi::Error::New(env, message);
-  e.Set("errno", Napi::Number::New(env, err));
-  e.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  return e;
-}
 
 // Returning home cannot be allowed to fail silently: continuing would run
 // every later operation in the wrong namespace.

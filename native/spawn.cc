@@ -16,6 +16,8 @@
 // (no thread is held while it runs) and is always reaped.
 
 #include <napi.h>
+
+#include "errors.h"
 #include <uv.h>
 
 #include <cerrno>
@@ -42,18 +44,6 @@
 extern char** environ;
 
 namespace {
-
-// Same shape as the errors native/pipework.cc throws.
-Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& detail = "") {
-  const char* code = strerrorname_np(err);
-  std::string message = std::string(syscall) + " failed: " + strerror(err);
-  if (!detail.empty()) message += " (" + detail + ")";
-  Napi::Error e = Napi::Error::New(env, message);
-  e.Set("errno", Napi::Number::New(env, err));
-  e.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  return e;
-}
 
 // A C string for execve/mount: an embedded NUL would silently cut it short.
 std::string CString(Napi::Env env, Napi::Value v, const std::string& what) {

@@ -26,6 +26,7 @@ import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
 import { ovsRunning, runProgram } from '../run';
 import { JsonStateFile } from './state';
+import { isOvsBridge } from '../exec/observe';
 
 const ENODEV = 19;
 const IFNAMSIZ = 16;
@@ -204,15 +205,6 @@ export class Driver {
     return (await this.sock.request(dumpLinks(bridge.index))).length;
   }
 
-  private static async isOvsBridge(name: string): Promise<boolean> {
-    if (!ovsRunning()) return false;
-    try {
-      await runProgram('ovs-vsctl', ['br-exists', name]);
-      return true;
-    } catch {
-      return false;
-    }
-  }
 
   // -------------------------------------------------------------------------
   // Protocol methods (Docker's names); each returns the JSON reply
@@ -267,7 +259,7 @@ export class Driver {
     try {
       const existing = await this.link(parent);
       // An OVS bridge of the userspace datapath has no kernel link of its name: ask OVS before creating anything.
-      const ovs = modeOpt !== 'macvlan' && existing?.kind !== 'bridge' && (await Driver.isOvsBridge(parent));
+      const ovs = modeOpt !== 'macvlan' && existing?.kind !== 'bridge' && (await isOvsBridge(parent, existing));
       if (ovs) {
         net.mode = 'ovs';
       } else if (!existing) {

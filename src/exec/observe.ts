@@ -32,9 +32,9 @@ export async function linkByMac(sock: RtnlSocket, mac: string): Promise<Link> {
   return match;
 }
 
-/** True if name is an Open vSwitch bridge (asked of ovsdb only when OVS is installed). */
-async function isOvsBridge(name: string, link: Link): Promise<boolean> {
-  if (link.kind === 'bridge' || !['openvswitch', 'tun'].includes(link.kind ?? '')) return false;
+/** True if name is an Open vSwitch bridge: asked of ovsdb only when OVS runs and the link could be one. */
+export async function isOvsBridge(name: string, link?: Link): Promise<boolean> {
+  if (link && (link.kind === 'bridge' || !['openvswitch', 'tun'].includes(link.kind ?? ''))) return false;
   if (!ovsRunning()) return false;
   try {
     await runProgram('ovs-vsctl', ['br-exists', name]);
