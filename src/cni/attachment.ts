@@ -40,7 +40,8 @@ const invalid = (msg: string, details = '') => new CniError(ErrorCode.InvalidCon
  * The host interface for the library, checked so that the library's own
  * choice (bridge -> veth, physical -> macvlan, IPoIB -> child, absent dummy*
  * -> dummy) is the mode asked for. Mode bridge: the bridge is created when
- * absent (any name), up, and never removed again (other containers share it).
+ * absent (any name), up, with a MAC of its own, and never removed again
+ * (other containers share it).
  */
 export async function prepareHost(host: RtnlSocket, conf: NetConf): Promise<string> {
   switch (conf.mode) {
@@ -49,7 +50,8 @@ export async function prepareHost(host: RtnlSocket, conf: NetConf): Promise<stri
       let link = await linkByName(host, name);
       if (!link) {
         try {
-          await host.request(createBridge({ name, up: true }));
+          // A MAC of its own: a bridge without one takes its ports' lowest, which changes as containers come and go.
+          await host.request(createBridge({ name, up: true, address: randomMac() }));
         } catch (e) {
           // Another ADD made it meanwhile: fine, if it is a bridge.
           if (!(e instanceof NetlinkError && e.errno === EEXIST)) throw e;
@@ -82,6 +84,14 @@ export async function prepareHost(host: RtnlSocket, conf: NetConf): Promise<stri
       if (await linkByName(host, DUMMY_HOST)) throw invalid(`a host interface named ${DUMMY_HOST} exists: mode dummy needs that name free`);
       return DUMMY_HOST;
   }
+}
+
+/** A random locally administered unicast MAC. */
+function randomMac(): Buffer {
+  const { randomBytes }: typeof import('node:crypto') = require('node:crypto');
+  const mac = randomBytes(6);
+  mac[0] = (mac[0] & 0xfe) | 0x02;
+  return mac;
 }
 
 /** What the library is asked for. */

@@ -42,26 +42,30 @@ export interface Io {
 /**
  * One run of the plugin; resolves with the exit status. With
  * PIPEWORK_CNI_LOG=FILE, one JSON line per run is appended to FILE: command,
- * container, netns, interface, outcome (0 or the error code), milliseconds.
+ * container, netns, interface, outcome (0 or the error code, with its
+ * message), the milliseconds the command took and since the process started.
  */
 export async function main(io: Io = processIo()): Promise<number> {
   const logFile = io.env.PIPEWORK_CNI_LOG;
-  if (!logFile) return run1(io);
+  if (!logFile) return runCommand(io);
   const t0 = performance.now();
   const outputs: string[] = [];
-  const status = await run1({ ...io, out: (s) => { outputs.push(s); io.out(s); } });
+  const status = await runCommand({ ...io, out: (s) => { outputs.push(s); io.out(s); } });
   let code = 0;
+  let msg: string | undefined;
   let ips: string[] | undefined;
   try {
-    const last = JSON.parse(outputs[outputs.length - 1] ?? '{}') as { code?: number; ips?: { address: string }[] };
+    const last = JSON.parse(outputs[outputs.length - 1] ?? '{}') as { code?: number; msg?: string; ips?: { address: string }[] };
     code = status === 0 ? 0 : last.code ?? 999;
+    msg = status === 0 ? undefined : last.msg;
     ips = last.ips?.map((ip) => ip.address);
   } catch {
     code = status === 0 ? 0 : 999;
   }
   const line = {
     time: new Date().toISOString(), pid: process.pid, command: io.env.CNI_COMMAND, containerId: io.env.CNI_CONTAINERID,
-    netns: io.env.CNI_NETNS, ifname: io.env.CNI_IFNAME, code, ...(ips ? { ips } : {}), ms: Math.round((performance.now() - t0) * 10) / 10,
+    netns: io.env.CNI_NETNS, ifname: io.env.CNI_IFNAME, code, ...(msg ? { msg } : {}), ...(ips ? { ips } : {}),
+    ms: Math.round((performance.now() - t0) * 10) / 10, processMs: Math.round(performance.now() * 10) / 10,
   };
   try {
     require('node:fs').appendFileSync(logFile, `${JSON.stringify(line)}\n`);
@@ -71,7 +75,7 @@ export async function main(io: Io = processIo()): Promise<number> {
   return status;
 }
 
-async function run1(io: Io): Promise<number> {
+async function runCommand(io: Io): Promise<number> {
   let version: string = LATEST_VERSION;
   try {
     const command = io.env.CNI_COMMAND ?? '';
