@@ -1,6 +1,7 @@
 // A failure at any step of any attach leaves host and guest exactly as they
 // were: every link, address, route and rule compared before and after.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Ovs, startOvs } from '../support/daemons';
 import { AttachRequest, Session } from '../../src/index';
 import { ip, netnsSet, snapshot } from '../helpers/kernel';
 
@@ -82,4 +83,38 @@ describe('rollback at every step', () => {
     expect(err.message).toMatch(/invalid gateway/i);
     expect({ host: snapshot(host), guest: snapshot(guest) }).toEqual(before);
   });
+});
+
+describe('rollback at every step, Open vSwitch port', () => {
+  let ovsHost: ReturnType<typeof netnsSet>;
+  let ovs: Ovs | undefined;
+  beforeAll(async () => {
+    ovsHost = netnsSet(1);
+    ovs = await startOvs({ netns: `/proc/${process.pid}/fd/${ovsHost.fds[0]}` });
+    await ovs.vsctl(['add-br', 'ovsbr0', '--', 'set', 'bridge', 'ovsbr0', 'datapath_type=netdev']);
+  }, 60_000);
+  afterAll(async () => {
+    await ovs?.stop();
+    ovsHost.close();
+  });
+
+  it('veth as an OVS port with a VLAN tag and external-ids, IPv4 and gateway', async () => {
+    const ovsSession = new Session({ hostNetns: ovsHost.fds[0] });
+    try {
+      const ovsState = async () => ({ show: await ovs!.vsctl(['show']), ports: await ovs!.vsctl(['--format=json', 'list', 'Port']) });
+      const request = { hostInterface: 'ovsbr0', addresses: ['10.44.0.2/24'], gateway: '10.44.0.1', vlan: '7' };
+      const before = { host: snapshot(ovsHost.fds[0]), guest: snapshot(guest), ovs: await ovsState() };
+      const plan = await ovsSession.plan({ fd: guest }, request);
+      expect(plan.steps.map((s) => s.op)).toContain('ovs-add-port');
+      for (let k = 0; k < plan.steps.length; k++) {
+        await expect(ovsSession.attach({ fd: guest }, request, { failAtStep: k })).rejects.toThrow(`injected fault at step ${k}`);
+        expect({ host: snapshot(ovsHost.fds[0]), guest: snapshot(guest), ovs: await ovsState() }, `after a fault at step ${k} (${plan.steps[k].op})`)
+          .toEqual(before);
+      }
+      await ovsSession.attach({ fd: guest }, request);
+      expect(await ovs!.vsctl(['get', 'Port', plan.hostInterface!, 'tag'])).toBe('7\n');
+    } finally {
+      ovsSession.close();
+    }
+  }, 120_000);
 });
