@@ -28,6 +28,8 @@ export interface AttachRequest {
   macvlanMode?: MacvlanMode;
   /** IPv6 addresses without duplicate address detection. */
   nodad?: boolean;
+  /** MTU of the new links; default: the host interface's, as the original copies it. */
+  mtu?: number;
   /** Send a gratuitous ARP after a static IPv4 address (default true). */
   announce?: boolean;
   /** Get the address from a DHCP client instead (no addresses then). */
@@ -83,6 +85,7 @@ export interface CheckedRequest {
   directPhys: boolean;
   macvlanMode: MacvlanMode;
   nodad: boolean;
+  mtu?: number;
   announce: boolean;
   dhcp?: DhcpRequest;
   docker?: { id: string; name: string };
@@ -111,10 +114,16 @@ export function checkRequest(r: AttachRequest): CheckedRequest {
     directPhys: r.directPhys ?? false,
     macvlanMode: mode,
     nodad: r.nodad ?? false,
+    mtu: r.mtu === undefined ? undefined : checkMtu(r.mtu),
     announce: r.announce ?? true,
     dhcp: r.dhcp,
     docker: r.docker,
   };
+}
+
+function checkMtu(mtu: number): number {
+  if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new PipeworkError(`Invalid MTU: ${mtu} (68-65535)`);
+  return mtu;
 }
 
 function vlanId(text: string): number {
@@ -137,7 +146,7 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
   if (r.directPhys && kind !== 'phys')
     throw new PipeworkError(`--direct-phys needs an existing physical interface; ${r.hostInterface} is not one.`);
 
-  const mtu = o.host?.mtu ?? 0;
+  const mtu = r.mtu ?? o.host?.mtu ?? 0;
   switch (kind) {
     case 'bridge':
     case 'new-bridge':

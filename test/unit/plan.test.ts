@@ -83,3 +83,11 @@ describe('planAttach', () => {
       .toBe('delete-host-link');
   });
 });
+
+describe('requested MTU', () => {
+  it('overrides the one copied from the host interface, and must be valid', () => {
+    const br = observed({ host: link({ name: 'br0', kind: 'bridge', mtu: 1500 }) });
+    expect(plan({ hostInterface: 'br0', mtu: 9000 }, br).steps[0]).toMatchObject({ op: 'create-veth', mtu: 9000 });
+    expect(() => plan({ hostInterface: 'br0', mtu: 20 }, br)).toThrow('Invalid MTU: 20 (68-65535)');
+  });
+});
