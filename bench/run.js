@@ -1,0 +1,448 @@
+#!/usr/bin/env node
+'use strict';
+// bench/run.js: `npm run bench`. Every implementation does the same work per
+// container (a veth on a Linux bridge, host end enslaved and up; the peer
+// `eth1` in the container netns with an IPv4 address and broadcast, up; a
+// default route via the bridge's gateway), at several N, each run in its own
+// fresh namespaces; then one table side by side, targets with PASS/MISS, and
+// bench/out/results.json. See bench/README.md.
+//
+// Environment:
+//   BENCH_N=100,1000,5000   the N list (default)
+//   BENCH_QUICK=1           smoke run: N=50, 3 single-call repetitions
+//   BENCH_FULL=1            also run the slow per-process implementations
+//                           (shell, original, CNI) at every N
+//   BENCH_SLOW_MAX=100      largest N for shell-pipework / pipework-original
+//   BENCH_CNI_MAX=1000      largest N for the CNI bridge plugin
+//   BENCH_TEARDOWN_MAX=1000 largest N at which the one-veth-at-a-time
+//                           teardowns (shells, CNI) run; above it their
+//                           namespaces are just closed. Group teardowns run
+//                           at every N (BENCH_GROUP_TEARDOWN=0: same limit)
+//   BENCH_ONLY=floor,lib    run only these implementations
+//   BENCH_SINGLE_REPS=5     repetitions of the single-call comparison
+//   BENCH_REPEAT=R          runs of each (implementation, N), interleaved;
+//                           the table shows the run with the median attach.
+//                           Default: 3 for N <= 100 (short runs are the most
+//                           exposed to noise) except the slow shell/CNI ones, else 1
+//   PIPEWORK_SH=/path       a copy of the original pipework script: adds it
+//                           as a row and to the single-call comparison
+//   BENCH_PYTHON=python3    interpreter to try for pyroute2 (then /usr/bin/python3)
+const path = require('node:path');
+const fs = require('node:fs');
+const os = require('node:os');
+const { spawn, spawnSync } = require('node:child_process');
+
+const ROOT = path.resolve(__dirname, '..');
+const OUT = path.join(__dirname, 'out');
+
+// ---- only ever inside throwaway namespaces ----
+if (process.env.PIPEWORK_IN_NETNS !== '1') {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'in-netns.js'), process.execPath, __filename, ...process.argv.slice(2)],
+    { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+if (process.getuid() !== 0) {
+  console.error('bench: must run as root (everything happens in private namespaces)');
+  process.exit(1);
+}
+
+// ---- configuration ----
+const env = process.env;
+const QUICK = env.BENCH_QUICK === '1';
+const FULL = env.BENCH_FULL === '1';
+const NS = (env.BENCH_N || (QUICK ? '50' : '100,1000,5000')).split(',').map(Number);
+if (!NS.every((n) => Number.isInteger(n) && n >= 1 && n <= 250 * 1000)) {
+  console.error(`bench: bad BENCH_N: ${env.BENCH_N}`);
+  process.exit(2);
+}
+const PER_BRIDGE = 1000;
+const SLOW_MAX = FULL ? Infinity : Number(env.BENCH_SLOW_MAX || 100);
+const CNI_MAX = FULL ? Infinity : Number(env.BENCH_CNI_MAX || 1000);
+const TEARDOWN_MAX = Number(env.BENCH_TEARDOWN_MAX || 1000);
+const GROUP_TEARDOWN_ALWAYS = env.BENCH_GROUP_TEARDOWN !== '0';
+const ONLY = env.BENCH_ONLY ? new Set(env.BENCH_ONLY.split(',')) : undefined;
+const SINGLE_REPS = Number(env.BENCH_SINGLE_REPS || (QUICK ? 3 : 5));
+const REPEAT = env.BENCH_REPEAT ? Math.max(1, Number(env.BENCH_REPEAT)) : undefined;
+const repeatFor = (impl, n) => REPEAT ?? (n <= 100 && !impl.slow ? 3 : 1);
+const PIPEWORK_SH = env.PIPEWORK_SH && fs.existsSync(env.PIPEWORK_SH) ? path.resolve(env.PIPEWORK_SH) : undefined;
+if (env.PIPEWORK_SH && !PIPEWORK_SH) console.error(`bench: PIPEWORK_SH=${env.PIPEWORK_SH} does not exist; the original is not run`);
+
+const log = (s) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+
+// ---- prerequisites ----
+function findPython() {
+  for (const py of [env.BENCH_PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean)) {
+    const r = spawnSync(py, ['-c', 'import pyroute2; print(pyroute2.__version__)'], { encoding: 'utf8' });
+    if (r.status === 0) return { py, version: r.stdout.trim() };
+  }
+  return undefined;
+}
+
+function buildFloor() {
+  const src = path.join(__dirname, 'floor.c');
+  const bin = path.join(OUT, 'floor');
+  fs.mkdirSync(OUT, { recursive: true });
+  if (!fs.existsSync(bin) || fs.statSync(bin).mtimeMs < fs.statSync(src).mtimeMs) {
+    const r = spawnSync('gcc', ['-O2', '-o', bin, src], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('gcc failed to build bench/floor.c');
+  }
+  return bin;
+}
+
+function checkDist() {
+  const dist = path.join(ROOT, 'dist', 'index.js');
+  if (!fs.existsSync(dist)) throw new Error('dist/ is missing: run `npx tsc -p .` first');
+  const newest = (dir) => fs.readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+    .reduce((m, e) => Math.max(m, fs.statSync(path.join(e.parentPath ?? e.path, e.name)).mtimeMs), 0);
+  if (newest(path.join(ROOT, 'src')) > fs.statSync(dist).mtimeMs) log('warning: src/ is newer than dist/: rebuild with `npx tsc -p .`');
+}
+
+const cniInstalled = fs.existsSync('/usr/lib/cni/bridge') && fs.existsSync('/usr/lib/cni/host-local');
+const python = findPython();
+const FLOOR = buildFloor();
+checkDist();
+
+// ---- the implementations ----
+const WORKER = path.join(__dirname, 'lib', 'worker.js');
+// Teardown one veth at a time (shells, CNI) costs ~20-40 ms per container:
+// timed only up to TEARDOWN_MAX. Group teardown (one kernel call) is cheap,
+// so it is always done: it also keeps the kernel from freeing thousands of
+// veths in the background while the next run is timed.
+const td = (n) => n <= TEARDOWN_MAX;
+const tdg = (n) => GROUP_TEARDOWN_ALWAYS || td(n);
+const IMPLS = [
+  { id: 'floor', label: 'floor (C, raw rtnetlink)', cmd: (n) => [FLOOR, [n, PER_BRIDGE, '--verify', '--group-teardown', ...(tdg(n) ? [] : ['--no-teardown'])]] },
+  { id: 'lib', label: 'ours: library, announce off', ours: true, cmd: (n) => [process.execPath, [WORKER, 'lib', n, PER_BRIDGE, ...(tdg(n) ? [] : ['--no-teardown'])]] },
+  { id: 'cli', label: 'ours: CLI --batch (whole process)', ours: true, cmd: (n) => [process.execPath, [WORKER, 'cli', n, PER_BRIDGE, ...(tdg(n) ? [] : ['--no-teardown'])]] },
+  { id: 'lib-arp', label: 'ours: library, announce on', ours: true, cmd: (n) => [process.execPath, [WORKER, 'lib-arp', n, PER_BRIDGE, ...(tdg(n) ? [] : ['--no-teardown'])]] },
+  {
+    id: 'ip-batch', label: 'ip -batch (one per netns)',
+    cmd: (n) => ['sh', [path.join(__dirname, 'ip-batch.sh'), n, PER_BRIDGE, '--group-teardown', ...(n <= 1000 ? ['--verify'] : []), ...(tdg(n) ? [] : ['--no-teardown'])]],
+  },
+  {
+    id: 'pyroute2', label: 'pyroute2 (one process)', absent: python ? undefined : 'not installed',
+    cmd: (n) => [process.execPath, [WORKER, 'pyroute2', n, PER_BRIDGE, ...(tdg(n) ? [] : ['--no-teardown'])]],
+  },
+  {
+    id: 'cni', slow: true, label: 'CNI bridge + host-local', absent: cniInstalled ? undefined : 'not installed', max: CNI_MAX,
+    cmd: (n) => [process.execPath, [WORKER, 'cni', n, PER_BRIDGE, ...(td(n) ? [] : ['--no-teardown'])]],
+  },
+  {
+    id: 'shell', slow: true, label: 'shell-pipework.sh (ip per step)', max: SLOW_MAX,
+    cmd: (n) => ['sh', [path.join(__dirname, 'shell-pipework.sh'), n, PER_BRIDGE, '--verify', ...(td(n) ? [] : ['--no-teardown'])]],
+  },
+  {
+    id: 'original', slow: true, label: 'original pipework script', max: SLOW_MAX, absent: PIPEWORK_SH ? undefined : 'not run (set PIPEWORK_SH)',
+    cmd: (n) => ['sh', [path.join(__dirname, 'pipework-original.sh'), n, PER_BRIDGE, '--verify', ...(td(n) ? [] : ['--no-teardown'])]],
+  },
+].filter((i) => !ONLY || ONLY.has(i.id));
+
+// Children get a clean environment: no sandbox markers, and what they need.
+const childEnv = () => {
+  const e = { ...env };
+  for (const k of ['PW_BENCH_INNER', 'PW_BENCH_OUTER_NET', 'PW_BENCH_OUTER_MNT']) delete e[k];
+  if (PIPEWORK_SH) e.PIPEWORK_SH = PIPEWORK_SH;
+  if (python) e.BENCH_PYTHON = python.py;
+  return e;
+};
+
+/** key=value lines into one object (numbers where they are numbers). */
+function parseKv(text) {
+  const o = {};
+  for (const line of text.split('\n')) {
+    // `verify_teardown=ok host_links=2` must not overwrite the attach's host_links
+    const prefix = line.startsWith('verify_teardown=') ? 'teardown_' : '';
+    for (const tok of line.trim().split(/\s+/)) {
+      const eq = tok.indexOf('=');
+      if (eq <= 0) continue;
+      const k = (tok.startsWith('verify_teardown=') ? '' : prefix) + tok.slice(0, eq);
+      const v = tok.slice(eq + 1);
+      o[k] = v !== '' && !Number.isNaN(Number(v)) ? Number(v) : v;
+    }
+  }
+  return o;
+}
+
+/** Runs one child to completion (async, so that we can log while it runs). */
+function runChild(cmd, args, timeoutMs) {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const child = spawn(cmd, args.map(String), { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { stderr += `\n(bench: timed out after ${timeoutMs / 1000} s)`; child.kill('SIGTERM'); }, timeoutMs);
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout, stderr, wallMs: Date.now() - t0 });
+    });
+  });
+}
+
+// ---- letting the kernel settle between runs ----
+// A run's namespaces are freed by the kernel after the run exits (cleanup_net
+// in a workqueue); with thousands of veths that is seconds of work that
+// would land in the next run. So after each run, wait until the number of
+// live network namespaces (net_namespace slab objects) is back to about what
+// it was before the run started. Other users of the machine make and free
+// namespaces too, so this is approximate and bounded in time. (On a busy
+// machine the kernel can take minutes to free thousands of namespaces.)
+function liveNetns() {
+  try {
+    const line = fs.readFileSync('/proc/slabinfo', 'utf8').split('\n').find((l) => l.startsWith('net_namespace '));
+    return line ? Number(line.split(/\s+/)[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+async function settle(before, n) {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  if (before === undefined) {
+    await sleep(1000);
+    return { settle_ms: 1000 };
+  }
+  // Wait for the count to get back to where it was, but stop as soon as it
+  // has stopped falling for 3 s: namespaces that linger with the kernel's
+  // netns worker idle (or that others hold) are no load on the next run.
+  const t0 = Date.now();
+  const limit = 15e3 + 5 * n; // 40 s at N = 5000
+  const target = before + Math.max(10, Math.ceil(n / 100));
+  let last = liveNetns();
+  let low = last;
+  let lowAt = Date.now();
+  while (last > target && Date.now() - t0 < limit && Date.now() - lowAt < 3000) {
+    await sleep(250);
+    last = liveNetns();
+    if (last < low) {
+      low = last;
+      lowAt = Date.now();
+    }
+  }
+  await sleep(300);
+  const waited = Date.now() - t0;
+  if (waited > 4000)
+    log(`  (waited ${(waited / 1000).toFixed(1)} s for the kernel to free the run's namespaces: live ${last}, ${before} before the run)`);
+  return { settle_ms: waited, live_netns_before: before, live_netns_after_settle: last };
+}
+
+// ---- results ----
+const results = {
+  meta: {
+    started: new Date().toISOString(), host: os.hostname(), kernel: os.release(), cpus: os.cpus().length,
+    node: process.version, n_list: NS, per_bridge: PER_BRIDGE, quick: QUICK, full: FULL, slow_max: SLOW_MAX,
+    cni_max: CNI_MAX, teardown_max: TEARDOWN_MAX, repeat: REPEAT ?? 'auto', pipework_sh: PIPEWORK_SH ?? null,
+    pyroute2: python ? `${python.py} (pyroute2 ${python.version})` : null, cni: cniInstalled ? '/usr/lib/cni/bridge' : null,
+    loadavg_start: os.loadavg(), live_netns_start: liveNetns() ?? null,
+  },
+  runs: {},
+  single: null,
+  targets: [],
+};
+
+async function main() {
+  log(`bench: N=${NS.join(',')}; ${os.cpus().length} CPUs; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`
+    + `; pyroute2: ${python ? python.py : 'not installed'}; CNI: ${cniInstalled ? 'yes' : 'not installed'}; original: ${PIPEWORK_SH ?? 'not set'}`);
+  const all = {}; // id -> n -> [runs]
+  for (const n of NS) for (let rep = 0; rep < Math.max(...IMPLS.map((i) => repeatFor(i, n))); rep++) {
+    for (const impl of IMPLS) {
+      if (rep >= repeatFor(impl, n)) continue;
+      const slot = (results.runs[impl.id] ??= { label: impl.label, byN: {} });
+      if (impl.absent) { slot.byN[n] = { status: impl.absent }; continue; }
+      if (impl.max !== undefined && n > impl.max) { slot.byN[n] = { status: 'not run' }; continue; }
+      const [cmd, args] = impl.cmd(n);
+      log(`N=${n}${repeatFor(impl, n) > 1 ? ` run ${rep + 1}/${repeatFor(impl, n)}` : ''} ${impl.id}: ${[cmd, ...args].map(String).map((a) => path.relative(ROOT, a).startsWith('..') ? a : path.relative(ROOT, a)).join(' ')}`);
+      const before = liveNetns();
+      const r = await runChild(cmd, args, 60 * 60e3);
+      const kv = parseKv(r.stdout);
+      const ok = r.status === 0 && kv.per_container_ms !== undefined;
+      const entry = { status: ok ? 'ok' : 'failed', wall_ms: r.wallMs, ...kv };
+      if (!ok) {
+        entry.error = (r.stderr.trim() || `exit ${r.status ?? r.signal}`).split('\n').slice(-5).join(' | ');
+        log(`  FAILED: ${entry.error}`);
+      } else {
+        log(`  ${kv.per_container_ms.toFixed(3)} ms/container (attach ${kv.attach_ms} ms, netns ${kv.netns_ms} ms`
+          + `${kv.teardown_ms !== undefined ? `, teardown ${kv.teardown_ms} ms` : ''}${kv.max_rss_mb !== undefined ? `, peak RSS ${kv.max_rss_mb} MB` : ''}`
+          + `, verify ${kv.verify ?? 'not run'})`);
+      }
+      Object.assign(entry, await settle(before, n));
+      const runs = ((all[impl.id] ??= {})[n] ??= []);
+      runs.push(entry);
+      slot.byN[n] = pickMedian(runs);
+    }
+  }
+  if (!ONLY || ONLY.has('single')) {
+    log(`single call: ours vs ${PIPEWORK_SH ? 'the original' : '(original not set)'}, ${SINGLE_REPS} times each, interleaved`);
+    const r = await runChild(process.execPath, [WORKER, 'single'], 10 * 60e3);
+    results.single = r.status === 0 ? { status: 'ok', ...parseKv(r.stdout) } : { status: 'failed', error: r.stderr.trim().split('\n').slice(-5).join(' | ') };
+    if (results.single.samples) results.single.samples = JSON.parse(results.single.samples);
+    if (r.status !== 0) log(`  FAILED: ${results.single.error}`);
+  }
+  results.meta.finished = new Date().toISOString();
+  results.meta.loadavg_end = os.loadavg();
+  report();
+}
+
+/** The run with the median attach time (a failed run wins: failures must show). */
+function pickMedian(runs) {
+  const failed = runs.find((r) => r.status !== 'ok');
+  if (failed) return { ...failed, runs: runs.length > 1 ? runs : undefined };
+  const sorted = [...runs].sort((a, b) => a.per_container_ms - b.per_container_ms);
+  const m = sorted[(sorted.length - 1) >> 1];
+  return runs.length > 1 ? { ...m, runs: runs.map((r) => ({ ...r })) } : m;
+}
+
+// ---- the report ----
+const printed = [];
+const say = (line) => {
+  printed.push(line);
+  process.stdout.write(`${line}\n`);
+};
+const get = (id, n) => results.runs[id]?.byN[n];
+const per = (id, n) => (get(id, n)?.status === 'ok' ? get(id, n).per_container_ms : undefined);
+const tdPer = (id, n) => (get(id, n)?.status === 'ok' ? get(id, n).teardown_per_container_ms : undefined);
+const f = (x, d = 3) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
+const ratio = (a, b) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+const why = (id, n) => { const e = get(id, n); return !e ? 'not run' : e.status === 'ok' ? undefined : e.status; };
+
+function table(title, header, rows) {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (cells) => cells.map((x, c) => (c === 0 ? String(x).padEnd(widths[c]) : String(x).padStart(widths[c]))).join('  ');
+  say(`\n${title}`);
+  say(line(header));
+  say(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) say(line(r));
+}
+
+function report() {
+  const ids = Object.keys(results.runs);
+  const label = (id) => results.runs[id].label;
+  const hdr = ['implementation', ...NS.map((n) => `N=${n}`)];
+  const m = results.meta;
+  say(`\npipework bench: ${m.cpus} CPUs, Linux ${m.kernel}, node ${m.node}; ${PER_BRIDGE} containers per bridge;`
+    + ` load average ${m.loadavg_start.map((x) => x.toFixed(1)).join('/')} at start, ${m.loadavg_end.map((x) => x.toFixed(1)).join('/')} at end.`);
+  say('Each implementation ran in fresh namespaces of its own. On a shared machine compare the ratios, not the times.');
+
+  table('Attach, ms per container (ratio to the floor at the same N; ours: also how many times faster than shell-pipework.sh)', hdr,
+    ids.map((id) => [label(id), ...NS.map((n) => {
+      const p = per(id, n);
+      if (p === undefined) return why(id, n);
+      const rf = ratio(p, per('floor', n));
+      let cell = `${f(p)} (${rf === undefined ? 'no floor' : `${rf.toFixed(2)}x`})`;
+      if (results.runs[id] && IMPLS.find((i) => i.id === id)?.ours) {
+        const rs = ratio(per('shell', n), p);
+        cell += rs === undefined ? ', shell not run' : `, ${rs.toFixed(1)}x faster than shell`;
+      }
+      return cell;
+    })]));
+  say('CLI --batch includes the node process start (see node startup below); lib rows are in-process (the'
+    + ' namespaces come from createNetns(), created and timed apart). CNI sends a gratuitous ARP per container, as does'
+    + ' "announce on"; the floor, shells, ip-batch, pyroute2 and "announce off" send none.');
+
+  table('Teardown, ms per container (ratio to the floor\'s group teardown)', hdr,
+    ids.map((id) => [label(id), ...NS.map((n) => {
+      const e = get(id, n);
+      if (e?.status !== 'ok') return why(id, n);
+      if (e.teardown_per_container_ms === undefined) return n > TEARDOWN_MAX ? 'not timed' : 'none';
+      const rf = ratio(e.teardown_per_container_ms, tdPer('floor', n));
+      return `${f(e.teardown_per_container_ms)} ${e.teardown_mode ?? ''}${rf === undefined ? '' : ` (${rf.toFixed(2)}x)`}`;
+    })]));
+
+  table('Setup outside the timing: creating the N container namespaces, ms per container', hdr,
+    ids.map((id) => [label(id), ...NS.map((n) => {
+      const e = get(id, n);
+      if (e?.status !== 'ok' || e.netns_ms === undefined) return why(id, n) ?? '-';
+      return `${f(e.netns_ms / n)} ${e.netns_kind === 'named' || ['ip-batch', 'shell', 'original'].includes(id) ? 'named' : 'anon'}`
+        + `${e.netns_includes_sleepers ? '+sleepers' : ''}`;
+    })]));
+
+  table('Ours: CPU time of our process during attach, ms per container (user = JS, sys = kernel work in our syscalls); the rest of the wall time is waiting',
+    hdr, ['lib', 'lib-arp'].filter((id) => results.runs[id]).map((id) => [label(id), ...NS.map((n) => {
+      const e = get(id, n);
+      if (e?.status !== 'ok' || e.cpu_user_ms === undefined) return why(id, n) ?? '-';
+      return `${f(e.cpu_user_ms / n)} + ${f(e.cpu_sys_ms / n)} of ${f(e.per_container_ms)}`;
+    })]));
+
+  table('Peak RSS, MB', hdr, ['lib', 'lib-arp', 'cli'].filter((id) => results.runs[id]).map((id) => [label(id), ...NS.map((n) => {
+    const e = get(id, n);
+    if (e?.status !== 'ok') return why(id, n);
+    return f(Math.max(e.max_rss_mb ?? 0, e.final_max_rss_mb ?? 0, e.teardown_max_rss_mb ?? 0), 1);
+  })]));
+
+  const s = results.single;
+  if (s) {
+    say('\nOne call, fresh process each time (median of ' + SINGLE_REPS + ', interleaved):');
+    if (s.status !== 'ok') say(`  failed: ${s.error}`);
+    else {
+      say(`  node -e 0 (node startup)                              ${s.node_startup_ms} ms`);
+      say(`  pipework br0 <netns> 10.9.0.2/24@10.9.0.1 (bin/pipework) ${s.ours_ms} ms`);
+      say(`  same with --no-arp                                    ${s.ours_noarp_ms} ms`);
+      say(`  sh $PIPEWORK_SH br0 <pid> 10.9.0.2/24@10.9.0.1         ${s.original_ms === 'not-run' ? 'not run (set PIPEWORK_SH)' : `${s.original_ms} ms`}`
+        + `${s.arping_warnings ? ` (arping absent: it sent no ARP)` : ''}`);
+    }
+  }
+
+  targets();
+  say('\nTargets');
+  for (const t of results.targets) say(`  ${t.verdict.padEnd(13)} ${t.name}: ${t.detail}`);
+
+  fs.mkdirSync(OUT, { recursive: true });
+  fs.writeFileSync(path.join(OUT, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+  fs.writeFileSync(path.join(OUT, 'report.txt'), printed.join('\n') + '\n');
+  say(`\nResults: ${path.relative(process.cwd(), path.join(OUT, 'results.json'))} (and the tables above in report.txt)`);
+}
+
+function targets() {
+  const T = (name, verdict, detail) => results.targets.push({ name, verdict, detail });
+  const ours = [['lib', 'library'], ['cli', 'CLI --batch']].filter(([id]) => results.runs[id]);
+
+  // 1. within 1.5x of the floor at N=1000
+  for (const [id, name] of ours) {
+    const p = per(id, 1000);
+    const fl = per('floor', 1000);
+    if (p === undefined || fl === undefined) T(`${name} within 1.5x of the floor at N=1000`, 'NOT EVALUATED', 'needs both at N=1000');
+    else T(`${name} within 1.5x of the floor at N=1000`, p <= 1.5 * fl ? 'PASS' : 'MISS', `${f(p)} vs ${f(fl)} ms/container = ${(p / fl).toFixed(2)}x`);
+  }
+  // 2. >= 40x faster than shell-pipework per container, wherever both ran
+  for (const [id, name] of ours) {
+    const both = NS.filter((n) => per(id, n) !== undefined && per('shell', n) !== undefined);
+    if (!both.length) { T(`${name} >= 40x faster than the shell version`, 'NOT EVALUATED', 'shell-pipework did not run at an N where this ran'); continue; }
+    const xs = both.map((n) => [n, per('shell', n) / per(id, n)]);
+    T(`${name} >= 40x faster than the shell version`, xs.every(([, x]) => x >= 40) ? 'PASS' : 'MISS',
+      xs.map(([n, x]) => `N=${n}: ${f(per('shell', n))} / ${f(per(id, n))} = ${x.toFixed(1)}x`).join('; '));
+  }
+  // 3. growth from the smallest to the largest N no faster than the floor's
+  const lo = Math.min(...NS);
+  const hi = Math.max(...NS);
+  for (const [id, name] of ours) {
+    const g = ratio(per(id, hi), per(id, lo));
+    const gf = ratio(per('floor', hi), per('floor', lo));
+    const what = `${name} growth ms(${hi})/ms(${lo}) <= the floor's`;
+    if (lo === hi || g === undefined || gf === undefined) T(what, 'NOT EVALUATED', 'needs two N for both');
+    else T(what, g <= gf ? 'PASS' : 'MISS', `${g.toFixed(2)}x vs floor ${gf.toFixed(2)}x${lo !== 100 || hi !== 5000 ? ' (target is 100 -> 5000)' : ''}`);
+  }
+  // 4. peak RSS < 200 MB at N=5000
+  {
+    const at = NS.includes(5000) ? 5000 : hi;
+    const e = get('lib', at);
+    const what = 'library peak RSS < 200 MB at N=5000';
+    if (e?.status !== 'ok') T(what, 'NOT EVALUATED', `library did not run at N=${at}`);
+    else {
+      const rss = Math.max(e.max_rss_mb ?? 0, e.final_max_rss_mb ?? 0, e.teardown_max_rss_mb ?? 0);
+      T(what, at >= 5000 ? (rss < 200 ? 'PASS' : 'MISS') : 'NOT EVALUATED', `${f(rss, 1)} MB at N=${at}${at !== 5000 ? ' (the target is at N=5000)' : ''}`);
+    }
+  }
+  // 5. one CLI call faster than one run of the original
+  {
+    const s = results.single;
+    const what = 'one CLI call faster than one run of the original';
+    if (!s || s.status !== 'ok' || typeof s.original_ms !== 'number') T(what, 'NOT EVALUATED', 'set PIPEWORK_SH to a copy of the original');
+    else T(what, s.ours_ms < s.original_ms ? 'PASS' : 'MISS', `median ${s.ours_ms} ms vs ${s.original_ms} ms (node startup alone: ${s.node_startup_ms} ms)`);
+  }
+}
+
+main().catch((e) => {
+  console.error(e.stack || e.message);
+  process.exit(1);
+});
