@@ -3,12 +3,10 @@
 
 export const NETLINK_ROUTE = 0;
 
-export const NLMSG_NOOP = 1;
 export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
 
 export const NLM_F_REQUEST = 0x1;
-export const NLM_F_MULTI = 0x2;
 export const NLM_F_ACK = 0x4;
 export const NLM_F_ECHO = 0x8;
 export const NLM_F_DUMP = 0x300;
@@ -42,17 +40,13 @@ export const RTM_DELRULE = 33;
 
 export const AF_UNSPEC = 0;
 export const AF_INET = 2;
-export const AF_BRIDGE = 7;
 export const AF_INET6 = 10;
 
 export const IFF_UP = 0x1;
-export const IFF_BROADCAST = 0x2;
 export const IFF_LOWER_UP = 0x10000;
-export const ARPHRD_ETHER = 1;
 export const ARPHRD_INFINIBAND = 32;
 
 export const IFLA_ADDRESS = 1;
-export const IFLA_BROADCAST = 2;
 export const IFLA_IFNAME = 3;
 export const IFLA_MTU = 4;
 export const IFLA_LINK = 5;
@@ -60,12 +54,9 @@ export const IFLA_MASTER = 10;
 export const IFLA_OPERSTATE = 16;
 export const IFLA_IFALIAS = 20;
 export const IFLA_LINKINFO = 18;
-export const IFLA_NET_NS_PID = 19;
-export const IFLA_EXT_MASK = 29;
 export const IFLA_NET_NS_FD = 28;
 export const IFLA_GROUP = 27;
 export const IFLA_CARRIER = 33;
-export const IFLA_LINK_NETNSID = 37;
 export const IFLA_AF_SPEC = 26;
 export const IFLA_INET_CONF = 1;
 /** IPV4_DEVCONF_ARP_NOTIFY: gratuitous ARP when the device comes up. */
@@ -73,18 +64,13 @@ export const IPV4_DEVCONF_ARP_NOTIFY = 22;
 
 export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;
-export const IFLA_INFO_SLAVE_KIND = 4;
-
-export const RTEXT_FILTER_VF = 1;
 
 export const IFA_ADDRESS = 1;
 export const IFA_LOCAL = 2;
-export const IFA_LABEL = 3;
 export const IFA_BROADCAST = 4;
 export const IFA_F_NODAD = 0x02;
 
 export const RTA_DST = 1;
-export const RTA_SRC = 2;
 export const RTA_OIF = 4;
 export const RTA_GATEWAY = 5;
 export const RTA_PRIORITY = 6;
@@ -98,7 +84,6 @@ export const RT_TABLE_MAIN = 254;
 export const RTPROT_BOOT = 3;
 export const RT_SCOPE_UNIVERSE = 0;
 export const RT_SCOPE_LINK = 253;
-export const RT_SCOPE_HOST = 254;
 export const RTN_UNICAST = 1;
 export const RTN_UNSPEC = 0;
 export const RTNH_F_ONLINK = 4;

@@ -16,6 +16,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { LinkJson } from '../helpers/kernel';
 import {
   OVS_DB_SOCK, daemonsInThisNetns, startDockerd, startLxc, startOvs, type Dockerd, type Lxc, type Ovs,
 } from '../support/daemons';
@@ -71,17 +72,6 @@ function ipj<T = any>(ns: string | number, ...args: string[]): T {
   return (out ? JSON.parse(out, (_k, v) => (Array.isArray(v) ? v.filter((x) => !isEmpty(x)) : v)) : []) as T;
 }
 
-interface LinkJson {
-  ifname: string;
-  ifindex: number;
-  mtu: number;
-  flags: string[];
-  master?: string;
-  address?: string;
-  operstate?: string;
-  link_index?: number;
-  linkinfo?: { info_kind?: string; info_data?: Record<string, any>; info_slave_kind?: string };
-}
 const links = (ns: string | number): LinkJson[] => ipj(ns, '-d', 'link', 'show');
 const link = (ns: string | number, name: string) => links(ns).find((l) => l.ifname === name);
 const names = (ns: string | number) => links(ns).map((l) => l.ifname).sort();

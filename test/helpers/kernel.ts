@@ -32,6 +32,7 @@ export interface LinkJson {
   master?: string;
   address?: string;
   operstate?: string;
+  link_index?: number;
   linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
 }
 

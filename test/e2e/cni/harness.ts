@@ -5,6 +5,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { LinkJson } from '../../helpers/kernel';
 
 export const BIN = resolve(__dirname, '../../../bin/pipework-cni.js');
 /** Debian's containernetworking-plugins. */
@@ -26,15 +27,6 @@ export function ipj<T = any>(ns: string, ...args: string[]): T {
   return (out ? JSON.parse(out, (_k, v) => (Array.isArray(v) ? v.filter((x) => !isEmpty(x)) : v)) : []) as T;
 }
 
-export interface LinkJson {
-  ifname: string;
-  ifindex: number;
-  mtu: number;
-  flags: string[];
-  master?: string;
-  address?: string;
-  linkinfo?: { info_kind?: string };
-}
 export const links = (ns: string): LinkJson[] => ipj(ns, '-d', 'link', 'show');
 export const link = (ns: string, name: string) => links(ns).find((l) => l.ifname === name);
 /** Names of the ports of a bridge. */
