@@ -9,7 +9,8 @@ import { Guest, GuestSpec, openGuest } from './guest';
 import { AttachRequest, checkRequest, planAttach } from './plan/attach';
 import { AttachPlan, renderStep } from './plan/steps';
 import { ExecOptions, NetnsPair, executeAttach } from './exec/attach';
-import { DetachOutcome, deleteGroup, detachOrGroup, executeDetach } from './exec/detach';
+import { DetachOutcome, deleteGroup, detachOrGroup, executeDetach, observeDetach } from './exec/detach';
+import { DetachPlan, planDetach, renderDetachStep } from './plan/detach';
 import { linkByMac, lookupLinks, observe } from './exec/observe';
 import { parseRoute, parseRule } from './plan/ip-grammar';
 import { routeRequest } from './netlink/route';
@@ -21,6 +22,7 @@ import { dumpLinks } from './netlink/link';
 
 export type { AttachRequest } from './plan/attach';
 export type { AttachPlan, Step } from './plan/steps';
+export type { DetachPlan, DetachStep } from './plan/detach';
 export type { GuestSpec, Guest } from './guest';
 export type { DetachOutcome } from './exec/detach';
 export type { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult } from './bulk';
@@ -96,16 +98,24 @@ export class Session {
   }
 
   /** Removes what attach made for the container interface (default eth1); harmless if already gone. */
-  async detach(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachOutcome> {
-    return this.withGuest(guest, (_g, ns) => executeDetach(ns, containerInterface));
+  async detach(guest: GuestArg, containerInterface = 'eth1', opts: ExecOptions = {}): Promise<DetachOutcome> {
+    return this.withGuest(guest, async (g, ns) =>
+      executeDetach(planDetach(containerInterface, await observeDetach(ns, containerInterface, g.path)), ns, opts));
   }
 
-  /** `pipework unplug`: detach, stop a DHCP client left running for it, remove the OVS port of a veth and a VLAN link pipework made, once unused. */
-  async unplug(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachOutcome> {
-    return this.withGuest(guest, async (g, ns) => {
-      await dhcpModule().stopDhcpClients(g.label, containerInterface); // a -f client left running for it
-      return executeDetach(ns, containerInterface, { hostLeftovers: true });
-    });
+  /**
+   * `pipework unplug`: detach, and what attach made around it: the veth's OVS
+   * port, the VLAN link under a macvlan once its last container goes, a DHCP
+   * client left running. All of it, or (until the interface is gone) nothing.
+   */
+  async unplug(guest: GuestArg, containerInterface = 'eth1', opts: ExecOptions = {}): Promise<DetachOutcome> {
+    return this.withGuest(guest, async (g, ns) =>
+      executeDetach(planDetach(containerInterface, await observeDetach(ns, containerInterface, g.path, g)), ns, opts));
+  }
+
+  /** The unplug plan, without changing anything (for --dry-run). */
+  async planUnplug(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachPlan> {
+    return this.withGuest(guest, async (g, ns) => planDetach(containerInterface, await observeDetach(ns, containerInterface, g.path, g)));
   }
 
   /** Attaches many containers with bounded concurrency; results stream back as they complete. */
@@ -118,13 +128,11 @@ export class Session {
     return detachMany(this, items, opts);
   }
 
-  /** Bulk teardown's first half: see detachOrGroup (src/exec/detach.ts). */
-  async detachOrGroup(guest: GuestArg, containerInterface = 'eth1', group: number, opts: { hostLeftovers?: boolean } = {}):
+  /** Bulk teardown's first half: see detachOrGroup (src/exec/detach.ts). With unplug, as unplug does. */
+  async detachOrGroup(guest: GuestArg, containerInterface = 'eth1', group: number, opts: { unplug?: boolean } = {}):
     Promise<{ outcome: DetachOutcome; grouped: boolean }> {
-    return this.withGuest(guest, async (g, ns) => {
-      if (opts.hostLeftovers) await dhcpModule().stopDhcpClients(g.label, containerInterface);
-      return detachOrGroup(ns, containerInterface, group, opts);
-    });
+    return this.withGuest(guest, async (g, ns) =>
+      detachOrGroup(planDetach(containerInterface, await observeDetach(ns, containerInterface, g.path, opts.unplug ? g : undefined)), ns, group));
   }
 
   /** Bulk teardown's second half: every host link of the group, deleted at once. */
@@ -207,6 +215,8 @@ export function createNetns(): number {
 }
 
 /** The plan as the equivalent commands, one per line. */
-export function renderPlan(plan: AttachPlan): string {
-  return plan.steps.map((s) => renderStep(s, plan.guestPath)).join('\n');
+export function renderPlan(plan: AttachPlan | DetachPlan): string {
+  return 'action' in plan
+    ? plan.steps.map((s) => renderDetachStep(s, plan.guestPath)).join('\n')
+    : plan.steps.map((s) => renderStep(s, plan.guestPath)).join('\n');
 }

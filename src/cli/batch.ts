@@ -134,7 +134,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
     if (cmd.kind === 'unplug' && !cmd.opts.dryRun) {
       const named = await resolveGuest(cmd.guest);
       try {
-        const r = await session.detachOrGroup(named.guest, cmd.containerInterface, group, { hostLeftovers: true });
+        const r = await session.detachOrGroup(named.guest, cmd.containerInterface, group, { unplug: true });
         if (r.grouped) grouped.push(line.no);
         if (cmd.opts.json) io.out(JSON.stringify({ guest: named.name, containerInterface: cmd.containerInterface, ...r.outcome }));
         return !r.grouped;

@@ -100,7 +100,9 @@ export async function runOne(session: SessionT, cmd: Command, io: Out): Promise<
       }
       case 'unplug': {
         if (cmd.opts.dryRun) {
-          io.out(`nsenter --net=${guest.path} ip link del dev ${cmd.containerInterface}`);
+          const { renderPlan }: typeof import('../index') = require('../index');
+          const plan = renderPlan(await session.planUnplug(guest, cmd.containerInterface));
+          if (plan) io.out(plan);
           return 0;
         }
         const r = await session.unplug(guest, cmd.containerInterface);

@@ -16,6 +16,7 @@ import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
 import { AttachPlan, HostLink, Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
+import { MOVED_ALIAS_PREFIX } from '../plan/detach';
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
 import { runProgram } from '../run';
@@ -271,8 +272,6 @@ function defaultArpNotify(netnsFd: number): number {
   return Number(native.withNetns(netnsFd, () => readFileSync('/proc/sys/net/ipv4/conf/default/arp_notify', 'utf8')));
 }
 
-/** IFLA_IFALIAS of a link moved in with --direct-phys: its name on the host. */
-export const MOVED_ALIAS_PREFIX = 'pipework:moved-from:';
 const movedAlias = (name: string) => `${MOVED_ALIAS_PREFIX}${name}`;
 
 const macBytes = (mac: string) => Buffer.from(mac.split(':').map((x) => parseInt(x, 16)));

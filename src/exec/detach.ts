@@ -1,12 +1,16 @@
+import { existsSync } from 'node:fs';
 import { Link, deleteLink, deleteLinkGroup, getLinkByIndex, parseLink, setLink } from '../netlink/link';
 import { NetlinkError } from '../netlink/error';
+import { PipeworkError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
 import { lookupLinks } from './observe';
-import { MOVED_ALIAS_PREFIX, NetnsPair } from './attach';
-import { vlanUsers, vlanUsersAlias } from '../plan/steps';
-
-/** Kinds that exist only for the container: deleting the container end removes all of it. */
-const VIRTUAL = new Set(['veth', 'macvlan', 'macvtap', 'ipvlan', 'vlan', 'ipoib', 'dummy']);
+import { InjectedFault, NetnsPair } from './attach';
+import { Undo } from './undo';
+import { vlanUsersAlias } from '../plan/steps';
+import { scratchBase } from '../plan/dhcp';
+import {
+  DetachObserved, DetachPlan, DetachStep, MOVED_ALIAS_PREFIX, OvsPort, removesContainerInterface,
+} from '../plan/detach';
 
 export interface DetachOutcome {
   /** What happened to the container interface: deleted, given back to the host, or absent already. */
@@ -14,44 +18,104 @@ export interface DetachOutcome {
   kind?: string;
 }
 
-/**
- * `ip -n GUEST link del CIF` for virtual links (a veth's host end goes with
- * it). A link moved in with --direct-phys (or any physical one) goes back to
- * the host, down, under the name it had there. With hostLeftovers (unplug),
- * also the OVS port of a veth and a VLAN link pipework made once its last
- * container goes. Absent already is success: detaching twice is harmless.
- */
-export async function executeDetach(ns: NetnsPair, cif: string, opts: { hostLeftovers?: boolean } = {}): Promise<DetachOutcome> {
-  const [link] = await lookupLinks(ns.guest, [cif]);
-  if (!link) return { action: 'absent' };
-  const moved = link.alias?.startsWith(MOVED_ALIAS_PREFIX);
-  if (!moved && link.kind && VIRTUAL.has(link.kind)) {
-    // IFLA_LINK: the veth's host end, or the macvlan's lower device, by index in the host netns.
-    const peer = opts.hostLeftovers && link.parent && (link.kind === 'veth' || link.kind === 'macvlan') ? await hostPeer(ns, link.parent) : undefined;
-    await ns.guest.request(deleteLink(link.index, cif));
-    if (peer?.kind === 'veth') await removeOvsPort(peer);
-    if (peer?.kind === 'vlan') await releaseVlan(ns, peer);
-    return { action: 'deleted', kind: link.kind };
-  }
-  const name = moved ? link.alias!.slice(MOVED_ALIAS_PREFIX.length) : undefined;
-  await ns.guest.request(setLink(link.index, { netnsFd: ns.hostFd, up: false, name, alias: moved ? '' : undefined }, cif));
-  return { action: 'returned', kind: link.kind };
+/** The guest as unplug knows it: DHCP clients are recorded under its label. */
+export interface UnplugGuest {
+  label: string;
 }
 
 /**
- * For bulk teardown: a plain veth is not deleted now (each deletion waits for
- * an RCU grace period, ~20 ms) but its host end joins `group`, which
- * deleteGroup() then removes at once. Anything else is detached as usual.
+ * Reads what planDetach needs: the container interface and a veth's host
+ * end. With `unplug`, also the host end's OVS port, the VLAN link under a
+ * macvlan and DHCP clients.
  */
-export async function detachOrGroup(ns: NetnsPair, cif: string, group: number, opts: { hostLeftovers?: boolean } = {}):
-  Promise<{ outcome: DetachOutcome; grouped: boolean }> {
+export async function observeDetach(ns: NetnsPair, cif: string, guestPath: string, unplug?: UnplugGuest): Promise<DetachObserved> {
   const [link] = await lookupLinks(ns.guest, [cif]);
-  // With OVS running the veth may be an OVS port to remove by name: no grouping then.
-  if (link?.kind === 'veth' && link.parent && !link.alias?.startsWith(MOVED_ALIAS_PREFIX) && !(opts.hostLeftovers && ovsRunning())) {
-    await ns.host.request(setLink(link.parent, { group }, `${cif} host end`));
-    return { outcome: { action: 'deleted', kind: 'veth' }, grouped: true };
+  const o: DetachObserved = { guestPath, link, dhcpClients: [] };
+  const moved = link?.alias?.startsWith(MOVED_ALIAS_PREFIX);
+  if (link?.parent && !moved && (link.kind === 'veth' || (unplug && link.kind === 'macvlan'))) {
+    o.peer = await hostLink(ns, link.parent);
+    // IFLA_LINK of a veth is the peer's index in the peer's netns: only a veth pointing back is our host end.
+    if (link.kind === 'veth' && (o.peer?.kind !== 'veth' || o.peer.parent !== link.index)) o.peer = undefined;
   }
-  return { outcome: link ? await executeDetach(ns, cif, opts) : { action: 'absent' }, grouped: false };
+  if (!unplug) return o;
+  if (o.peer?.kind === 'veth' && ovsRunning()) o.ovsPort = await ovsPortOf(o.peer.name);
+  // The DHCP runner is loaded only where a client may have been recorded.
+  if (existsSync(scratchBase())) o.dhcpClients = (require('./dhcp') as typeof import('./dhcp')).findDhcpClients(unplug.label, cif);
+  return o;
+}
+
+/**
+ * Runs a detach plan. Until the container interface is gone, every step is
+ * undone if a later one fails (the interface is what finds everything else).
+ * The steps after it (DHCP clients) are found without it: a second unplug
+ * completes them.
+ */
+export async function executeDetach(plan: DetachPlan, ns: NetnsPair, opts: { failAtStep?: number } = {}): Promise<DetachOutcome> {
+  const undo = new Undo(ns);
+  let committed = false;
+  try {
+    for (const [i, step] of plan.steps.entries()) {
+      if (opts.failAtStep === i) throw new InjectedFault(i);
+      await runDetachStep(step, ns, undo);
+      committed ||= removesContainerInterface(step);
+    }
+  } catch (e) {
+    if (!committed) await undo.unwind();
+    throw e;
+  }
+  return { action: plan.action, kind: plan.kind };
+}
+
+async function runDetachStep(step: DetachStep, ns: NetnsPair, undo: Undo): Promise<void> {
+  switch (step.op) {
+    case 'vlan-release': {
+      const { link, users } = step;
+      await ns.host.request(setLink(link.index, { alias: vlanUsersAlias(users - 1) }, link.name));
+      undo.push(() => setLink(link.index, { alias: vlanUsersAlias(users) }, link.name));
+      return;
+    }
+    case 'ovs-del-port': {
+      const { port } = step;
+      await runProgram('ovs-vsctl', ['--if-exists', 'del-port', port.bridge, port.port]);
+      undo.pushAsync(() => runProgram('ovs-vsctl', ['--may-exist', 'add-port', port.bridge, port.port,
+        ...(port.tag ? [`tag=${port.tag}`] : []),
+        ...(Object.keys(port.externalIds).length ? ['--', 'set', 'Interface', port.port,
+          ...Object.entries(port.externalIds).map(([k, v]) => `external-ids:${JSON.stringify(k)}=${JSON.stringify(v)}`)] : []),
+      ]));
+      return;
+    }
+    case 'delete-link':
+      await ns.guest.request(deleteLink(step.index, step.ifname));
+      return;
+    case 'delete-vlan':
+      await ns.host.request(deleteLink(step.link.index, step.link.name));
+      return;
+    case 'return-link':
+      await ns.guest.request(setLink(step.index, {
+        netnsFd: ns.hostFd, up: false, name: step.hostName, alias: step.hostName ? '' : undefined,
+      }, step.ifname));
+      return;
+    case 'stop-dhcp': {
+      const { stopDhcpClient }: typeof import('./dhcp') = require('./dhcp');
+      await stopDhcpClient(step.record);
+      return;
+    }
+  }
+}
+
+/**
+ * For bulk teardown: a plan that only deletes a veth is not run now (each
+ * deletion waits for an RCU grace period, ~20 ms) but the veth's host end
+ * joins `group`, which deleteGroup() then removes at once. Any other plan
+ * runs as usual.
+ */
+export async function detachOrGroup(plan: DetachPlan, ns: NetnsPair, group: number): Promise<{ outcome: DetachOutcome; grouped: boolean }> {
+  const [only, ...rest] = plan.steps;
+  if (only?.op === 'delete-link' && only.hostEnd !== undefined && rest.length === 0) {
+    await ns.host.request(setLink(only.hostEnd, { group }, `${only.ifname} host end`));
+    return { outcome: { action: plan.action, kind: plan.kind }, grouped: true };
+  }
+  return { outcome: await executeDetach(plan, ns), grouped: false };
 }
 
 /** Deletes every link of the group in the host netns (a veth takes its container end with it). */
@@ -59,16 +123,8 @@ export async function deleteGroup(ns: Pick<NetnsPair, 'host'>, group: number): P
   await ns.host.request(deleteLinkGroup(group));
 }
 
-/** One container fewer on a VLAN link pipework made: deleted with the last one. */
-async function releaseVlan(ns: NetnsPair, vlan: Link): Promise<void> {
-  const users = vlanUsers(vlan.alias);
-  if (users === undefined) return;
-  if (users <= 1) await ns.host.request(deleteLink(vlan.index, vlan.name));
-  else await ns.host.request(setLink(vlan.index, { alias: vlanUsersAlias(users - 1) }, vlan.name));
-}
-
-/** The veth's host end (IFLA_LINK of the guest end is its index in the host netns). */
-async function hostPeer(ns: NetnsPair, index: number): Promise<Link | undefined> {
+/** A link in the host netns by index; undefined if there is none. */
+async function hostLink(ns: NetnsPair, index: number): Promise<Link | undefined> {
   try {
     return parseLink((await ns.host.request(getLinkByIndex(index)))[0]);
   } catch (e) {
@@ -77,8 +133,18 @@ async function hostPeer(ns: NetnsPair, index: number): Promise<Link | undefined>
   }
 }
 
-/** The port OVS would still list once its veth is gone (only where OVS is installed). */
-async function removeOvsPort(peer: Link): Promise<void> {
-  if (!ovsRunning()) return;
-  await runProgram('ovs-vsctl', ['--if-exists', 'del-port', peer.name]);
+/** The OVS port named so, with what re-adding it takes; undefined if ovsdb has none. */
+async function ovsPortOf(name: string): Promise<OvsPort | undefined> {
+  let stdout: string;
+  try {
+    ({ stdout } = await runProgram('ovs-vsctl', ['--format=json', '--', 'port-to-br', name,
+      '--', '--columns=tag', 'list', 'Port', name, '--', '--columns=external_ids', 'list', 'Interface', name]));
+  } catch (e) {
+    if (e instanceof PipeworkError && /no port named/.test(e.message)) return undefined;
+    throw e;
+  }
+  const [bridge, tagJson, idsJson] = stdout.trim().split('\n');
+  const tag = JSON.parse(tagJson).data[0][0];
+  const ids: [string, [string, string][]] = JSON.parse(idsJson).data[0][0];
+  return { bridge, port: name, tag: typeof tag === 'number' ? tag : undefined, externalIds: Object.fromEntries(ids[1]) };
 }

@@ -14,7 +14,9 @@ import {
 import { join } from 'node:path';
 import type { DockerContainer } from '../guest/docker';
 import { PipeworkError } from '../errors';
-import { dhcpCommandLine, fileSafe, leaseDir, runDir } from '../plan/dhcp';
+import { dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
+export { scratchBase };
+import type { DhcpClientRecord } from '../plan/detach';
 
 /** A DHCP client asked for on the command line, with what it needs to know of the guest. */
 export interface DhcpRequest {
@@ -111,8 +113,6 @@ export async function runDhcpClient(ctx: { guestFd: number; ifname: string; requ
 // ---------------------------------------------------------------------------
 // Local clients: udhcpc, dhclient, dhcpcd
 
-/** Where clients' scratch dirs live: one per attach, `<guest>.<ifname>.XXXXXX`. */
-export const scratchBase = () => join(runDir(), 'pipework-dhcp');
 
 /** A guest name as a single path component (a guest may be a path). */
 
@@ -564,20 +564,20 @@ async function stopRecorded(dir: string, state: ClientState): Promise<void> {
 }
 
 /**
- * `pipework unplug` for DHCP: stops every client an earlier attach left
- * running for this guest and interface (found by the state files under
- * scratchBase(); each stopped only if its PID still is that process), and
- * removes its pidfile and scratch dir. Returns how many were stopped.
+ * `pipework unplug` for DHCP: every client an earlier attach left running for
+ * this guest and interface, found by the state files under scratchBase().
+ * A scratch dir without one is an attach still in progress (or one that
+ * failed half-way): not ours to judge.
  */
-export async function stopDhcpClients(hostname: string, ifname: string): Promise<number> {
+export function findDhcpClients(hostname: string, ifname: string): DhcpClientRecord[] {
   const prefix = `${fileSafe(hostname)}.${fileSafe(ifname)}.`;
   let entries: string[];
   try {
     entries = readdirSync(scratchBase());
   } catch {
-    return 0;
+    return [];
   }
-  let n = 0;
+  const found: DhcpClientRecord[] = [];
   for (const name of entries) {
     if (!name.startsWith(prefix) || name.length !== prefix.length + 6) continue;
     const dir = join(scratchBase(), name);
@@ -585,13 +585,27 @@ export async function stopDhcpClients(hostname: string, ifname: string): Promise
     try {
       state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
     } catch {
-      continue; // an attach still in progress (or one that failed half-way): not ours to judge
+      continue;
     }
     if (state.hostname !== hostname || state.ifname !== ifname) continue;
-    await stopRecorded(dir, state);
-    n++;
+    found.push({ dir, client: state.client, pid: state.pid, helperContainer: state.helperContainer });
   }
-  return n;
+  return found;
+}
+
+/**
+ * Stops a client findDhcpClients found (only if its PID still is that
+ * process) and removes its pidfile and scratch dir; gone already is success.
+ */
+export async function stopDhcpClient(record: DhcpClientRecord): Promise<void> {
+  let state: ClientState;
+  try {
+    state = JSON.parse(readFileSync(join(record.dir, 'state.json'), 'utf8'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  await stopRecorded(record.dir, state);
 }
 
 // ---------------------------------------------------------------------------

@@ -3,6 +3,8 @@ import type { DhcpRequest } from '../exec/dhcp';
 /** Where pidfiles go (the original's /var/run), and dhclient's leases. */
 export const runDir = () => process.env.PIPEWORK_RUN_DIR ?? '/var/run';
 export const leaseDir = () => process.env.PIPEWORK_LEASE_DIR ?? '/var/lib/dhcp';
+/** Where clients' scratch dirs live: one per attach, `<guest>.<ifname>.XXXXXX`. */
+export const scratchBase = () => `${runDir()}/pipework-dhcp`;
 
 /** A guest name made safe for a file name (netns paths contain '/'). */
 export const fileSafe = (s: string) => s.replace(/[^A-Za-z0-9_.-]/g, '_').replace(/^\.+/, '_').slice(0, 100) || '_';

@@ -16,7 +16,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { LinkJson } from '../helpers/kernel';
+import { type LinkJson, settle } from '../helpers/kernel';
 import {
   OVS_DB_SOCK, daemonsInThisNetns, startDockerd, startLxc, startOvs, type Dockerd, type Lxc, type Ovs,
 } from '../support/daemons';
@@ -97,20 +97,8 @@ function snapshot(ns: string | number) {
   };
 }
 
-/**
- * Snapshots of the netns once the kernel has finished with what the test just did (carrier,
- * bridge port states settle a moment after a link comes up): two equal readings 50 ms apart.
- */
-async function settled(...nss: Array<string | number>) {
-  let last = JSON.stringify(nss.map(snapshot));
-  for (let i = 0; i < 60; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    const now = JSON.stringify(nss.map(snapshot));
-    if (now === last) return JSON.parse(now) as ReturnType<typeof snapshot>[];
-    last = now;
-  }
-  throw new Error(`netns ${nss.join(', ')} never settled`);
-}
+/** Snapshots of the netns once the kernel has finished with what the test just did. */
+const settled = (...nss: Array<string | number>) => settle(() => nss.map(snapshot), `netns ${nss.join(', ')}`);
 
 /**
  * One echo answered. IPv6 gets a few tries: until the kernel's link watcher

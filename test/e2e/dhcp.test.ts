@@ -17,7 +17,7 @@ import { startDnsmasq, startDockerd, type Dnsmasq, type Dockerd } from '../suppo
 import { openInRoot, spawnIsolated } from '../../src/native/spawn';
 // The library as built (`npx tsc -p .` first): src/exec/attach.ts loads the
 // DHCP module lazily with require(), which only resolves in dist.
-const { scratchBase, stopDhcpClients }: typeof import('../../src/exec/dhcp') = require('../../dist/exec/dhcp');
+const { scratchBase, findDhcpClients }: typeof import('../../src/exec/dhcp') = require('../../dist/exec/dhcp');
 const { Session }: typeof import('../../src/index') = require('../../dist/index');
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
@@ -297,9 +297,48 @@ describe('pipework <bridge> <netns> <dhcp client>', () => {
       expect(procsInNetns(ino).filter((p) => CLIENTS.includes(p.comm))).toEqual([]);
       expect(existsSync(pidfile!)).toBe(false);
       expect(scratchDirs(guest)).toEqual([]);
-      expect(await stopDhcpClients(guest, 'eth1')).toBe(0); // idempotent
+      expect(findDhcpClients(guest, 'eth1')).toEqual([]); // a second unplug has nothing to stop
     });
   }
+});
+
+describe('unplug with a fault at each step', () => {
+  it('udhcpc-f: before the link goes, nothing changes; after it, the next unplug stops the client', async () => {
+    const guest = await newGuest();
+    const ino = nsIno(guest);
+    const r = await cli([BR, guest, 'udhcpc-f']);
+    expect(r.code, r.stderr).toBe(0);
+    const pidfile = `/var/run/udhcpc.${guest}.pid`;
+    const pid = Number(readFileSync(pidfile, 'utf8').trim());
+    const session = new Session();
+    try {
+      const plan = await session.planUnplug({ netns: guest });
+      expect(plan.steps.map((s) => s.op)).toEqual(['delete-link', 'stop-dhcp']);
+      expect(plan.steps[1]).toMatchObject({ record: { client: 'udhcpc', pid } });
+      const eth1 = await ipj('-n', guest, 'addr', 'show', 'dev', 'eth1');
+
+      await expect(session.unplug({ netns: guest }, 'eth1', { failAtStep: 0 })).rejects.toThrow('injected fault at step 0');
+      expect(await ipj('-n', guest, 'addr', 'show', 'dev', 'eth1')).toEqual(eth1);
+      expect(alive(pid)).toBe(true);
+      expect(existsSync(pidfile)).toBe(true);
+
+      // The link is gone; the client, found by its record and not by the link, is still there...
+      await expect(session.unplug({ netns: guest }, 'eth1', { failAtStep: 1 })).rejects.toThrow('injected fault at step 1');
+      expect(await ipj('-n', guest, 'link', 'show', 'dev', 'eth1').catch(() => 'gone')).toBe('gone');
+      expect(alive(pid)).toBe(true);
+      expect(findDhcpClients(guest, 'eth1')).toHaveLength(1);
+
+      // ...for the next unplug to stop.
+      expect(await session.unplug({ netns: guest })).toEqual({ action: 'absent', kind: undefined });
+      await waitGone([pid]);
+      expect(alive(pid)).toBe(false);
+      expect(procsInNetns(ino).filter((p) => CLIENTS.includes(p.comm))).toEqual([]);
+      expect(existsSync(pidfile)).toBe(false);
+      expect(scratchDirs(guest)).toEqual([]);
+    } finally {
+      session.close();
+    }
+  });
 });
 
 describe('failures roll back completely', () => {
@@ -398,15 +437,8 @@ describe.skipIf(!haveDockerd)('Docker containers (a real dockerd in this run\'s 
 
     const u = await cli(['unplug', name], d!.env);
     expect(u.code, u.stderr).toBe(0);
-    // unplug removed the helper container; stopping again finds nothing.
-    const saved = process.env.DOCKER_HOST;
-    process.env.DOCKER_HOST = d!.host;
-    try {
-      expect(await stopDhcpClients(name, 'eth1')).toBe(0);
-    } finally {
-      if (saved === undefined) delete process.env.DOCKER_HOST;
-      else process.env.DOCKER_HOST = saved;
-    }
+    // unplug removed the helper container and its record.
+    expect(findDhcpClients(name, 'eth1')).toEqual([]);
     expect(await helpers(true)).toEqual([]);
     expect(scratchDirs(name)).toEqual([]);
   });

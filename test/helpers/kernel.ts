@@ -58,6 +58,21 @@ export function snapshot(fd: number) {
   };
 }
 
+/**
+ * A reading once the kernel has finished with what the test just did (carrier,
+ * bridge port states settle a moment after a link comes up): two equal readings 50 ms apart.
+ */
+export async function settle<T>(read: () => T, what = 'the kernel state'): Promise<T> {
+  let last = JSON.stringify(read());
+  for (let i = 0; i < 60; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = JSON.stringify(read());
+    if (now === last) return JSON.parse(now) as T;
+    last = now;
+  }
+  throw new Error(`${what} never settled`);
+}
+
 export function ping(fd: number, addr: string): boolean {
   const r = spawnSync('nsenter', [`--net=${nsPath(fd)}`, 'ping', '-c', '1', '-W', '2', addr], { stdio: 'ignore' });
   return r.status === 0;

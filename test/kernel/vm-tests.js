@@ -232,6 +232,35 @@ test('vlan-lib', async () => {
   check(ping('c6', '10.1.20.3'), 'c6 cannot ping c7 over nicl.20');
 });
 
+test('unplug-faults-vlan-lib', async () => {
+  // A fault at each unplug step of a macvlan on a VLAN link pipework made
+  // leaves the container and the count as they were: with two containers the
+  // count drops first (undone), with the last one the VLAN link goes and takes
+  // the macvlan with it (one step).
+  netns('c20', 'c21');
+  fakeNic('nicu', { up: false });
+  for (const [c, a] of [['c20', '10.1.50.2/24'], ['c21', '10.1.50.3/24']]) await session.attach({ netns: c }, { hostInterface: 'nicu', vlan: '50', addresses: [a] });
+  const faults = async (c, ops) => {
+    const plan = await session.planUnplug({ netns: c });
+    eq(plan.steps.map((st) => st.op), ops, `unplug steps for ${c}`);
+    const before = [snapshot(null), snapshot('c20'), snapshot('c21')];
+    for (let k = 0; k < ops.length; k++) {
+      let err;
+      await session.unplug({ netns: c }, 'eth1', { failAtStep: k }).catch((e) => { err = e; });
+      check(err?.message === `injected fault at step ${k}`, `fault at step ${k}: ${err ? err.message : 'no error'}`);
+      const after = [snapshot(null), snapshot('c20'), snapshot('c21')];
+      ['host', 'c20', 'c21'].forEach((w, i) => sameState(before[i], after[i], `${w} after a fault at step ${k} (${ops[k]})`));
+    }
+    eq(await session.unplug({ netns: c }), { action: 'deleted', kind: 'macvlan' }, `unplug ${c}`);
+    check(!link(c, 'eth1'), `eth1 still in ${c}`);
+  };
+  await faults('c20', ['vlan-release', 'delete-link']);
+  eq(link(null, 'nicu.50')?.ifalias, 'pipework:vlan-users=1', 'alias of nicu.50 after c20 is unplugged');
+  check(link('c21', 'eth1'), 'c21 lost eth1 when c20 was unplugged');
+  await faults('c21', ['delete-vlan']);
+  check(!link(null, 'nicu.50'), 'nicu.50 outlived its last container');
+});
+
 test('dummy-cli', async () => {
   netns('c8');
   pipeworkOk('dummy0', 'c8', '10.2.0.2/24');
