@@ -53,7 +53,7 @@ async function soak(cycles, { warmup = Math.floor(cycles / 4) } = {}) {
     const end = fds();
     const first = median(rss.slice(0, 5));
     const last = median(rss.slice(-5));
-    return { cycles, start, end, rssMB: { first: +(first / 1e6).toFixed(1), last: +(last / 1e6).toFixed(1) }, rssGrowth: +((last - first) / first).toFixed(3), hostLinksLeft: await session.bridgePortCount('br0') };
+    return { cycles, start, end, rssMB: { first: +(first / 1e6).toFixed(1), last: +(last / 1e6).toFixed(1) }, rssGrowth: +((last - first) / first).toFixed(3), hostLinksLeft: (await session.bridge('br0'))?.ports ?? 0 };
   } finally {
     session.close();
     [host, ...pool].forEach((fd) => closeSync(fd));

@@ -10,12 +10,15 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <fcntl.h>
 #include <linux/netlink.h>
 #include <sched.h>
 #include <string>
+#include <vector>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -79,6 +82,13 @@ Napi::Value WithNetns(const Napi::CallbackInfo& info) {
   }
   ReturnHome();
   return result;
+}
+
+// checkNetns(fd): throws unless fd is an open network namespace (EBADF, or EINVAL/ENOTTY for anything else).
+Napi::Value CheckNetns(const Napi::CallbackInfo& info) {
+  int fd = CheckedFd(info, 0, "netns");
+  RequireNetns(info.Env(), fd, "fd " + std::to_string(fd));
+  return info.Env().Undefined();
 }
 
 // newNetns(): a fresh anonymous netns, held only by the returned fd.
@@ -190,6 +200,69 @@ Napi::Value ConfigureNetlinkSocket(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// netlinkTransact(fd, buffers): sends the buffers to the kernel as one
+// datagram and returns, copied, every datagram the kernel queued for the
+// socket in answer. rtnetlink answers inside sendmsg (and a dump queues its
+// next part inside each read), so draining until the queue is empty collects
+// every reply: no poll round trip and no peeking read per datagram.
+Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(info, 0, "socket");
+  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "buffers must be an array of Buffers");
+  Napi::Array buffers = info[1].As<Napi::Array>();
+  std::vector<struct iovec> iov(buffers.Length());
+  for (uint32_t i = 0; i < iov.size(); i++) {
+    Napi::Value b = buffers.Get(i);
+    if (!b.IsBuffer()) throw Napi::TypeError::New(env, "buffers must be an array of Buffers");
+    auto buf = b.As<Napi::Buffer<uint8_t>>();
+    iov[i] = {buf.Data(), buf.Length()};
+  }
+  struct sockaddr_nl kernel = {};
+  kernel.nl_family = AF_NETLINK;
+  struct msghdr msg = {};
+  msg.msg_name = &kernel;
+  msg.msg_namelen = sizeof(kernel);
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = iov.size();
+  ssize_t sent;
+  do sent = sendmsg(fd, &msg, 0);
+  while (sent < 0 && errno == EINTR);
+  if (sent < 0) throw ErrnoError(env, errno, "sendmsg");
+
+  // 32 KiB per datagram: the most the kernel puts in one (dump parts are sized to the reader's buffer, capped there).
+  constexpr size_t kSlot = 32768, kSlots = 16;
+  thread_local std::unique_ptr<uint8_t[]> arena(new uint8_t[kSlot * kSlots]);
+  struct mmsghdr msgs[kSlots];
+  struct iovec slots[kSlots];
+  struct sockaddr_nl from[kSlots];
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (;;) {
+    for (size_t i = 0; i < kSlots; i++) {
+      slots[i] = {arena.get() + i * kSlot, kSlot};
+      msgs[i] = {};
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+      msgs[i].msg_hdr.msg_iov = &slots[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int got = recvmmsg(fd, msgs, kSlots, MSG_DONTWAIT, nullptr);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      throw ErrnoError(env, errno, "recvmmsg");
+    }
+    for (int i = 0; i < got; i++) {
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) throw ErrnoError(env, EMSGSIZE, "recvmmsg", "reply larger than 32 KiB");
+      if (from[i].nl_pid != 0) continue;  // only the kernel answers requests
+      out.Set(n++, Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t*>(slots[i].iov_base), msgs[i].msg_len));
+    }
+    // Fewer than asked: the last read found the queue empty.
+    if (static_cast<size_t>(got) < kSlots) break;
+  }
+  return out;
+}
+
 // strerror(errno): the C library's text ("File exists"), as ip and every tool print it.
 Napi::Value StrError(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "errno must be a number");
@@ -201,11 +274,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   if (home_netns < 0) throw ErrnoError(env, errno, "open", "/proc/thread-self/ns/net");
   exports.Set("withNetns", Napi::Function::New(env, WithNetns));
   exports.Set("newNetns", Napi::Function::New(env, NewNetns));
+  exports.Set("checkNetns", Napi::Function::New(env, CheckNetns));
   exports.Set("openNetnsPath", Napi::Function::New(env, OpenNetnsPath));
   exports.Set("openNetnsPid", Napi::Function::New(env, OpenNetnsPid));
   exports.Set("strerror", Napi::Function::New(env, StrError));
   exports.Set("lowestFreeFd", Napi::Function::New(env, LowestFreeFd));
   exports.Set("configureNetlinkSocket", Napi::Function::New(env, ConfigureNetlinkSocket));
+  exports.Set("netlinkTransact", Napi::Function::New(env, NetlinkTransact));
   RegisterSpawn(env, exports);
   return exports;
 }

@@ -3,6 +3,7 @@ import type { AttachOptions, AttachResult, Session } from './index';
 import type { Guest, GuestSpec } from './guest';
 import type { DetachOutcome } from './exec/detach';
 import { PipeworkError } from './errors';
+import type { Link } from './netlink/link';
 
 export interface BulkAttachItem {
   guest: GuestSpec | Guest;
@@ -40,28 +41,36 @@ export async function* runBounded<I, T>(
   const limit = Math.max(1, opts.concurrency ?? 32);
   const it = (Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : (items as Iterable<I>)[Symbol.iterator]()) as
     AsyncIterator<I> | Iterator<I>;
-  const running = new Map<number, Promise<BulkResult<T>>>();
+  const finished: BulkResult<T>[] = [];
+  let wake: (() => void) | undefined;
+  let running = 0;
   let next = 0;
   let exhausted = false;
   let stop = false;
   let done = 0;
   let failed = 0;
+  const settle = (r: BulkResult<T>) => {
+    running--;
+    finished.push(r);
+    wake?.();
+  };
   while (true) {
-    while (!exhausted && !stop && running.size < limit) {
+    while (!exhausted && !stop && running < limit) {
       const r = await it.next();
       if (r.done) {
         exhausted = true;
         break;
       }
       const index = next++;
-      running.set(index, work(r.value).then(
-        (result): BulkResult<T> => ({ index, ok: true, result }),
-        (error: Error): BulkResult<T> => ({ index, ok: false, error }),
-      ));
+      running++;
+      work(r.value).then((result) => settle({ index, ok: true, result }), (error: Error) => settle({ index, ok: false, error }));
     }
-    if (running.size === 0) return;
-    const settled = await Promise.race(running.values());
-    running.delete(settled.index);
+    if (!finished.length) {
+      if (running === 0) return;
+      await new Promise<void>((resume) => (wake = resume));
+      wake = undefined;
+    }
+    const settled = finished.shift()!;
     if (settled.ok) done++;
     else {
       failed++;
@@ -72,56 +81,56 @@ export async function* runBounded<I, T>(
   }
 }
 
-/**
- * Serializes the first attach to each host interface: it may create the
- * bridge, and others must see it exist rather than race to create it too.
- */
-export function hostInterfaceGate(): <T>(hostInterface: string, work: () => Promise<T>) => Promise<T> {
-  const first = new Map<string, Promise<unknown>>();
-  return async (hostInterface, work) => {
-    const pending = first.get(hostInterface);
-    if (pending) {
-      await pending.catch(() => undefined);
-      return work();
-    }
-    const p = work();
-    first.set(hostInterface, p);
-    return p;
-  };
-}
-
 /** A Linux bridge holds at most this many ports (port number 0 is reserved); the next enslave fails with EXFULL. */
 export const BRIDGE_MAX_PORTS = 1023;
 
+/** One attach of a bulk run. */
+export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest) => Promise<AttachResult>;
+
 /**
- * Session.attachMany: every item attached, or rolled back alone. Ports are
- * counted per bridge, so an item that would pass the 1023-port limit is
- * refused up front, with a message saying so, instead of failing in the kernel.
+ * Attaches for a bulk run. The first attach to each host interface runs
+ * alone (it may create the bridge; others must see it exist rather than race
+ * to create it too). After it, a Linux bridge is looked up once: the others
+ * skip that lookup (Session.attachOnto), and one that would pass the
+ * 1023-port limit is refused up front, with a message saying so, instead of
+ * failing in the kernel.
  */
-export function attachMany(session: Session, items: Iterable<BulkAttachItem> | AsyncIterable<BulkAttachItem>,
-  opts: BulkOptions & AttachOptions = {}): AsyncGenerator<BulkResult<AttachResult>> {
-  const gate = hostInterfaceGate();
-  const ports = new Map<string, number>();
-  const attachCounted = async (item: BulkAttachItem) => {
-    const bridge = item.request.hostInterface;
-    const count = ports.get(bridge);
-    if (count === undefined) {
-      // First item for this host interface (alone, thanks to the gate): count what is there afterwards.
-      const result = await session.attach(item.guest, item.request, opts);
-      ports.set(bridge, await session.bridgePortCount(bridge));
-      return result;
+export function bulkAttacher(session: Session, opts: AttachOptions = {}): Attacher {
+  const first = new Map<string, Promise<unknown>>();
+  // Per host interface, once its first attach is done: a Linux bridge and its port count, or undefined.
+  const bridges = new Map<string, { link: Link; ports: number } | undefined>();
+  return async (guest, request) => {
+    const name = request.hostInterface;
+    const pending = first.get(name);
+    if (!pending) {
+      const p = session.attach(guest, request, opts).then(async (result) => {
+        bridges.set(name, await session.bridge(name));
+        return result;
+      });
+      first.set(name, p);
+      return p;
     }
-    if (count >= BRIDGE_MAX_PORTS)
-      throw new PipeworkError(`Bridge ${bridge} is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports; spread the containers over several bridges.`);
-    ports.set(bridge, count + 1);
+    await pending.catch(() => undefined);
+    if (!bridges.has(name)) return session.attach(guest, request, opts); // the first one failed: no shortcut
+    const bridge = bridges.get(name);
+    if (!bridge) return session.attach(guest, request, opts);
+    if (bridge.ports >= BRIDGE_MAX_PORTS)
+      throw new PipeworkError(`Bridge ${name} is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports; spread the containers over several bridges.`);
+    bridge.ports++;
     try {
-      return await session.attach(item.guest, item.request, opts);
+      return await session.attachOnto(bridge.link, guest, request, opts);
     } catch (e) {
-      ports.set(bridge, ports.get(bridge)! - 1);
+      bridge.ports--;
       throw e;
     }
   };
-  return runBounded(items, (item) => gate(item.request.hostInterface, () => attachCounted(item)), opts);
+}
+
+/** Session.attachMany: every item attached, or rolled back alone (see bulkAttacher). */
+export function attachMany(session: Session, items: Iterable<BulkAttachItem> | AsyncIterable<BulkAttachItem>,
+  opts: BulkOptions & AttachOptions = {}): AsyncGenerator<BulkResult<AttachResult>> {
+  const attach = bulkAttacher(session, opts);
+  return runBounded(items, (item) => attach(item.guest, item.request), opts);
 }
 
 /** A device group number no one else uses: a high range plus randomness (not a secret). */

@@ -8,7 +8,7 @@ import { RtnlSocket } from './netlink/socket';
 import { Guest, GuestSpec, openGuest } from './guest';
 import { AttachRequest, checkRequest, planAttach } from './plan/attach';
 import { AttachPlan, renderStep } from './plan/steps';
-import { ExecOptions, NetnsPair, executeAttach } from './exec/attach';
+import { AttachOutcome, ExecOptions, NetnsPair, executeAttach } from './exec/attach';
 import { DetachOutcome, deleteGroup, detachOrGroup, executeDetach, observeDetach } from './exec/detach';
 import { DetachPlan, planDetach, renderDetachStep } from './plan/detach';
 import { linkByMac, lookupLinks, observe } from './exec/observe';
@@ -18,7 +18,8 @@ import { ruleRequest } from './netlink/rule';
 import { PipeworkError } from './errors';
 import { formatIp } from './addressing';
 import { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult, attachMany, detachMany } from './bulk';
-import { dumpLinks } from './netlink/link';
+import { Link, dumpLinks } from './netlink/link';
+import { NetlinkError } from './netlink/error';
 
 export type { AttachRequest } from './plan/attach';
 export type { AttachPlan, Step } from './plan/steps';
@@ -27,7 +28,7 @@ export type { GuestSpec, Guest } from './guest';
 export type { DetachOutcome } from './exec/detach';
 export type { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult } from './bulk';
 export { PipeworkError };
-export { NetlinkError } from './netlink/error';
+export { NetlinkError };
 export { openGuest } from './guest';
 export { renderStep } from './plan/steps';
 
@@ -47,6 +48,9 @@ export interface AttachResult {
 export interface AttachOptions extends ExecOptions {}
 
 /** The DHCP runner, loaded only when DHCP is used. */
+const EEXIST = 17;
+const ENODEV = 19;
+
 const dhcpModule = (): typeof import('./exec/dhcp') => require('./exec/dhcp');
 
 /** A guest as given: a spec to open, or a Guest already open (the caller closes it). */
@@ -80,11 +84,28 @@ export class Session {
 
   /** `pipework HOSTIF [-i CIF] [-l LOCAL] GUEST IP/LEN[@GW] [MAC][@VLAN]`: all of it, or nothing. */
   async attach(guest: GuestArg, request: AttachRequest, opts: AttachOptions = {}): Promise<AttachResult> {
+    return this.attachOnto(undefined, guest, request, opts);
+  }
+
+  /**
+   * attach, for attachMany: `bridge` is the host interface, a Linux bridge,
+   * as the batch looked it up once (see observe()). If the kernel then
+   * refuses the veth (its host-end name taken, the bridge gone), the attach,
+   * rolled back, is planned again from a full look.
+   */
+  async attachOnto(bridge: Link | undefined, guest: GuestArg, request: AttachRequest, opts: AttachOptions = {}): Promise<AttachResult> {
     const checked = checkRequest(request);
     if (checked.dhcp) dhcpModule().checkDhcpRequest(checked.dhcp); // a missing client refused before any link is made
     return this.withGuest(guest, async (g, ns) => {
-      const plan = planAttach(checked, await observe(this.host, ns.guest, g, checked));
-      const { containerInterface: link, hostInterface, dhcp } = await executeAttach(plan, ns, opts);
+      const run = async (known?: Link) => executeAttach(planAttach(checked, await observe(this.host, ns.guest, g, checked, known)), ns, opts);
+      let outcome: AttachOutcome;
+      try {
+        outcome = await run(bridge);
+      } catch (e) {
+        if (!bridge || !(e instanceof NetlinkError && (e.errno === EEXIST || e.errno === ENODEV))) throw e;
+        outcome = await run();
+      }
+      const { containerInterface: link, hostInterface, dhcp } = outcome;
       return {
         guest: g.label,
         netns: g.path,
@@ -140,11 +161,11 @@ export class Session {
     await deleteGroup({ host: this.host }, group);
   }
 
-  /** How many ports a Linux bridge has (0 for anything else): one kernel-filtered dump. */
-  async bridgePortCount(name: string): Promise<number> {
+  /** A Linux bridge and how many ports it has (undefined for anything else): one lookup, one kernel-filtered dump. */
+  async bridge(name: string): Promise<{ link: Link; ports: number } | undefined> {
     const [link] = await lookupLinks(this.host, [name]);
-    if (link?.kind !== 'bridge') return 0;
-    return (await this.host.request(dumpLinks(link.index))).length;
+    if (link?.kind !== 'bridge') return undefined;
+    return { link, ports: (await this.host.request(dumpLinks(link.index))).length };
   }
 
   /** `mac:<addr>`: the name of the host interface with that MAC. */

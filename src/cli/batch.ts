@@ -88,14 +88,15 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
  * `pipework [unplug] --batch FILE|-`: every line in one process and one
  * session, read as a stream (memory stays flat whatever the length), up to
  * 32 lines in flight; lines naming the same guest keep their order, and the
- * first attach to a host interface runs alone (it may create the bridge). A
+ * first attach to a host interface runs alone (it may create the bridge; a
+ * Linux bridge is then looked up once for all the lines, see bulkAttacher). A
  * failed line is rolled back alone and reported as `line N: ...`; the others
  * go on. Unplugged veths are deleted by device group, hundreds at once. A
  * progress line on stderr when it is a terminal; exit status 1 if any line failed.
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
   const { Session }: typeof import('../index') = require('../index');
-  const { runBounded, hostInterfaceGate, deviceGroup }: typeof import('../bulk') = require('../bulk');
+  const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
   const input = file === '-' ? process.stdin : createReadStream(file);
   const readFailure = new Promise<never>((_, reject) => input.once('error', (e: Error) => reject(new PipeworkError(`cannot read ${file}: ${e.message}`))));
@@ -104,7 +105,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   const session = new Session();
   const progress = process.stderr.isTTY && !opts.json;
   const started = process.hrtime.bigint();
-  const gate = hostInterfaceGate();
+  const attachWith = bulkAttacher(session);
   const inOrder = sequencer();
   const group = deviceGroup();
   let grouped: number[] = []; // line numbers whose veth awaits the group deletion
@@ -143,8 +144,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
       }
     }
     const key = 'guest' in cmd ? cmd.guest : '';
-    const run = () => inOrder(key, async () => { await runOne(session, cmd, io); return true; });
-    return cmd.kind === 'attach' ? gate(cmd.hostInterface, run) : run();
+    return inOrder(key, async () => { await runOne(session, cmd, io, attachWith); return true; });
   };
 
   try {

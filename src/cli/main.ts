@@ -70,8 +70,12 @@ async function run(cmd: Command, io: Out): Promise<number> {
 
 type SessionT = import('../index').Session;
 
-/** The commands that act on one guest, with a session the caller owns (reused by --batch). */
-export async function runOne(session: SessionT, cmd: Command, io: Out): Promise<number> {
+/**
+ * The commands that act on one guest, with a session the caller owns (reused
+ * by --batch). attachWith: how an attach is made (a batch's bulk attacher;
+ * default session.attach).
+ */
+export async function runOne(session: SessionT, cmd: Command, io: Out, attachWith?: import('../bulk').Attacher): Promise<number> {
   if (cmd.kind !== 'attach' && cmd.kind !== 'route' && cmd.kind !== 'rule' && cmd.kind !== 'tc' && cmd.kind !== 'unplug') {
     throw new PipeworkError(`${cmd.kind} cannot be used here`);
   }
@@ -111,14 +115,15 @@ export async function runOne(session: SessionT, cmd: Command, io: Out): Promise<
         return 0;
       }
       case 'attach':
-        return await attach(session, cmd, named, io);
+        return await attach(session, cmd, named, io, attachWith ?? ((g, r) => session.attach(g, r)));
     }
   } finally {
     guest.close();
   }
 }
 
-async function attach(session: SessionT, cmd: Extract<Command, { kind: 'attach' }>, named: import('../guest/resolve').NamedGuest, io: Out): Promise<number> {
+async function attach(session: SessionT, cmd: Extract<Command, { kind: 'attach' }>, named: import('../guest/resolve').NamedGuest, io: Out,
+  attachWith: import('../bulk').Attacher): Promise<number> {
   const { opts } = cmd;
   let hostInterface = cmd.hostInterface;
   if (hostInterface.startsWith('mac:')) hostInterface = await session.hostInterfaceByMac(hostInterface.slice(4));
@@ -148,7 +153,7 @@ async function attach(session: SessionT, cmd: Extract<Command, { kind: 'attach' 
     io.out(renderPlan(await session.plan(named.guest, request)));
     return 0;
   }
-  const result = await session.attach(named.guest, request);
+  const result = await attachWith(named.guest, request);
   if (opts.json) io.out(JSON.stringify({ ...result, guest: named.name }));
   else if (opts.verbose) {
     const c = result.containerInterface;

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { Link, deleteLink, deleteLinkGroup, getLinkByIndex, parseLink, setLink } from '../netlink/link';
 import { NetlinkError } from '../netlink/error';
 import { PipeworkError } from '../errors';
@@ -7,7 +6,7 @@ import { lookupLinks } from './observe';
 import { InjectedFault, NetnsPair } from './attach';
 import { Undo } from './undo';
 import { vlanUsersAlias } from '../plan/steps';
-import { scratchBase } from '../plan/dhcp';
+import { findDhcpClients } from './dhcp-records';
 import {
   DetachObserved, DetachPlan, DetachStep, MOVED_ALIAS_PREFIX, OvsPort, removesContainerInterface,
 } from '../plan/detach';
@@ -39,8 +38,7 @@ export async function observeDetach(ns: NetnsPair, cif: string, guestPath: strin
   }
   if (!unplug) return o;
   if (o.peer?.kind === 'veth' && ovsRunning()) o.ovsPort = await ovsPortOf(o.peer.name);
-  // The DHCP runner is loaded only where a client may have been recorded.
-  if (existsSync(scratchBase())) o.dhcpClients = (require('./dhcp') as typeof import('./dhcp')).findDhcpClients(unplug.label, cif);
+  o.dhcpClients = findDhcpClients(unplug.label, cif);
   return o;
 }
 

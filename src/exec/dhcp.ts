@@ -17,6 +17,7 @@ import { PipeworkError } from '../errors';
 import { dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
 export { scratchBase };
 import type { DhcpClientRecord } from '../plan/detach';
+import type { ClientState } from './dhcp-records';
 
 /** A DHCP client asked for on the command line, with what it needs to know of the guest. */
 export interface DhcpRequest {
@@ -120,20 +121,6 @@ export async function runDhcpClient(ctx: { guestFd: number; ifname: string; requ
 const utsName = (s: string) => (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(s) ? s : undefined);
 
 /** What a left-running client's scratch dir records, for stop() in a later process. */
-interface ClientState {
-  client: DhcpRequest['client'];
-  hostname: string;
-  ifname: string;
-  pid?: number;
-  /** /proc/<pid>/stat field 22 when we found it: a reused PID never matches. */
-  startTime?: string;
-  comm?: string;
-  netnsIno?: number;
-  /** The client's private UTS namespace: every process it forked (daemons, privsep helpers, scripts) is in it. */
-  utsIno?: number;
-  pidfile?: string;
-  helperContainer?: string;
-}
 
 interface Scratch {
   dir: string;
@@ -561,36 +548,6 @@ async function stopRecorded(dir: string, state: ClientState): Promise<void> {
   }
   if (state.pidfile) removePidfile(state.pidfile, [state.pid]);
   rmSync(dir, { recursive: true, force: true });
-}
-
-/**
- * `pipework unplug` for DHCP: every client an earlier attach left running for
- * this guest and interface, found by the state files under scratchBase().
- * A scratch dir without one is an attach still in progress (or one that
- * failed half-way): not ours to judge.
- */
-export function findDhcpClients(hostname: string, ifname: string): DhcpClientRecord[] {
-  const prefix = `${fileSafe(hostname)}.${fileSafe(ifname)}.`;
-  let entries: string[];
-  try {
-    entries = readdirSync(scratchBase());
-  } catch {
-    return [];
-  }
-  const found: DhcpClientRecord[] = [];
-  for (const name of entries) {
-    if (!name.startsWith(prefix) || name.length !== prefix.length + 6) continue;
-    const dir = join(scratchBase(), name);
-    let state: ClientState;
-    try {
-      state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
-    } catch {
-      continue;
-    }
-    if (state.hostname !== hostname || state.ifname !== ifname) continue;
-    found.push({ dir, client: state.client, pid: state.pid, helperContainer: state.helperContainer });
-  }
-  return found;
 }
 
 /**

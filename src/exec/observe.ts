@@ -44,22 +44,32 @@ export async function isOvsBridge(name: string, link?: Link): Promise<boolean> {
   }
 }
 
-/** Reads what planAttach needs to know, in as few round trips as possible. */
-export async function observe(host: RtnlSocket, guestSock: RtnlSocket, guest: Guest, r: CheckedRequest): Promise<Observed> {
-  const cif = r.containerInterface ?? 'eth1';
-  const localName = r.hostName ?? vethHostName(cif, guest.tag);
-  const vlanName = r.vlan !== undefined ? `${r.hostInterface}.${r.vlan}` : undefined;
-  const [hostLink, localLink, vlanLink] = await lookupLinks(host, [r.hostInterface, localName, ...(vlanName ? [vlanName] : [])]);
-  const o: Observed = {
-    host: hostLink,
-    hostIsOvs: hostLink ? await isOvsBridge(r.hostInterface, hostLink) : false,
-    guestTag: guest.tag,
-    guestPath: guest.path,
-  };
-  const kind = hostKind(r.hostInterface, o);
-  if (kind === 'new-ovs') o.ovsAvailable = ovsRunning();
-  if (['bridge', 'new-bridge', 'ovs', 'new-ovs'].includes(kind)) o.localLink = localLink;
-  if (kind === 'phys') o.vlanLink = vlanLink;
+/**
+ * Reads what planAttach needs to know, in as few round trips as possible.
+ * `bridge`: the host interface, a Linux bridge, as a bulk run looked it up
+ * once; the veth host-end name is then assumed free (a taken one makes the
+ * kernel refuse the veth with EEXIST, and the caller plans again from a full look).
+ */
+export async function observe(host: RtnlSocket, guestSock: RtnlSocket, guest: Guest, r: CheckedRequest, bridge?: Link): Promise<Observed> {
+  let o: Observed;
+  if (bridge) {
+    o = { host: bridge, hostIsOvs: false, guestTag: guest.tag, guestPath: guest.path };
+  } else {
+    const cif = r.containerInterface ?? 'eth1';
+    const localName = r.hostName ?? vethHostName(cif, guest.tag);
+    const vlanName = r.vlan !== undefined ? `${r.hostInterface}.${r.vlan}` : undefined;
+    const [hostLink, localLink, vlanLink] = await lookupLinks(host, [r.hostInterface, localName, ...(vlanName ? [vlanName] : [])]);
+    o = {
+      host: hostLink,
+      hostIsOvs: hostLink ? await isOvsBridge(r.hostInterface, hostLink) : false,
+      guestTag: guest.tag,
+      guestPath: guest.path,
+    };
+    const kind = hostKind(r.hostInterface, o);
+    if (kind === 'new-ovs') o.ovsAvailable = ovsRunning();
+    if (['bridge', 'new-bridge', 'ovs', 'new-ovs'].includes(kind)) o.localLink = localLink;
+    if (kind === 'phys') o.vlanLink = vlanLink;
+  }
   const gw = r.gateway;
   if (gw && !r.addresses.some((a) => inPrefix(gw.bytes, a))) {
     try {

@@ -19,14 +19,15 @@ export async function waitForInterface(name: string, timeoutMs?: number): Promis
         clearTimeout(timer);
         resolve(ok);
       };
-      // Subscribe first, then look: a change in between is not missed.
+      const look = () => lookupLinks(sock, [name]).then(([l]) => ready(l) && done(true), reject);
+      // Subscribe first, then look: a change in between is not missed. Lost notifications: look again.
       sock.subscribe(RTNLGRP_LINK, (reply) => {
         if (reply.type === RTM_NEWLINK) {
           const l = parseLink(reply);
           if (l.name === name && ready(l)) done(true);
         }
-      });
-      lookupLinks(sock, [name]).then(([l]) => ready(l) && done(true), reject);
+      }, look);
+      look();
     });
   } finally {
     sock.close();

@@ -88,8 +88,7 @@ export function openGuest(spec: GuestSpec): Guest {
   }
   const { fd } = spec;
   try {
-    // Entering and leaving proves the fd is an open netns before anything is planned.
-    native.withNetns(fd, () => undefined);
+    native.checkNetns(fd);
   } catch (e) {
     if ((e as SyscallError).code === 'EBADF') throw new PipeworkError(`netns fd ${fd} is not open.`);
     if (e instanceof TypeError) throw new PipeworkError(`Invalid netns fd: ${fd}`);

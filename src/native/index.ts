@@ -5,6 +5,8 @@ import nodeGypBuild from 'node-gyp-build';
 export interface PipeworkNative {
   /** Runs fn with the calling thread inside netns fd; always returns home, even if fn throws. */
   withNetns<T>(netnsFd: number, fn: () => T): T;
+  /** Throws unless fd is an open network namespace (EBADF; EINVAL or ENOTTY for another kind of file). */
+  checkNetns(fd: number): void;
   /** A new anonymous network namespace, held only by the returned fd. */
   newNetns(): number;
   /** Opens a netns file (/run/netns/NAME, /proc/PID/ns/net); rejects files that are not a netns. */
@@ -17,6 +19,11 @@ export interface PipeworkNative {
   lowestFreeFd(): number;
   /** Enables extended/capped ACKs and strict checks on the netlink socket bound to port. */
   configureNetlinkSocket(hintFd: number, port: number): number;
+  /**
+   * Sends the buffers to the kernel in one sendmsg on netlink socket fd and
+   * returns every datagram it queued in answer (copied; 32 KiB at most each).
+   */
+  netlinkTransact(fd: number, buffers: Buffer[]): Buffer[];
 }
 
 /** Thrown by the addon: a failed system call. */

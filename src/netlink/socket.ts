@@ -1,5 +1,5 @@
 import { RawNetlinkSocket, MessageInfo } from 'netlink/dist/raw';
-import { native } from '../native';
+import { SyscallError, native } from '../native';
 import { cstring, parseAttrs } from './attributes';
 import {
   NETLINK_ROUTE, NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP,
@@ -13,38 +13,35 @@ export interface Outcome {
   error?: NetlinkError;
 }
 
-/**
- * Requests outstanding per socket at most; more wait their turn. With at most
- * this many replies queued the receive buffer cannot overflow (an overflow
- * loses replies, and the `netlink` package aborts the process on ENOBUFS).
- */
-const MAX_IN_FLIGHT = 256;
-
 interface Pending {
   req: Request;
   replies: Reply[];
-  settle: (o: Outcome) => void;
+  error?: NetlinkError;
+  done: boolean;
 }
+
+const EPROTO = 71;
 
 /**
  * An rtnetlink socket that lives in one network namespace (the one it was
  * opened in, whatever namespace the caller is in later). Requests are
- * numbered and matched to their replies; several go out in one sendmsg.
+ * numbered and matched to their replies; several go out in one sendmsg, and
+ * their replies are read in the same call (native netlinkTransact). The
+ * `netlink` package's event loop watch serves only subscriptions.
  */
 export class RtnlSocket {
   private readonly raw: RawNetlinkSocket;
-  private readonly pending = new Map<number, Pending>();
   private seq = 0;
   private closed = false;
   private onNotification?: (reply: Reply) => void;
-  private readonly waiting: (() => void)[] = [];
+  private onNotificationError?: (error: NetlinkError) => void;
 
-  private constructor(raw: RawNetlinkSocket) {
+  private constructor(raw: RawNetlinkSocket, private readonly fd: number) {
     this.raw = raw;
     raw.unref();
-    raw.on('message', (msg, rinfo) => this.receive(msg, rinfo));
-    raw.on('truncatedMessage', () => this.failAll(new NetlinkError(90 /* EMSGSIZE */, 'receiving a netlink reply')));
-    raw.on('error', (err) => this.failAll(new NetlinkError(err.errno ?? 5, `netlink ${err.syscall ?? 'socket'}`)));
+    raw.on('message', (msg, rinfo) => this.notify(msg, rinfo));
+    // E.g. ENOBUFS: notifications were dropped (an 'error' event without a listener would end the process).
+    raw.on('error', (err) => this.onNotificationError?.(new NetlinkError(err.errno ?? 5, `netlink ${err.syscall ?? 'socket'}`)));
   }
 
   /** A socket in the netns held by netnsFd (synchronously entered and left), or in ours. */
@@ -55,12 +52,11 @@ export class RtnlSocket {
     };
     const { raw, hint } = netnsFd === undefined ? create() : native.withNetns(netnsFd, create);
     try {
-      native.configureNetlinkSocket(hint, raw.address().port);
+      return new RtnlSocket(raw, native.configureNetlinkSocket(hint, raw.address().port));
     } catch (e) {
       raw.close();
       throw e;
     }
-    return new RtnlSocket(raw);
   }
 
   /**
@@ -71,21 +67,26 @@ export class RtnlSocket {
   async send(reqs: Request[]): Promise<Outcome[]> {
     if (this.closed) throw new Error('netlink socket is closed');
     if (reqs.length === 0) return [];
-    while (this.pending.size > 0 && this.pending.size + reqs.length > MAX_IN_FLIGHT) {
-      await new Promise<void>((resume) => this.waiting.push(resume));
-    }
-    if (this.closed) throw new Error('netlink socket is closed');
-    const buffers: Buffer[] = [];
-    const results = reqs.map((req) => {
+    const pending = new Map<number, Pending>();
+    const buffers = reqs.map((req) => {
       const seq = (this.seq = (this.seq + 1) >>> 0 || 1);
-      buffers.push(encodeRequest(req, seq));
-      return new Promise<Outcome>((settle) => this.pending.set(seq, { req, replies: [], settle }));
+      pending.set(seq, { req, replies: [], done: false });
+      return encodeRequest(req, seq);
     });
-    if (this.pending.size === reqs.length) this.raw.ref();
-    this.raw.send(buffers, undefined, (err) => {
-      if (err) this.failAll(new NetlinkError(err.errno ?? 5, `sendmsg for ${reqs[0].op}`));
-    });
-    return Promise.all(results);
+    let datagrams: Buffer[] = [];
+    let failure: NetlinkError | undefined;
+    try {
+      datagrams = native.netlinkTransact(this.fd, buffers);
+    } catch (e) {
+      const err = e as SyscallError;
+      failure = new NetlinkError(err.errno ?? 5, `${err.syscall ?? 'sendmsg'} for ${reqs[0].op}`);
+    }
+    for (const d of datagrams) this.match(d, pending);
+    return [...pending.values()].map((p) => ({
+      replies: p.replies,
+      // Replies come inside the transaction: one missing now would never come.
+      error: p.error ?? failure ?? (p.done ? undefined : new NetlinkError(EPROTO, `${p.req.op}: no reply from the kernel`)),
+    }));
   }
 
   /** One request; its replies, or a NetlinkError. */
@@ -103,9 +104,13 @@ export class RtnlSocket {
     return outcomes.map((o) => o.replies);
   }
 
-  /** Joins a multicast group (RTNLGRP_*); its messages go to fn, and keep the process alive until close(). */
-  subscribe(group: number, fn: (reply: Reply) => void): void {
+  /**
+   * Joins a multicast group (RTNLGRP_*); its messages go to fn, and keep the
+   * process alive until close(). onError hears when some were lost.
+   */
+  subscribe(group: number, fn: (reply: Reply) => void, onError: (error: NetlinkError) => void): void {
     this.onNotification = fn;
+    this.onNotificationError = onError;
     this.raw.addMembership(group);
     this.raw.ref();
   }
@@ -113,12 +118,11 @@ export class RtnlSocket {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.failAll(new NetlinkError(9 /* EBADF */, 'netlink socket closed'));
     this.raw.close();
   }
 
-  private receive(msg: Buffer, rinfo: MessageInfo): void {
-    if (rinfo.port !== 0) return; // only the kernel answers our requests
+  /** Sorts one datagram's messages to their requests; a notification read along the way goes to the subscriber. */
+  private match(msg: Buffer, pending: Map<number, Pending>): void {
     let replies: Reply[];
     try {
       replies = parseReplies(msg);
@@ -126,31 +130,26 @@ export class RtnlSocket {
       return; // a datagram that is not netlink cannot be matched to a request
     }
     for (const reply of replies) {
-      const p = this.pending.get(reply.seq);
+      const p = pending.get(reply.seq);
       if (!p) {
         if (reply.seq === 0) this.onNotification?.(reply);
         continue;
       }
       if (reply.type === NLMSG_ERROR) {
         const errno = -reply.payload.readInt32LE(0);
-        this.finish(reply.seq, p, errno === 0 ? undefined : new NetlinkError(errno, p.req.op, extackText(reply)));
+        p.done = true;
+        if (errno !== 0) p.error = new NetlinkError(errno, p.req.op, extackText(reply));
       } else if (reply.type === NLMSG_DONE && (p.req.flags & NLM_F_DUMP) === NLM_F_DUMP) {
-        this.finish(reply.seq, p, undefined);
+        p.done = true;
       } else {
         p.replies.push(reply);
       }
     }
   }
 
-  private finish(seq: number, p: Pending, error: NetlinkError | undefined): void {
-    this.pending.delete(seq);
-    if (this.pending.size === 0 && !this.closed && !this.onNotification) this.raw.unref();
-    p.settle({ replies: p.replies, error });
-    this.waiting.shift()?.();
-  }
-
-  private failAll(error: NetlinkError): void {
-    for (const [seq, p] of this.pending) this.finish(seq, p, error);
+  /** Subscriptions: what the kernel multicasts arrives through the event loop. */
+  private notify(msg: Buffer, rinfo: MessageInfo): void {
+    if (rinfo.port === 0) this.match(msg, new Map());
   }
 }
 

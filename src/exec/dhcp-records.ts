@@ -1,0 +1,51 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DhcpRequest } from './dhcp';
+import type { DhcpClientRecord } from '../plan/detach';
+import { fileSafe, scratchBase } from '../plan/dhcp';
+
+/** What an attach records of the DHCP client it left running (state.json in its scratch dir). */
+export interface ClientState {
+  client: DhcpRequest['client'];
+  hostname: string;
+  ifname: string;
+  pid?: number;
+  /** /proc/<pid>/stat field 22 when we found it: a reused PID never matches. */
+  startTime?: string;
+  comm?: string;
+  netnsIno?: number;
+  /** The client's private UTS namespace: every process it forked (daemons, privsep helpers, scripts) is in it. */
+  utsIno?: number;
+  pidfile?: string;
+  helperContainer?: string;
+}
+
+/**
+ * `pipework unplug` for DHCP: every client an earlier attach left running for
+ * this guest and interface, found by the state files under scratchBase().
+ * A scratch dir without one is an attach still in progress (or one that
+ * failed half-way): not ours to judge.
+ */
+export function findDhcpClients(hostname: string, ifname: string): DhcpClientRecord[] {
+  const prefix = `${fileSafe(hostname)}.${fileSafe(ifname)}.`;
+  let entries: string[];
+  try {
+    entries = readdirSync(scratchBase());
+  } catch {
+    return [];
+  }
+  const found: DhcpClientRecord[] = [];
+  for (const name of entries) {
+    if (!name.startsWith(prefix) || name.length !== prefix.length + 6) continue;
+    const dir = join(scratchBase(), name);
+    let state: ClientState;
+    try {
+      state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
+    } catch {
+      continue;
+    }
+    if (state.hostname !== hostname || state.ifname !== ifname) continue;
+    found.push({ dir, client: state.client, pid: state.pid, helperContainer: state.helperContainer });
+  }
+  return found;
+}

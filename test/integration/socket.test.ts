@@ -1,0 +1,66 @@
+// RtnlSocket over the addon's netlinkTransact: every reply is read in the
+// same call as the sendmsg, dumps spanning many datagrams included.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { RtnlSocket } from '../../src/netlink/socket';
+import { deleteLinkByName, dumpLinks, getLinkByName, parseLink } from '../../src/netlink/link';
+import { NetlinkError } from '../../src/netlink/error';
+import { native } from '../../src/native';
+import { closeSync, openSync } from 'node:fs';
+import { ip, ipj, netnsSet, nsPath } from '../helpers/kernel';
+
+let ns: ReturnType<typeof netnsSet>;
+let fd: number;
+let sock: RtnlSocket;
+
+beforeEach(() => {
+  ns = netnsSet(1);
+  [fd] = ns.fds;
+  sock = RtnlSocket.open(fd);
+});
+afterEach(() => {
+  sock.close();
+  ns.close();
+});
+
+describe('RtnlSocket', () => {
+  it('a dump larger than one datagram comes back whole, as ip lists it', async () => {
+    // 150 veth pairs: ~300 link messages of ~1.5 KiB, many 32 KiB datagrams.
+    const batch = Array.from({ length: 150 }, (_, i) => `link add sa${i} type veth peer name sb${i}`).join('\n');
+    const r = spawnSync('nsenter', [`--net=${nsPath(fd)}`, 'ip', '-batch', '-'], { input: batch, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const names = (await sock.request(dumpLinks())).map((m) => parseLink(m).name).sort();
+    expect(names).toHaveLength(301);
+    expect(names).toEqual(ipj<{ ifname: string }[]>(fd, 'link', 'show').map((l) => l.ifname).sort());
+  });
+
+  it('several requests in one sendmsg: one outcome each, in order, a refusal among them with its errno and text', async () => {
+    ip(fd, 'link', 'add', 'x0', 'type', 'veth', 'peer', 'name', 'x1');
+    const [a, b, c] = await sock.send([getLinkByName('x0'), deleteLinkByName('nope'), getLinkByName('x1')]);
+    expect(parseLink(a.replies[0]).name).toBe('x0');
+    expect(b.error).toBeInstanceOf(NetlinkError);
+    expect(b.error).toMatchObject({ code: 'ENODEV', operation: 'RTM_DELLINK nope' });
+    expect(parseLink(c.replies[0]).name).toBe('x1');
+  });
+
+  it('a closed socket refuses to send', async () => {
+    sock.close();
+    await expect(sock.request(getLinkByName('lo'))).rejects.toThrow('netlink socket is closed');
+  });
+});
+
+describe('native.checkNetns', () => {
+  it('accepts a netns fd and refuses a closed fd, a file and another kind of namespace', () => {
+    expect(() => native.checkNetns(fd)).not.toThrow();
+    const file = openSync('/proc/self/stat', 'r');
+    const mnt = openSync('/proc/self/ns/mnt', 'r');
+    try {
+      expect(() => native.checkNetns(file)).toThrow(expect.objectContaining({ syscall: 'ioctl(NS_GET_NSTYPE)' }));
+      expect(() => native.checkNetns(mnt)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+    } finally {
+      closeSync(file);
+      closeSync(mnt);
+    }
+    expect(() => native.checkNetns(file)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+  });
+});
