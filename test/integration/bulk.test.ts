@@ -2,7 +2,7 @@
 // alone, the bridge port limit said up front, teardown by device group.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BulkResult, Session } from '../../src/index';
-import { ipj, links, netnsSet } from '../helpers/kernel';
+import { type LinkJson, ip, ipj, links, netnsSet } from '../helpers/kernel';
 
 let ns: ReturnType<typeof netnsSet>;
 let session: Session;
@@ -53,6 +53,33 @@ describe('attachMany / detachMany', () => {
     expect(down.filter((r) => r.ok && r.result.action === 'absent').map((r) => r.index)).toEqual([7]);
     expect(links(host).map((l) => l.ifname).sort()).toEqual(['br0', 'br1', 'lo']);
     for (const fd of guests) expect(links(fd).map((l) => l.ifname)).toEqual(['lo']);
+  });
+});
+
+describe('attachMany after the first item: the bridge looked up once', () => {
+  beforeEach(() => {
+    ns = netnsSet(5);
+    session = new Session({ hostNetns: ns.fds[0] });
+  });
+
+  it('a veth host name taken by a link that is down: replaced, as a single attach does; one that is up: that item refused alone', async () => {
+    const [host, ...guests] = ns.fds;
+    ip(host, 'link', 'add', 'br0', 'type', 'bridge');
+    // Host-side names the items will want, taken beforehand (v<cif>pl<tag>; the tag of an fd guest is its netns inode).
+    const { fstatSync } = await import('node:fs');
+    const hostName = (fd: number) => `veth1pln${fstatSync(fd).ino - 0xf0000000}`;
+    ip(host, 'link', 'add', hostName(guests[2]), 'type', 'veth', 'peer', 'name', 'old2');
+    ip(host, 'link', 'add', hostName(guests[3]), 'up', 'type', 'veth', 'peer', 'name', 'old3');
+    const items = guests.map((fd, i) => ({ guest: { fd }, request: { hostInterface: 'br0', addresses: [`10.7.0.${i + 2}/24`] } }));
+    const results = await collect(session.attachMany(items, { concurrency: 4 }));
+    expect(results.filter((r) => !r.ok).map((r) => [r.index, (r as { error: Error }).error.message]))
+      .toEqual([[3, `Link ${hostName(guests[3])} exists and is up`]]);
+    const ports = ipj<LinkJson[]>(host, 'link', 'show', 'master', 'br0').map((l) => l.ifname).sort();
+    expect(ports).toEqual([0, 1, 2].map((i) => hostName(guests[i])).sort());
+    expect(links(host).map((l) => l.ifname)).not.toContain('old2');
+    expect(links(host).map((l) => l.ifname)).toContain('old3');
+    for (const i of [0, 1, 2]) expect(ipj<any[]>(guests[i], '-4', 'addr', 'show', 'dev', 'eth1')[0].addr_info[0].local).toBe(`10.7.0.${i + 2}`);
+    expect(links(guests[3]).map((l) => l.ifname)).toEqual(['lo']);
   });
 });
 
