@@ -41,36 +41,37 @@ export async function* runBounded<I, T>(
   const limit = Math.max(1, opts.concurrency ?? 32);
   const it = (Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : (items as Iterable<I>)[Symbol.iterator]()) as
     AsyncIterator<I> | Iterator<I>;
+  // An item holds its slot until its result is taken: memory stays bounded however slowly results are consumed.
   const finished: BulkResult<T>[] = [];
   let wake: (() => void) | undefined;
-  let running = 0;
+  let inFlight = 0;
   let next = 0;
   let exhausted = false;
   let stop = false;
   let done = 0;
   let failed = 0;
   const settle = (r: BulkResult<T>) => {
-    running--;
     finished.push(r);
     wake?.();
   };
   while (true) {
-    while (!exhausted && !stop && running < limit) {
+    while (!exhausted && !stop && inFlight < limit) {
       const r = await it.next();
       if (r.done) {
         exhausted = true;
         break;
       }
       const index = next++;
-      running++;
+      inFlight++;
       work(r.value).then((result) => settle({ index, ok: true, result }), (error: Error) => settle({ index, ok: false, error }));
     }
     if (!finished.length) {
-      if (running === 0) return;
+      if (inFlight === 0) return;
       await new Promise<void>((resume) => (wake = resume));
       wake = undefined;
     }
     const settled = finished.shift()!;
+    inFlight--;
     if (settled.ok) done++;
     else {
       failed++;

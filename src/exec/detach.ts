@@ -11,6 +11,8 @@ import {
   DetachObserved, DetachPlan, DetachStep, MOVED_ALIAS_PREFIX, OvsPort, removesContainerInterface,
 } from '../plan/detach';
 
+const ENODEV = 19;
+
 export interface DetachOutcome {
   /** What happened to the container interface: deleted, given back to the host, or absent already. */
   action: 'deleted' | 'returned' | 'absent';
@@ -116,9 +118,17 @@ export async function detachOrGroup(plan: DetachPlan, ns: NetnsPair, group: numb
   return { outcome: await executeDetach(plan, ns), grouped: false };
 }
 
-/** Deletes every link of the group in the host netns (a veth takes its container end with it). */
+/**
+ * Deletes every link of the group in the host netns (a veth takes its
+ * container end with it). None left in it (ENODEV) is success: links marked
+ * while an earlier deletion ran went with that one.
+ */
 export async function deleteGroup(ns: Pick<NetnsPair, 'host'>, group: number): Promise<void> {
-  await ns.host.request(deleteLinkGroup(group));
+  try {
+    await ns.host.request(deleteLinkGroup(group));
+  } catch (e) {
+    if (!(e instanceof NetlinkError && e.errno === ENODEV)) throw e;
+  }
 }
 
 /** A link in the host netns by index; undefined if there is none. */

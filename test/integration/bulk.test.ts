@@ -99,5 +99,11 @@ describe('bridge port limit', () => {
       'Bridge br0 is full: Linux bridges hold at most 1023 ports; spread the containers over several bridges.',
     ]);
     expect(ipj<any[]>(host, 'link', 'show', 'master', 'br0')).toHaveLength(1023);
+
+    // Teardown in more than one device-group deletion (512 veths each): every item done, nothing left.
+    const down = await collect(session.detachMany(guests.map((fd) => ({ guest: { fd } })), { concurrency: 64 }));
+    expect(down.filter((r) => !r.ok)).toEqual([]);
+    expect(down.filter((r) => r.ok && r.result.action === 'deleted')).toHaveLength(1023);
+    expect(links(host).map((l) => l.ifname).sort()).toEqual(['br0', 'lo']);
   }, 120_000);
 });

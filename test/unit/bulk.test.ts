@@ -1,0 +1,38 @@
+// runBounded: bounded concurrency and bounded memory, whatever the pace of the consumer.
+import { describe, expect, it } from 'vitest';
+import { runBounded } from '../../src/bulk';
+
+describe('runBounded', () => {
+  it('never holds more than `concurrency` items pulled but not yet handed out, even with a slow consumer', async () => {
+    let pulled = 0;
+    function* items() {
+      for (let i = 0; i < 200; i++) {
+        pulled++;
+        yield i;
+      }
+    }
+    let handed = 0;
+    let most = 0;
+    const seen: number[] = [];
+    for await (const r of runBounded(items(), async (i: number) => i * 2, { concurrency: 8 })) {
+      handed++;
+      most = Math.max(most, pulled - handed + 1);
+      expect(r.ok).toBe(true);
+      if (r.ok) seen.push(r.result / 2);
+      await new Promise((resume) => setTimeout(resume, 0)); // a consumer slower than the work
+    }
+    expect(most).toBeLessThanOrEqual(8);
+    expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i));
+  });
+
+  it('a failed item is reported alone; stopOnError starts no new item after it', async () => {
+    const work = async (i: number) => { if (i === 3) throw new Error('bad 3'); return i; };
+    const all = [];
+    for await (const r of runBounded([0, 1, 2, 3, 4, 5], work, { concurrency: 2 })) all.push(r);
+    expect(all.filter((r) => !r.ok)).toEqual([{ index: 3, ok: false, error: new Error('bad 3') }]);
+    expect(all).toHaveLength(6);
+    const stopped = [];
+    for await (const r of runBounded([0, 1, 2, 3, 4, 5, 6, 7], work, { concurrency: 1, stopOnError: true })) stopped.push(r.index);
+    expect(stopped).toEqual([0, 1, 2, 3]);
+  });
+});
