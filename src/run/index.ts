@@ -61,15 +61,22 @@ export function ovsRunning(): boolean {
   return hasProgram('ovs-vsctl') && existsSync(`${dir}/db.sock`);
 }
 
+/** Programs found on PATH, per PATH (bulk runs ask once per container); a miss is looked for again next time. */
+const found = new Set<string>();
+
 /** True if the program is on PATH (checked without running it). */
 export function hasProgram(file: string): boolean {
-  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+  const path = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin';
+  const key = `${path}\0${file}`;
+  if (found.has(key)) return true;
+  const yes = path.split(':').some((dir) => {
     try {
       accessSync(`${dir}/${file}`, constants.X_OK);
       return true;
     } catch {
-      // not in this directory
+      return false; // not in this directory
     }
-  }
-  return false;
+  });
+  if (yes) found.add(key);
+  return yes;
 }
