@@ -1,8 +1,8 @@
-import { Link, deleteLink, deleteLinkGroup, getLinkByIndex, parseLink, setLink } from '../netlink/link';
+import { Link, deleteLink, deleteLinkGroup, getLinkByIndex, getLinkByName, parseLink, setLink } from '../netlink/link';
+import { getNsid, parseNsid } from '../netlink/netns';
 import { NetlinkError } from '../netlink/error';
 import { PipeworkError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
-import { lookupLinks } from './observe';
 import { InjectedFault, NetnsPair } from './attach';
 import { Undo } from './undo';
 import { vlanUsersAlias } from '../plan/steps';
@@ -25,21 +25,25 @@ export interface UnplugGuest {
 }
 
 /**
- * Reads what planDetach needs: the container interface and a veth's host
- * end. With `unplug`, also the host end's OVS port, the VLAN link under a
- * macvlan and DHCP clients.
+ * Reads what planDetach needs: the container interface and whether its
+ * IFLA_LINK is an index in the host netns (a veth's host end, a macvlan's
+ * lower device). With `unplug`, also the host end's OVS port, the VLAN link
+ * under a macvlan and DHCP clients.
  */
 export async function observeDetach(ns: NetnsPair, cif: string, guestPath: string, unplug?: UnplugGuest): Promise<DetachObserved> {
-  const [link] = await lookupLinks(ns.guest, [cif]);
+  // One sendmsg: the link, and the id the guest gives the host netns (valid once the link's peer info was filled in).
+  const [linkOut, nsidOut] = await ns.guest.send([getLinkByName(cif), getNsid(ns.hostFd)]);
+  if (linkOut.error && linkOut.error.errno !== ENODEV) throw linkOut.error;
+  const link = linkOut.error ? undefined : parseLink(linkOut.replies[0]);
   const o: DetachObserved = { guestPath, link, dhcpClients: [] };
-  const moved = link?.alias?.startsWith(MOVED_ALIAS_PREFIX);
-  if (link?.parent && !moved && (link.kind === 'veth' || (unplug && link.kind === 'macvlan'))) {
-    o.peer = await hostLink(ns, link.parent);
-    // IFLA_LINK of a veth is the peer's index in the peer's netns: only a veth pointing back is our host end.
-    if (link.kind === 'veth' && (o.peer?.kind !== 'veth' || o.peer.parent !== link.index)) o.peer = undefined;
+  const hostNsid = nsidOut.error ? undefined : parseNsid(nsidOut.replies[0]);
+  if (link?.parent && !link.alias?.startsWith(MOVED_ALIAS_PREFIX) && hostNsid !== undefined && link.linkNetnsid === hostNsid) {
+    o.hostParent = link.parent;
   }
   if (!unplug) return o;
-  if (o.peer?.kind === 'veth' && ovsRunning()) o.ovsPort = await ovsPortOf(o.peer.name);
+  const wantPeer = o.hostParent !== undefined && (link!.kind === 'macvlan' || (link!.kind === 'veth' && ovsRunning()));
+  if (wantPeer) o.peer = await hostLink(ns, o.hostParent!);
+  if (link?.kind === 'veth' && o.peer?.kind === 'veth') o.ovsPort = await ovsPortOf(o.peer.name);
   o.dhcpClients = findDhcpClients(unplug.label, cif);
   return o;
 }

@@ -37,6 +37,7 @@ export const RTM_DELROUTE = 25;
 export const RTM_GETROUTE = 26;
 export const RTM_NEWRULE = 32;
 export const RTM_DELRULE = 33;
+export const RTM_GETNSID = 90;
 
 export const AF_UNSPEC = 0;
 export const AF_INET = 2;
@@ -57,10 +58,16 @@ export const IFLA_LINKINFO = 18;
 export const IFLA_NET_NS_FD = 28;
 export const IFLA_GROUP = 27;
 export const IFLA_CARRIER = 33;
+/** The id, in this netns, of the netns IFLA_LINK refers to (absent: the same netns). */
+export const IFLA_LINK_NETNSID = 37;
 export const IFLA_AF_SPEC = 26;
 export const IFLA_INET_CONF = 1;
 /** IPV4_DEVCONF_ARP_NOTIFY: gratuitous ARP when the device comes up. */
 export const IPV4_DEVCONF_ARP_NOTIFY = 22;
+
+/** RTM_GETNSID: the netns asked about, by fd; the answer's id. */
+export const NETNSA_NSID = 1;
+export const NETNSA_FD = 3;
 
 export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;

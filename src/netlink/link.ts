@@ -1,7 +1,7 @@
 import { Attr, bytes, cstring, nest, parseAttrs, pickAttrs, s32, str, u32, writeAttrs, attrsLength } from './attributes';
 import {
   AF_INET, AF_UNSPEC, IFF_LOWER_UP, IFLA_AF_SPEC, IFLA_INET_CONF, IPV4_DEVCONF_ARP_NOTIFY, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
-  IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
+  IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 } from './constants';
 import { Reply, Request, ifinfomsg, request } from './message';
@@ -122,6 +122,8 @@ export interface Link {
   mtu: number;
   master?: number;
   parent?: number;
+  /** Where IFLA_LINK (parent) is an index: another netns, by its id here; undefined for this one. */
+  linkNetnsid?: number;
   mac?: string;
   kind?: string;
   operstate?: number;
@@ -132,7 +134,7 @@ export interface Link {
 }
 
 const LINK_ATTRS: ReadonlySet<number> = new Set([
-  IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINK, IFLA_ADDRESS, IFLA_LINKINFO, IFLA_OPERSTATE, IFLA_CARRIER, IFLA_IFALIAS, IFLA_AF_SPEC,
+  IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_ADDRESS, IFLA_LINKINFO, IFLA_OPERSTATE, IFLA_CARRIER, IFLA_IFALIAS, IFLA_AF_SPEC,
 ]);
 
 export function parseLink(reply: Reply): Link {
@@ -151,6 +153,7 @@ export function parseLink(reply: Reply): Link {
     mtu: attrs.get(IFLA_MTU)?.readUInt32LE(0) ?? 0,
     master: attrs.get(IFLA_MASTER)?.readUInt32LE(0),
     parent: attrs.get(IFLA_LINK)?.readUInt32LE(0),
+    linkNetnsid: attrs.get(IFLA_LINK_NETNSID)?.readInt32LE(0),
     mac: address && address.length === 6 ? formatMac(address) : address?.toString('hex').replace(/(..)(?!$)/g, '$1:'),
     kind: linkinfo ? cstring(parseAttrs(linkinfo).get(IFLA_INFO_KIND)) : undefined,
     operstate: attrs.get(IFLA_OPERSTATE)?.readUInt8(0),

@@ -53,7 +53,9 @@ export interface DetachPlan {
 export interface DetachObserved {
   guestPath: string;
   link?: Link;
-  /** The veth's host end (if in the host netns); unplug: also the macvlan's lower device. */
+  /** The link's IFLA_LINK when it is an index in the host netns: a veth's host end, a macvlan's lower device. */
+  hostParent?: number;
+  /** unplug: that host link (a macvlan's lower device; a veth's host end where OVS runs). */
   peer?: Link;
   /** unplug: the OVS port the veth's host end is. */
   ovsPort?: OvsPort;
@@ -86,7 +88,7 @@ export function planDetach(cif: string, o: DetachObserved): DetachPlan {
         steps.push({ op: 'delete-vlan', link: vlan, ifname: cif });
       } else {
         if (vlan && users !== undefined) steps.push({ op: 'vlan-release', link: vlan, users });
-        steps.push({ op: 'delete-link', ifname: cif, index: link.index, hostEnd: link.kind === 'veth' ? o.peer?.index : undefined });
+        steps.push({ op: 'delete-link', ifname: cif, index: link.index, hostEnd: link.kind === 'veth' ? o.hostParent : undefined });
       }
     } else {
       action = 'returned';

@@ -2,7 +2,7 @@
 // alone, the bridge port limit said up front, teardown by device group.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BulkResult, Session } from '../../src/index';
-import { type LinkJson, ip, ipj, links, netnsSet } from '../helpers/kernel';
+import { type LinkJson, ip, ipj, links, netnsSet, nsPath } from '../helpers/kernel';
 
 let ns: ReturnType<typeof netnsSet>;
 let session: Session;
@@ -80,6 +80,29 @@ describe('attachMany after the first item: the bridge looked up once', () => {
     expect(links(host).map((l) => l.ifname)).toContain('old3');
     for (const i of [0, 1, 2]) expect(ipj<any[]>(guests[i], '-4', 'addr', 'show', 'dev', 'eth1')[0].addr_info[0].local).toBe(`10.7.0.${i + 2}`);
     expect(links(guests[3]).map((l) => l.ifname)).toEqual(['lo']);
+  });
+});
+
+describe('detachMany: only a veth whose peer is in the host netns is grouped there', () => {
+  beforeEach(() => {
+    ns = netnsSet(3);
+    session = new Session({ hostNetns: ns.fds[0] });
+  });
+
+  it('a veth peered into another netns is deleted on its own; the host link with the same index as that peer stays', async () => {
+    const [host, guest, other] = ns.fds;
+    ip(host, 'link', 'add', 'br0', 'type', 'bridge');
+    // eth1 in the guest, its peer in a third netns, where it gets the index br0 has in the host.
+    ip(other, 'link', 'add', 'peer0', 'type', 'veth', 'peer', 'name', 'eth1', 'netns', nsPath(guest));
+    const [peer] = ipj<LinkJson[]>(other, 'link', 'show', 'peer0');
+    const [br0] = ipj<LinkJson[]>(host, 'link', 'show', 'br0');
+    expect(peer.ifindex).toBe(br0.ifindex);
+    const before = links(host);
+    const down = await collect(session.detachMany([{ guest: { fd: guest } }]));
+    expect(down).toEqual([{ index: 0, ok: true, result: { action: 'deleted', kind: 'veth' } }]);
+    expect(links(host)).toEqual(before);
+    expect(links(guest).map((l) => l.ifname)).toEqual(['lo']);
+    expect(links(other).map((l) => l.ifname)).toEqual(['lo']);
   });
 });
 

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { RtnlSocket } from '../../src/netlink/socket';
 import { deleteLinkByName, dumpLinks, getLinkByName, parseLink } from '../../src/netlink/link';
 import { NetlinkError } from '../../src/netlink/error';
+import { getNsid, parseNsid } from '../../src/netlink/netns';
 import { native } from '../../src/native';
 import { closeSync, openSync } from 'node:fs';
 import { ip, ipj, netnsSet, nsPath } from '../helpers/kernel';
@@ -41,6 +42,23 @@ describe('RtnlSocket', () => {
     expect(b.error).toBeInstanceOf(NetlinkError);
     expect(b.error).toMatchObject({ code: 'ENODEV', operation: 'RTM_DELLINK nope' });
     expect(parseLink(c.replies[0]).name).toBe('x1');
+  });
+
+  it('RTM_GETNSID gives the id a veth peered into another netns carries as IFLA_LINK_NETNSID', async () => {
+    const other = netnsSet(1);
+    try {
+      ip(other.fds[0], 'link', 'add', 'p0', 'type', 'veth', 'peer', 'name', 'p1', 'netns', nsPath(fd));
+      const [link, nsid] = await sock.send([getLinkByName('p1'), getNsid(other.fds[0])]);
+      const p1 = parseLink(link.replies[0]);
+      expect(p1.linkNetnsid).toBeGreaterThanOrEqual(0);
+      expect(parseNsid(nsid.replies[0])).toBe(p1.linkNetnsid);
+      expect(p1.parent).toBe(ipj<{ ifindex: number }[]>(other.fds[0], 'link', 'show', 'p0')[0].ifindex);
+      // A link whose peer is in the same netns carries no id.
+      ip(fd, 'link', 'add', 'q0', 'type', 'veth', 'peer', 'name', 'q1');
+      expect(parseLink((await sock.request(getLinkByName('q1')))[0]).linkNetnsid).toBeUndefined();
+    } finally {
+      other.close();
+    }
   });
 
   it('a closed socket refuses to send', async () => {
