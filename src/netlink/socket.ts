@@ -82,6 +82,10 @@ export class RtnlSocket {
       failure = new NetlinkError(err.errno ?? 5, `${err.syscall ?? 'sendmsg'} for ${reqs[0].op}`);
     }
     for (const d of datagrams) this.match(d, pending);
+    // Outcomes on the next turn of the event loop: operations in flight together (a bulk run's items) then
+    // take turns, request by request, so the kernel's deferred work for each new link (link watch, IPv6
+    // autoconf) is batched rather than triggered and contended for once per container (~25% at 1000 ports).
+    await new Promise<void>((resume) => setImmediate(resume));
     return [...pending.values()].map((p) => ({
       replies: p.replies,
       // Replies come inside the transaction: one missing now would never come.
