@@ -98,22 +98,22 @@ export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest) => Pro
  */
 export function bulkAttacher(session: Session, opts: AttachOptions = {}): Attacher {
   const first = new Map<string, Promise<unknown>>();
-  // Per host interface, once its first attach is done: a Linux bridge and its port count, or undefined.
+  // Per host interface, once its first attach succeeded: a Linux bridge and its port count.
   const bridges = new Map<string, { link: Link; ports: number } | undefined>();
   return async (guest, request) => {
     const name = request.hostInterface;
     const pending = first.get(name);
     if (!pending) {
       const p = session.attach(guest, request, opts).then(async (result) => {
-        bridges.set(name, await session.bridge(name));
+        // A failed look only costs the shortcut.
+        bridges.set(name, await session.bridge(name).catch(() => undefined));
         return result;
       });
       first.set(name, p);
       return p;
     }
     await pending.catch(() => undefined);
-    if (!bridges.has(name)) return session.attach(guest, request, opts); // the first one failed: no shortcut
-    const bridge = bridges.get(name);
+    const bridge = bridges.get(name); // none if the first one failed, or it is no Linux bridge
     if (!bridge) return session.attach(guest, request, opts);
     if (bridge.ports >= BRIDGE_MAX_PORTS)
       throw new PipeworkError(`Bridge ${name} is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports; spread the containers over several bridges.`);

@@ -47,10 +47,10 @@ export interface AttachResult {
 
 export interface AttachOptions extends ExecOptions {}
 
-/** The DHCP runner, loaded only when DHCP is used. */
 const EEXIST = 17;
 const ENODEV = 19;
 
+/** The DHCP runner, loaded only when DHCP is used. */
 const dhcpModule = (): typeof import('./exec/dhcp') => require('./exec/dhcp');
 
 /** A guest as given: a spec to open, or a Guest already open (the caller closes it). */
