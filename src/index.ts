@@ -121,7 +121,7 @@ export class Session {
   /** Removes what attach made for the container interface (default eth1); harmless if already gone. */
   async detach(guest: GuestArg, containerInterface = 'eth1', opts: ExecOptions = {}): Promise<DetachOutcome> {
     return this.withGuest(guest, async (g, ns) =>
-      executeDetach(planDetach(containerInterface, await observeDetach(ns, containerInterface, g.path)), ns, opts));
+      executeDetach(await this.detachPlan(ns, g, containerInterface, false), ns, opts));
   }
 
   /**
@@ -131,12 +131,12 @@ export class Session {
    */
   async unplug(guest: GuestArg, containerInterface = 'eth1', opts: ExecOptions = {}): Promise<DetachOutcome> {
     return this.withGuest(guest, async (g, ns) =>
-      executeDetach(planDetach(containerInterface, await observeDetach(ns, containerInterface, g.path, g)), ns, opts));
+      executeDetach(await this.detachPlan(ns, g, containerInterface, true), ns, opts));
   }
 
   /** The unplug plan, without changing anything (for --dry-run). */
   async planUnplug(guest: GuestArg, containerInterface = 'eth1'): Promise<DetachPlan> {
-    return this.withGuest(guest, async (g, ns) => planDetach(containerInterface, await observeDetach(ns, containerInterface, g.path, g)));
+    return this.withGuest(guest, (g, ns) => this.detachPlan(ns, g, containerInterface, true));
   }
 
   /** Attaches many containers with bounded concurrency; results stream back as they complete. */
@@ -153,7 +153,7 @@ export class Session {
   async detachOrGroup(guest: GuestArg, containerInterface = 'eth1', group: number, opts: { unplug?: boolean } = {}):
     Promise<{ outcome: DetachOutcome; grouped: boolean }> {
     return this.withGuest(guest, async (g, ns) =>
-      detachOrGroup(planDetach(containerInterface, await observeDetach(ns, containerInterface, g.path, opts.unplug ? g : undefined)), ns, group));
+      detachOrGroup(await this.detachPlan(ns, g, containerInterface, !!opts.unplug), ns, group));
   }
 
   /** Bulk teardown's second half: every host link of the group, deleted at once. */
@@ -195,6 +195,11 @@ export class Session {
   close(): void {
     this.host.close();
     closeSync(this.hostFd);
+  }
+
+  /** What detaching (or, with unplug, unplugging) the container interface takes, as observed now. */
+  private async detachPlan(ns: NetnsPair, g: Guest, containerInterface: string, unplug: boolean): Promise<DetachPlan> {
+    return planDetach(containerInterface, await observeDetach(ns, containerInterface, g.path, unplug ? g : undefined));
   }
 
   private async withGuest<T>(guest: GuestArg, fn: (g: Guest, ns: NetnsPair) => Promise<T>): Promise<T> {

@@ -15,7 +15,6 @@ import { join } from 'node:path';
 import type { DockerContainer } from '../guest/docker';
 import { PipeworkError } from '../errors';
 import { dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
-export { scratchBase };
 import type { DhcpClientRecord } from '../plan/detach';
 import type { ClientState } from './dhcp-records';
 

@@ -65,32 +65,20 @@ export function writeAttrs(buf: Buffer, offset: number, attrs: Attr[]): number {
 /** Attributes by type (flags stripped); a repeated type keeps the last. */
 export type AttrMap = Map<number, Buffer>;
 
-export function parseAttrs(buf: Buffer, offset = 0, end = buf.length): AttrMap {
+/** The attributes from offset to end; with `wanted`, only those types (a link message carries ~50, a reader needs a few). */
+export function parseAttrs(buf: Buffer, offset = 0, end = buf.length, wanted?: ReadonlySet<number>): AttrMap {
   const out: AttrMap = new Map();
-  forEachAttr(buf, offset, end, (type, value) => out.set(type, value));
+  forEachAttr(buf, offset, end, (type, value) => out.set(type, value), wanted);
   return out;
 }
 
-/** parseAttrs keeping only the types wanted: a link message carries ~50 attributes, a reader needs a few. */
-export function pickAttrs(buf: Buffer, offset: number, wanted: ReadonlySet<number>): AttrMap {
-  const out: AttrMap = new Map();
-  const end = buf.length;
+/** Calls fn for every attribute in order, repeated types included (with `wanted`, for those types only). */
+export function forEachAttr(buf: Buffer, offset: number, end: number, fn: (type: number, value: Buffer) => void, wanted?: ReadonlySet<number>): void {
   while (offset + 4 <= end) {
     const len = buf.readUInt16LE(offset);
     if (len < 4 || offset + len > end) throw new RangeError(`malformed netlink attribute at byte ${offset}`);
     const type = buf.readUInt16LE(offset + 2) & NLA_TYPE_MASK;
-    if (wanted.has(type)) out.set(type, buf.subarray(offset + 4, offset + len));
-    offset += align4(len);
-  }
-  return out;
-}
-
-/** Calls fn for every attribute in order, repeated types included. */
-export function forEachAttr(buf: Buffer, offset: number, end: number, fn: (type: number, value: Buffer) => void): void {
-  while (offset + 4 <= end) {
-    const len = buf.readUInt16LE(offset);
-    if (len < 4 || offset + len > end) throw new RangeError(`malformed netlink attribute at byte ${offset}`);
-    fn(buf.readUInt16LE(offset + 2) & NLA_TYPE_MASK, buf.subarray(offset + 4, offset + len));
+    if (!wanted || wanted.has(type)) fn(type, buf.subarray(offset + 4, offset + len));
     offset += align4(len);
   }
 }

@@ -1,4 +1,4 @@
-import { Attr, bytes, cstring, nest, parseAttrs, pickAttrs, s32, str, u32, writeAttrs, attrsLength } from './attributes';
+import { Attr, bytes, cstring, nest, parseAttrs, s32, str, u32, writeAttrs, attrsLength } from './attributes';
 import {
   AF_INET, AF_UNSPEC, IFF_LOWER_UP, IFLA_AF_SPEC, IFLA_INET_CONF, IPV4_DEVCONF_ARP_NOTIFY, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
   IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
@@ -139,7 +139,7 @@ const LINK_ATTRS: ReadonlySet<number> = new Set([
 
 export function parseLink(reply: Reply): Link {
   const p = reply.payload;
-  const attrs = pickAttrs(p, 16, LINK_ATTRS);
+  const attrs = parseAttrs(p, 16, p.length, LINK_ATTRS);
   const flags = p.readUInt32LE(8);
   const linkinfo = attrs.get(IFLA_LINKINFO);
   const address = attrs.get(IFLA_ADDRESS);

@@ -17,7 +17,7 @@ import { startDnsmasq, startDockerd, type Dnsmasq, type Dockerd } from '../suppo
 import { openInRoot, spawnIsolated } from '../../src/native/spawn';
 // The library as built (`npx tsc -p .` first): src/exec/attach.ts loads the
 // DHCP module lazily with require(), which only resolves in dist.
-const { scratchBase }: typeof import('../../src/exec/dhcp') = require('../../dist/exec/dhcp');
+const { scratchBase }: typeof import('../../src/plan/dhcp') = require('../../dist/plan/dhcp');
 const { findDhcpClients }: typeof import('../../src/exec/dhcp-records') = require('../../dist/exec/dhcp-records');
 const { Session }: typeof import('../../src/index') = require('../../dist/index');
 
