@@ -28,66 +28,20 @@
 # namespace.  /run and /sys are re-mounted privately inside that mount
 # namespace; nothing is left on the host.
 set -eu
-
-die() { echo "ip-batch: $*" >&2; exit 1; }
-
-if [ "${PW_BENCH_INNER:-}" != 1 ]; then
-  [ "$(id -u)" = 0 ] || die "must run as root (it only touches a private netns)"
-  PW_BENCH_OUTER_NET=$(readlink /proc/self/ns/net)
-  PW_BENCH_OUTER_MNT=$(readlink /proc/self/ns/mnt)
-  PW_BENCH_INNER=1
-  export PW_BENCH_INNER PW_BENCH_OUTER_NET PW_BENCH_OUTER_MNT
-  exec unshare --net --mount --propagation private -- /bin/sh "$0" "$@"
-fi
-
-# ---- inside the throwaway namespaces: check before touching anything ----
-[ -n "${PW_BENCH_OUTER_NET:-}" ] && [ -n "${PW_BENCH_OUTER_MNT:-}" ] ||
-  die "refusing to run: outer namespaces unknown"
-[ "$(readlink /proc/self/ns/net)" != "$PW_BENCH_OUTER_NET" ] ||
-  die "refusing to run: not in a private network namespace"
-[ "$(readlink /proc/self/ns/mnt)" != "$PW_BENCH_OUTER_MNT" ] ||
-  die "refusing to run: not in a private mount namespace"
-[ "$(ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')" = "lo " ] ||
-  die "refusing to run: network namespace is not empty (expected only lo)"
-mount -t tmpfs -o mode=755 pw-bench /run
-mkdir -p /run/netns /run/pw-bench/ns
-mount -t sysfs sysfs /sys
-W=/run/pw-bench
-
-N=
-PB=1000
-VERIFY=
+BENCH_NAME=ip-batch
+BENCH_USAGE="$0 N [PER_BRIDGE] [--verify] [--group-teardown] [--no-teardown]"
+. "$(dirname "$0")/lib/common.sh"
 GROUP=
 TDMODE=per-veth
-TEARDOWN=1
-for a in "$@"; do
-  case "$a" in
-    --verify) VERIFY=1 ;;
-    --group-teardown) GROUP=" group 4242" TDMODE=group ;;
-    --no-teardown) TEARDOWN= ;;
-    -*) die "usage: $0 N [PER_BRIDGE] [--verify] [--group-teardown] [--no-teardown]" ;;
-    *) if [ -z "$N" ]; then N=$a; else PB=$a; fi ;;
-  esac
-done
-case "$N" in ''|*[!0-9]*) die "usage: $0 N [PER_BRIDGE] [--verify]" ;; esac
-case "$PB" in ''|*[!0-9]*) die "bad PER_BRIDGE" ;; esac
-[ "$N" -ge 1 ] && [ "$PB" -ge 1 ] || die "N and PER_BRIDGE must be >= 1"
-NBR=$(( (N + PB - 1) / PB ))
-[ "$NBR" -le 256 ] || die "too many bridges (max 256): raise PER_BRIDGE"
-
-now() { date +%s%N; }
-ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
-per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.4f", (b - a) / 1e6 / n }'; }
-
-# ---- setup (untimed): bridges with their gateway address ----
-k=0
-while [ "$k" -lt "$NBR" ]; do
-  echo "link add br$k type bridge"
-  echo "addr add 10.$k.0.1/16 brd 10.$k.255.255 dev br$k"
-  echo "link set br$k up"
-  k=$((k + 1))
-done > $W/bridges.batch
-ip -batch $W/bridges.batch
+bench_flag() {
+  [ "$1" = --group-teardown ] || return 1
+  GROUP=" group 4242" TDMODE=group
+}
+enter_sandbox "$@"
+cover_run_and_sys
+mkdir -p $W/ns
+parse_args "$@"
+make_bridges
 
 # ---- batch files (untimed) ----
 i=0
@@ -124,29 +78,7 @@ t1=$(now)
 echo "attach_ms=$(ms "$t0" "$t1") per_container_ms=$(per "$t0" "$t1" "$N") host_batch_ms=$(ms "$t0" "$tm") ns_batches_ms=$(ms "$tm" "$t1")"
 
 # ---- verify (untimed) ----
-if [ "$VERIFY" ]; then
-  k=0
-  while [ "$k" -lt "$NBR" ]; do
-    want=$PB; [ "$k" -eq $((NBR - 1)) ] && want=$((N - k * PB))
-    got=$(ip -o link show master br$k up | grep -c 'LOWER_UP' || true)
-    [ "$got" -eq "$want" ] || die "verify: br$k has $got UP ports, want $want"
-    k=$((k + 1))
-  done
-  # (order matters: after `link show`, a batched `addr show` prints no inet line)
-  printf 'route show default proto boot\naddr show dev eth1\nlink show dev eth1\n' > $W/verify.batch
-  i=0
-  while [ "$i" -lt "$N" ]; do
-    k=$((i / PB)); h=$((i % PB + 2))
-    out=$(ip -n c$i -o -4 -batch $W/verify.batch)
-    case "$out" in *"eth1@"*"UP,LOWER_UP"*) ;; *) die "verify: c$i: eth1 not up" ;; esac
-    case "$out" in *"inet 10.$k.$((h / 256)).$((h % 256))/16 brd 10.$k.255.255 "*) ;;
-      *) die "verify: c$i: address missing" ;; esac
-    case "$out" in *"default via 10.$k.0.1 dev eth1"*) ;;
-      *) die "verify: c$i: no default route" ;; esac
-    i=$((i + 1))
-  done
-  echo "verify=ok bridge_ports=$N containers_checked=$N"
-fi
+if [ "$VERIFY" ]; then VERIFY_ROUTE='default proto boot' verify_attach; fi
 
 # ---- teardown (timed): delete every host-side veth, one batch ----
 [ "$TEARDOWN" ] || exit 0
@@ -155,9 +87,5 @@ t0=$(now)
 ip -batch $W/teardown.batch
 t1=$(now)
 echo "teardown_ms=$(ms "$t0" "$t1") teardown_per_container_ms=$(per "$t0" "$t1" "$N") teardown_mode=$TDMODE"
-if [ "$VERIFY" ]; then
-  left=$(ip -o link show | wc -l)
-  [ "$left" -eq $((NBR + 1)) ] || die "verify: $left links left after teardown"
-  echo "verify_teardown=ok host_links=$left"
-fi
+[ -z "$VERIFY" ] || verify_teardown
 # the netns, mounts and bridges vanish with this process's namespaces

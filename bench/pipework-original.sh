@@ -29,36 +29,20 @@
 # are our only background processes; they are killed by PID on exit, and
 # in any case time out by themselves.
 set -eu
-
-die() { echo "pipework-original: $*" >&2; exit 1; }
-
+BENCH_NAME=pipework-original
+BENCH_USAGE="PIPEWORK_SH=... $0 N [PER_BRIDGE] [--verify] [--no-teardown]"
+. "$(dirname "$0")/lib/common.sh"
 if [ "${PW_BENCH_INNER:-}" != 1 ]; then
-  [ "$(id -u)" = 0 ] || die "must run as root (it only touches a private netns)"
   [ -n "${PIPEWORK_SH:-}" ] && [ -r "$PIPEWORK_SH" ] ||
     die "set PIPEWORK_SH to the original pipework script"
   PIPEWORK_SH=$(readlink -f "$PIPEWORK_SH")
-  PW_BENCH_OUTER_NET=$(readlink /proc/self/ns/net)
-  PW_BENCH_OUTER_MNT=$(readlink /proc/self/ns/mnt)
-  PW_BENCH_INNER=1
-  export PW_BENCH_INNER PW_BENCH_OUTER_NET PW_BENCH_OUTER_MNT PIPEWORK_SH
-  exec unshare --net --mount --propagation private -- /bin/sh "$0" "$@"
+  BENCH_CARRY=PIPEWORK_SH
 fi
-
-# ---- inside the throwaway namespaces: check before touching anything ----
-[ -n "${PW_BENCH_OUTER_NET:-}" ] && [ -n "${PW_BENCH_OUTER_MNT:-}" ] ||
-  die "refusing to run: outer namespaces unknown"
-[ "$(readlink /proc/self/ns/net)" != "$PW_BENCH_OUTER_NET" ] ||
-  die "refusing to run: not in a private network namespace"
-[ "$(readlink /proc/self/ns/mnt)" != "$PW_BENCH_OUTER_MNT" ] ||
-  die "refusing to run: not in a private mount namespace"
-[ "$(ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')" = "lo " ] ||
-  die "refusing to run: network namespace is not empty (expected only lo)"
+enter_sandbox "$@"
 # read the script before /run gets covered (in case it lives there)
 PIPEWORK_TEXT=$(cat "$PIPEWORK_SH")
-mount -t tmpfs -o mode=755 pw-bench /run
-mkdir -p /run/netns /run/pw-bench/bin
-mount -t sysfs sysfs /sys        # pipework reads /sys/class/net/<bridge>
-W=/run/pw-bench
+cover_run_and_sys               # pipework reads /sys/class/net/<bridge>
+mkdir -p $W/bin
 PIPEWORK=$W/pipework
 printf '%s\n' "$PIPEWORK_TEXT" > "$PIPEWORK"
 unset PIPEWORK_TEXT
@@ -75,27 +59,7 @@ esac
 EOF
 chmod +x $W/bin/docker
 
-N=
-PB=1000
-VERIFY=
-TEARDOWN=1
-for a in "$@"; do
-  case "$a" in
-    --verify) VERIFY=1 ;;
-    --no-teardown) TEARDOWN= ;;
-    -*) die "usage: PIPEWORK_SH=... $0 N [PER_BRIDGE] [--verify] [--no-teardown]" ;;
-    *) if [ -z "$N" ]; then N=$a; else PB=$a; fi ;;
-  esac
-done
-case "$N" in ''|*[!0-9]*) die "usage: PIPEWORK_SH=... $0 N [PER_BRIDGE] [--verify] [--no-teardown]" ;; esac
-case "$PB" in ''|*[!0-9]*) die "bad PER_BRIDGE" ;; esac
-[ "$N" -ge 1 ] && [ "$PB" -ge 1 ] || die "N and PER_BRIDGE must be >= 1"
-NBR=$(( (N + PB - 1) / PB ))
-[ "$NBR" -le 256 ] || die "too many bridges (max 256): raise PER_BRIDGE"
-
-now() { date +%s%N; }
-ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
-per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.4f", (b - a) / 1e6 / n }'; }
+parse_args "$@"
 
 PIDS=
 cleanup() {
@@ -106,14 +70,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---- setup (untimed): bridges with their gateway address ----
-k=0
-while [ "$k" -lt "$NBR" ]; do
-  ip link add br$k type bridge
-  ip addr add 10.$k.0.1/16 brd 10.$k.255.255 dev br$k
-  ip link set br$k up
-  k=$((k + 1))
-done
+make_bridges
 
 # ---- containers: N named netns + one sleeper in each ----
 i=0
@@ -163,28 +120,8 @@ export PATH="$OLDPATH"
 echo "attach_ms=$(ms "$t0" "$t1") per_container_ms=$(per "$t0" "$t1" "$N") arping_warnings=$warn"
 
 # ---- verify (untimed) ----
-if [ "$VERIFY" ]; then
-  k=0
-  while [ "$k" -lt "$NBR" ]; do
-    want=$PB; [ "$k" -eq $((NBR - 1)) ] && want=$((N - k * PB))
-    got=$(ip -o link show master br$k up | grep -c 'LOWER_UP' || true)
-    [ "$got" -eq "$want" ] || die "verify: br$k has $got UP ports, want $want"
-    k=$((k + 1))
-  done
-  printf 'route show default\naddr show dev eth1\nlink show dev eth1\n' > $W/verify.batch
-  i=0
-  for p in $(cat $W/pids); do
-    k=$((i / PB)); h=$((i % PB + 2))
-    out=$(ip -n c$i -o -4 -batch $W/verify.batch)
-    case "$out" in *"eth1@"*"UP,LOWER_UP"*) ;; *) die "verify: c$i: eth1 not up" ;; esac
-    # brd only when busybox ipcalc was available to pipework
-    case "$out" in *"inet 10.$k.$((h / 256)).$((h % 256))/16 "*) ;;
-      *) die "verify: c$i: address missing" ;; esac
-    case "$out" in *"default via 10.$k.0.1 dev eth1"*) ;; *) die "verify: c$i: no default route" ;; esac
-    i=$((i + 1))
-  done
-  echo "verify=ok bridge_ports=$N containers_checked=$N"
-fi
+# (no `brd`: pipework passes one only when busybox ipcalc is there to compute it)
+if [ "$VERIFY" ]; then VERIFY_ROUTE=default VERIFY_NO_BRD=1 verify_attach; fi
 
 # ---- teardown (timed): delete every host-side veth ----
 [ "$TEARDOWN" ] || { cleanup; exit 0; }
@@ -194,9 +131,5 @@ for p in $(cat $W/pids); do
 done
 t1=$(now)
 echo "teardown_ms=$(ms "$t0" "$t1") teardown_per_container_ms=$(per "$t0" "$t1" "$N") teardown_mode=per-veth"
-if [ "$VERIFY" ]; then
-  left=$(ip -o link show | wc -l)
-  [ "$left" -eq $((NBR + 1)) ] || die "verify: $left links left after teardown"
-  echo "verify_teardown=ok host_links=$left"
-fi
+[ -z "$VERIFY" ] || verify_teardown
 cleanup

@@ -40,62 +40,13 @@
 # re-mounted privately inside that mount namespace, so nothing is left on
 # the host; everything vanishes when the script exits.
 set -eu
-
-die() { echo "shell-pipework: $*" >&2; exit 1; }
-
-if [ "${PW_BENCH_INNER:-}" != 1 ]; then
-  [ "$(id -u)" = 0 ] || die "must run as root (it only touches a private netns)"
-  PW_BENCH_OUTER_NET=$(readlink /proc/self/ns/net)
-  PW_BENCH_OUTER_MNT=$(readlink /proc/self/ns/mnt)
-  PW_BENCH_INNER=1
-  export PW_BENCH_INNER PW_BENCH_OUTER_NET PW_BENCH_OUTER_MNT
-  exec unshare --net --mount --propagation private -- /bin/sh "$0" "$@"
-fi
-
-# ---- inside the throwaway namespaces: check before touching anything ----
-[ -n "${PW_BENCH_OUTER_NET:-}" ] && [ -n "${PW_BENCH_OUTER_MNT:-}" ] ||
-  die "refusing to run: outer namespaces unknown"
-[ "$(readlink /proc/self/ns/net)" != "$PW_BENCH_OUTER_NET" ] ||
-  die "refusing to run: not in a private network namespace"
-[ "$(readlink /proc/self/ns/mnt)" != "$PW_BENCH_OUTER_MNT" ] ||
-  die "refusing to run: not in a private mount namespace"
-[ "$(ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')" = "lo " ] ||
-  die "refusing to run: network namespace is not empty (expected only lo)"
-mount -t tmpfs -o mode=755 pw-bench /run
-mkdir -p /run/netns /run/pw-bench
-mount -t sysfs sysfs /sys
-W=/run/pw-bench
-
-N=
-PB=1000
-VERIFY=
-TEARDOWN=1
-for a in "$@"; do
-  case "$a" in
-    --verify) VERIFY=1 ;;
-    --no-teardown) TEARDOWN= ;;
-    -*) die "usage: $0 N [PER_BRIDGE] [--verify] [--no-teardown]" ;;
-    *) if [ -z "$N" ]; then N=$a; else PB=$a; fi ;;
-  esac
-done
-case "$N" in ''|*[!0-9]*) die "usage: $0 N [PER_BRIDGE] [--verify] [--no-teardown]" ;; esac
-case "$PB" in ''|*[!0-9]*) die "bad PER_BRIDGE" ;; esac
-[ "$N" -ge 1 ] && [ "$PB" -ge 1 ] || die "N and PER_BRIDGE must be >= 1"
-NBR=$(( (N + PB - 1) / PB ))
-[ "$NBR" -le 256 ] || die "too many bridges (max 256): raise PER_BRIDGE"
-
-now() { date +%s%N; }
-ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
-per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.4f", (b - a) / 1e6 / n }'; }
-
-# ---- setup (untimed): bridges with their gateway address ----
-k=0
-while [ "$k" -lt "$NBR" ]; do
-  ip link add br$k type bridge
-  ip addr add 10.$k.0.1/16 brd 10.$k.255.255 dev br$k
-  ip link set br$k up
-  k=$((k + 1))
-done
+BENCH_NAME=shell-pipework
+BENCH_USAGE="$0 N [PER_BRIDGE] [--verify] [--no-teardown]"
+. "$(dirname "$0")/lib/common.sh"
+enter_sandbox "$@"
+cover_run_and_sys
+parse_args "$@"
+make_bridges
 
 # ---- containers: N named netns (one ip -batch) ----
 i=0
@@ -135,28 +86,7 @@ t1=$(now)
 echo "attach_ms=$(ms "$t0" "$t1") per_container_ms=$(per "$t0" "$t1" "$N")"
 
 # ---- verify (untimed) ----
-if [ "$VERIFY" ]; then
-  k=0
-  while [ "$k" -lt "$NBR" ]; do
-    want=$PB; [ "$k" -eq $((NBR - 1)) ] && want=$((N - k * PB))
-    got=$(ip -o link show master br$k up | grep -c 'LOWER_UP' || true)
-    [ "$got" -eq "$want" ] || die "verify: br$k has $got UP ports, want $want"
-    k=$((k + 1))
-  done
-  # (order matters: after `link show`, a batched `addr show` prints no inet line)
-  printf 'route show default proto boot\naddr show dev eth1\nlink show dev eth1\n' > $W/verify.batch
-  i=0
-  while [ "$i" -lt "$N" ]; do
-    k=$((i / PB)); h=$((i % PB + 2))
-    out=$(ip -n c$i -o -4 -batch $W/verify.batch)
-    case "$out" in *"eth1@"*"UP,LOWER_UP"*) ;; *) die "verify: c$i: eth1 not up" ;; esac
-    case "$out" in *"inet 10.$k.$((h / 256)).$((h % 256))/16 brd 10.$k.255.255 "*) ;;
-      *) die "verify: c$i: address missing" ;; esac
-    case "$out" in *"default via 10.$k.0.1 dev eth1"*) ;; *) die "verify: c$i: no default route" ;; esac
-    i=$((i + 1))
-  done
-  echo "verify=ok bridge_ports=$N containers_checked=$N"
-fi
+if [ "$VERIFY" ]; then VERIFY_ROUTE='default proto boot' verify_attach; fi
 
 # ---- teardown (timed): delete every host-side veth ----
 [ "$TEARDOWN" ] || exit 0
@@ -168,9 +98,5 @@ while [ "$i" -lt "$N" ]; do
 done
 t1=$(now)
 echo "teardown_ms=$(ms "$t0" "$t1") teardown_per_container_ms=$(per "$t0" "$t1" "$N") teardown_mode=per-veth"
-if [ "$VERIFY" ]; then
-  left=$(ip -o link show | wc -l)
-  [ "$left" -eq $((NBR + 1)) ] || die "verify: $left links left after teardown"
-  echo "verify_teardown=ok host_links=$left"
-fi
+[ -z "$VERIFY" ] || verify_teardown
 # the netns, mounts and bridges vanish with this process's namespaces
