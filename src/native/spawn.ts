@@ -56,21 +56,8 @@ export interface IsolatedChild {
 }
 
 interface SpawnNative {
-  spawnIsolated(opts: {
-    file: string;
-    args: string[];
-    netnsFd?: number;
-    privateMounts?: boolean;
-    overlays?: OverlayMount[];
-    bindMounts?: Array<[string, string]>;
-    privateUts?: boolean;
-    hostname?: string;
-    newSession?: boolean;
-    unref?: boolean;
-    stdoutFd?: number;
-    stderrFd?: number;
-    env?: string[];
-  }): IsolatedChild;
+  /** The same options, env as `NAME=value` strings. */
+  spawnIsolated(opts: Omit<SpawnIsolatedOptions, 'env'> & { env?: string[] }): IsolatedChild;
   openInRoot(root: string, path: string, flags: number, mode?: number): number;
 }
 
@@ -91,21 +78,7 @@ export function spawnIsolated(opts: SpawnIsolatedOptions): IsolatedChild {
   if (opts.overlays?.length && !opts.privateMounts) throw new TypeError('overlays requires privateMounts: true');
   // Outside a private UTS namespace this would rename the host.
   if (opts.hostname !== undefined && !opts.privateUts) throw new TypeError('hostname requires privateUts: true');
-  return addon.spawnIsolated({
-    file: opts.file,
-    args: opts.args,
-    netnsFd: opts.netnsFd,
-    privateMounts: opts.privateMounts,
-    overlays: opts.overlays,
-    bindMounts: opts.bindMounts,
-    privateUts: opts.privateUts,
-    hostname: opts.hostname,
-    newSession: opts.newSession,
-    unref: opts.unref,
-    stdoutFd: opts.stdoutFd,
-    stderrFd: opts.stderrFd,
-    env: opts.env && Object.entries(opts.env).map(([k, v]) => `${k}=${v}`),
-  });
+  return addon.spawnIsolated({ ...opts, env: opts.env && Object.entries(opts.env).map(([k, v]) => `${k}=${v}`) });
 }
 
 /**

@@ -166,15 +166,15 @@ async function terminate(p: Proc, graceMs = 5000, signal: NodeJS.Signals = 'SIGT
   await waitFor(() => !alive(p), 5000, `PID ${p.pid} to die after SIGKILL`);
 }
 
-/** Every live process whose command line mentions `needle` (a unique temp dir path). */
-function procsMentioning(needle: string): Proc[] {
+/** Every live process but ours for which `matches(pid)` holds (a /proc read that fails: no match). */
+function procsWhere(matches: (pid: number) => boolean): Proc[] {
   const out: Proc[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const pid = Number(name);
     if (pid === process.pid) continue;
     try {
-      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle)) continue;
+      if (!matches(pid)) continue;
     } catch { continue; }
     const p = procOf(pid);
     if (p && alive(p)) out.push(p);
@@ -182,21 +182,12 @@ function procsMentioning(needle: string): Proc[] {
   return out;
 }
 
+/** Every live process whose command line mentions `needle` (a unique temp dir path). */
+const procsMentioning = (needle: string) => procsWhere((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle));
+
 /** Every live process in the namespace whose nsfs inode is `ino` (kind: uts, mnt, net...). */
-function procsInNamespace(kind: string, ino: number): Proc[] {
-  const out: Proc[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const pid = Number(name);
-    if (pid === process.pid) continue;
-    try {
-      if (readlinkSync(`/proc/${pid}/ns/${kind}`) !== `${kind}:[${ino}]`) continue;
-    } catch { continue; }
-    const p = procOf(pid);
-    if (p && alive(p)) out.push(p);
-  }
-  return out;
-}
+const procsInNamespace = (kind: string, ino: number) =>
+  procsWhere((pid) => readlinkSync(`/proc/${pid}/ns/${kind}`) === `${kind}:[${ino}]`);
 
 /** A daemon we spawned ourselves: its output goes to `log`, its exit is observed. */
 class Daemon {
