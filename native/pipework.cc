@@ -1,5 +1,5 @@
-// The few system calls Node cannot make: entering network namespaces and
-// holding them by fd, and finding the netlink socket the `netlink` package made.
+// The few system calls Node cannot make: entering network namespaces,
+// holding them by fd, and netlink sockets made in them and used synchronously.
 // Every function that enters a namespace leaves it before returning, on
 // success and on error alike: the main thread never stays in a foreign netns.
 
@@ -149,81 +149,60 @@ Napi::Value OpenNetnsPid(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-// lowestFreeFd(): the fd number the next socket() will get (barring a race),
-// so the netlink socket the `netlink` package creates can be found in O(1).
-Napi::Value LowestFreeFd(const Napi::CallbackInfo& info) {
+// openNetlinkSocket(netnsFd?): an rtnetlink socket of netns netnsFd (of ours
+// without it), asking the kernel for extended ACKs (its error text), capped
+// ACKs (no request echoed back), strict checks and a large receive buffer.
+// A socket stays in the netns it was made in, so only socket() runs there.
+Napi::Value OpenNetlinkSocket(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = fcntl(home_netns, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) throw ErrnoError(env, errno, "fcntl(F_DUPFD)");
-  close(fd);
-  return Napi::Number::New(env, fd);
-}
-
-bool IsNetlinkPort(int fd, uint32_t port) {
-  struct sockaddr_nl addr = {};
-  socklen_t len = sizeof(addr);
-  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&addr), &len) != 0) return false;
-  return addr.nl_family == AF_NETLINK && addr.nl_pid == port;
-}
-
-// configureNetlinkSocket(hintFd, port): finds the netlink socket bound to
-// port (at hintFd, else by scanning) and asks the kernel for extended ACKs
-// (its error text), capped ACKs (no request echoed back), strict checks and
-// a large receive buffer.
-Napi::Value ConfigureNetlinkSocket(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
-    throw Napi::TypeError::New(env, "expected (hintFd, port)");
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  uint32_t port = info[1].As<Napi::Number>().Uint32Value();
-  if (fd < 0 || !IsNetlinkPort(fd, port)) {
-    fd = -1;
-    long max = sysconf(_SC_OPEN_MAX);
-    for (int candidate = 0; candidate < max; candidate++) {
-      if (IsNetlinkPort(candidate, port)) {
-        fd = candidate;
-        break;
-      }
-    }
-    if (fd < 0) throw ErrnoError(env, ENOENT, "getsockname", "no netlink socket bound to port " + std::to_string(port));
+  bool foreign = info.Length() > 0 && !info[0].IsUndefined();
+  int netns = foreign ? CheckedFd(info, 0, "netns") : -1;
+  if (foreign) {
+    RequireNetns(env, netns, "fd " + std::to_string(netns));
+    if (setns(netns, CLONE_NEWNET) != 0) throw ErrnoError(env, errno, "setns");
   }
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  int err = errno;
+  if (foreign) ReturnHome();
+  if (fd < 0) throw ErrnoError(env, err, "socket(AF_NETLINK)");
   int one = 1;
   const int options[] = {NETLINK_EXT_ACK, NETLINK_CAP_ACK, NETLINK_GET_STRICT_CHK};
   const char* names[] = {"setsockopt(NETLINK_EXT_ACK)", "setsockopt(NETLINK_CAP_ACK)", "setsockopt(NETLINK_GET_STRICT_CHK)"};
-  for (int i = 0; i < 3; i++)
-    if (setsockopt(fd, SOL_NETLINK, options[i], &one, sizeof(one)) != 0) throw ErrnoError(env, errno, names[i]);
-  // A full receive buffer makes the kernel drop replies (ENOBUFS), which the
-  // `netlink` package cannot survive: give it room beyond rmem_max when allowed.
+  for (int i = 0; i < 3; i++) {
+    if (setsockopt(fd, SOL_NETLINK, options[i], &one, sizeof(one)) != 0) {
+      err = errno;
+      close(fd);
+      throw ErrnoError(env, err, names[i]);
+    }
+  }
+  // One sendmsg may carry hundreds of requests whose replies all queue before
+  // the first read: room for them beyond rmem_max when allowed (ENOBUFS otherwise).
   int rcvbuf = 4 << 20;
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) != 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   return Napi::Number::New(env, fd);
 }
 
-// netlinkTransact(fd, buffers): sends the buffers to the kernel as one
-// datagram and returns, copied, every datagram the kernel queued for the
-// socket in answer. rtnetlink answers inside sendmsg (and a dump queues its
-// next part inside each read), so draining until the queue is empty collects
-// every reply: no poll round trip and no peeking read per datagram.
+// netlinkTransact(fd, bytes): sends bytes (one or more netlink messages) to
+// the kernel as one datagram and returns, copied into one Uint8Array, every
+// datagram the kernel queued for the socket in answer, each padded to 4
+// bytes so the messages read as one run. rtnetlink answers inside sendmsg
+// (and a dump queues its next part inside each read), so draining until the
+// queue is empty collects every reply: no poll round trip, no peeking read.
 Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = CheckedFd(info, 0, "socket");
-  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "buffers must be an array of Buffers");
-  Napi::Array buffers = info[1].As<Napi::Array>();
-  std::vector<struct iovec> iov(buffers.Length());
-  for (uint32_t i = 0; i < iov.size(); i++) {
-    Napi::Value b = buffers.Get(i);
-    if (!b.IsBuffer()) throw Napi::TypeError::New(env, "buffers must be an array of Buffers");
-    auto buf = b.As<Napi::Buffer<uint8_t>>();
-    iov[i] = {buf.Data(), buf.Length()};
-  }
+  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, "bytes must be a Uint8Array");
+  Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
+  struct iovec iov = {bytes.Data(), bytes.ByteLength()};
   struct sockaddr_nl kernel = {};
   kernel.nl_family = AF_NETLINK;
   struct msghdr msg = {};
   msg.msg_name = &kernel;
   msg.msg_namelen = sizeof(kernel);
-  msg.msg_iov = iov.data();
-  msg.msg_iovlen = iov.size();
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
   ssize_t sent;
   do sent = sendmsg(fd, &msg, 0);
   while (sent < 0 && errno == EINTR);
@@ -232,11 +211,11 @@ Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
   // 32 KiB per datagram: the most the kernel puts in one (dump parts are sized to the reader's buffer, capped there).
   constexpr size_t kSlot = 32768, kSlots = 16;
   thread_local std::unique_ptr<uint8_t[]> arena(new uint8_t[kSlot * kSlots]);
+  thread_local std::vector<uint8_t> replies;
+  replies.clear();
   struct mmsghdr msgs[kSlots];
   struct iovec slots[kSlots];
   struct sockaddr_nl from[kSlots];
-  Napi::Array out = Napi::Array::New(env);
-  uint32_t n = 0;
   for (;;) {
     for (size_t i = 0; i < kSlots; i++) {
       slots[i] = {arena.get() + i * kSlot, kSlot};
@@ -255,12 +234,16 @@ Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
     for (int i = 0; i < got; i++) {
       if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) throw ErrnoError(env, EMSGSIZE, "recvmmsg", "reply larger than 32 KiB");
       if (from[i].nl_pid != 0) continue;  // only the kernel answers requests
-      out.Set(n++, Napi::Buffer<uint8_t>::Copy(env, static_cast<uint8_t*>(slots[i].iov_base), msgs[i].msg_len));
+      const uint8_t* d = static_cast<uint8_t*>(slots[i].iov_base);
+      replies.insert(replies.end(), d, d + msgs[i].msg_len);
+      replies.resize((replies.size() + 3) & ~size_t(3), 0);
     }
     // Fewer than asked: the last read found the queue empty.
     if (static_cast<size_t>(got) < kSlots) break;
   }
-  return out;
+  Napi::ArrayBuffer out = Napi::ArrayBuffer::New(env, replies.size());
+  if (!replies.empty()) memcpy(out.Data(), replies.data(), replies.size());
+  return Napi::Uint8Array::New(env, replies.size(), out, 0);
 }
 
 // strerror(errno): the C library's text ("File exists"), as ip and every tool print it.
@@ -278,8 +261,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openNetnsPath", Napi::Function::New(env, OpenNetnsPath));
   exports.Set("openNetnsPid", Napi::Function::New(env, OpenNetnsPid));
   exports.Set("strerror", Napi::Function::New(env, StrError));
-  exports.Set("lowestFreeFd", Napi::Function::New(env, LowestFreeFd));
-  exports.Set("configureNetlinkSocket", Napi::Function::New(env, ConfigureNetlinkSocket));
+  exports.Set("openNetlinkSocket", Napi::Function::New(env, OpenNetlinkSocket));
   exports.Set("netlinkTransact", Napi::Function::New(env, NetlinkTransact));
   RegisterSpawn(env, exports);
   return exports;

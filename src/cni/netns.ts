@@ -5,7 +5,7 @@
  */
 import { closeSync } from 'node:fs';
 import { native, type SyscallError } from '../native';
-import { forEachAttr, nest, u32 } from '../netlink/attributes';
+import { forEachAttr, get32, nest, u32 } from '../netlink/attributes';
 import {
   AF_INET, AF_INET6, IFA_ADDRESS, IFA_LOCAL, RTA_DST, RTA_GATEWAY, RTA_METRICS, RTA_OIF, RTA_PRIORITY, RTA_TABLE,
   RTAX_MTU, RTN_UNICAST,
@@ -72,14 +72,14 @@ export interface AddressRow { index: number; family: number; prefixLen: number; 
 export async function addressesOf(sock: RtnlSocket): Promise<AddressRow[]> {
   return (await sock.request(dumpAddresses())).map((r) => {
     const p = r.payload;
-    let local: Buffer | undefined;
-    let address: Buffer | undefined;
+    let local: Uint8Array | undefined;
+    let address: Uint8Array | undefined;
     forEachAttr(p, 8, p.length, (type, value) => {
       if (type === IFA_LOCAL) local = value;
       else if (type === IFA_ADDRESS) address = value;
     });
     // IPv4: IFA_LOCAL is the address (IFA_ADDRESS the peer on point-to-point links).
-    return { family: p.readUInt8(0), prefixLen: p.readUInt8(1), index: p.readUInt32LE(4), address: (local ?? address ?? Buffer.alloc(0)) };
+    return { family: p[0], prefixLen: p[1], index: get32(p, 4), address: Buffer.from(local ?? address ?? []) };
   });
 }
 
@@ -89,13 +89,13 @@ export interface RouteRow { family: number; dstLen: number; dst?: Buffer; gatewa
 export async function routesOf(sock: RtnlSocket, family: number): Promise<RouteRow[]> {
   return (await sock.request(dumpRoutes(family))).map((r) => {
     const p = r.payload;
-    const row: RouteRow = { family: p.readUInt8(0), dstLen: p.readUInt8(1), table: p.readUInt8(4), type: p.readUInt8(7) };
+    const row: RouteRow = { family: p[0], dstLen: p[1], table: p[4], type: p[7] };
     forEachAttr(p, 12, p.length, (type, value) => {
-      if (type === RTA_DST) row.dst = value;
-      else if (type === RTA_GATEWAY) row.gateway = value;
-      else if (type === RTA_OIF) row.oif = value.readUInt32LE(0);
-      else if (type === RTA_TABLE) row.table = value.readUInt32LE(0);
-      else if (type === RTA_PRIORITY) row.metric = value.readUInt32LE(0);
+      if (type === RTA_DST) row.dst = Buffer.from(value);
+      else if (type === RTA_GATEWAY) row.gateway = Buffer.from(value);
+      else if (type === RTA_OIF) row.oif = get32(value, 0);
+      else if (type === RTA_TABLE) row.table = get32(value, 0);
+      else if (type === RTA_PRIORITY) row.metric = get32(value, 0);
     });
     return row;
   });

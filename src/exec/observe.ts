@@ -75,7 +75,7 @@ export async function observe(host: RtnlSocket, guestSock: RtnlSocket, guest: Gu
     try {
       // The default route we are about to replace does not count: the original deletes it before asking.
       const [route] = await guestSock.request(getRoute(gw.family === 4 ? AF_INET : AF_INET6, gw.bytes));
-      o.gatewayRoutable = route !== undefined && route.payload.readUInt8(1) > 0;
+      o.gatewayRoutable = route !== undefined && route.payload[1] > 0;
     } catch (e) {
       if (!(e instanceof NetlinkError)) throw e;
       o.gatewayRoutable = false;

@@ -1,6 +1,7 @@
 import { RTM_NEWLINK, RTNLGRP_LINK } from '../netlink/constants';
 import { Link, parseLink } from '../netlink/link';
 import { RtnlSocket } from '../netlink/socket';
+import { Subscription, subscribe } from '../netlink/subscription';
 import { lookupLinks } from './observe';
 
 const ready = (l: Link | undefined) => !!l && l.up && l.lowerUp;
@@ -12,6 +13,7 @@ const ready = (l: Link | undefined) => !!l && l.up && l.lowerUp;
  */
 export async function waitForInterface(name: string, timeoutMs?: number): Promise<boolean> {
   const sock = RtnlSocket.open();
+  let sub: Subscription | undefined;
   try {
     return await new Promise<boolean>((resolve, reject) => {
       const timer = timeoutMs === undefined ? undefined : setTimeout(() => resolve(false), timeoutMs);
@@ -21,7 +23,7 @@ export async function waitForInterface(name: string, timeoutMs?: number): Promis
       };
       const look = () => lookupLinks(sock, [name]).then(([l]) => ready(l) && done(true), reject);
       // Subscribe first, then look: a change in between is not missed. Lost notifications: look again.
-      sock.subscribe(RTNLGRP_LINK, (reply) => {
+      sub = subscribe(RTNLGRP_LINK, (reply) => {
         if (reply.type === RTM_NEWLINK) {
           const l = parseLink(reply);
           if (l.name === name && ready(l)) done(true);
@@ -30,6 +32,7 @@ export async function waitForInterface(name: string, timeoutMs?: number): Promis
       look();
     });
   } finally {
+    sub?.close();
     sock.close();
   }
 }

@@ -15,15 +15,14 @@ export interface PipeworkNative {
   openNetnsPid(pid: number): number;
   /** The C library's text for an errno ("File exists"). */
   strerror(errno: number): string;
-  /** The fd number the next socket() call will most likely get. */
-  lowestFreeFd(): number;
-  /** Enables extended/capped ACKs and strict checks on the netlink socket bound to port. */
-  configureNetlinkSocket(hintFd: number, port: number): number;
+  /** An rtnetlink socket made in netns netnsFd (in ours without it), with extended/capped ACKs and strict checks. */
+  openNetlinkSocket(netnsFd?: number): number;
   /**
-   * Sends the buffers to the kernel in one sendmsg on netlink socket fd and
-   * returns every datagram it queued in answer (copied; 32 KiB at most each).
+   * Sends bytes (netlink messages) to the kernel in one sendmsg on netlink
+   * socket fd and returns every datagram it queued in answer (32 KiB at most
+   * each), copied end to end, each padded to 4 bytes.
    */
-  netlinkTransact(fd: number, buffers: Buffer[]): Buffer[];
+  netlinkTransact(fd: number, bytes: Uint8Array): Uint8Array;
 }
 
 /** Thrown by the addon: a failed system call. */

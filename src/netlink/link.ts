@@ -1,4 +1,4 @@
-import { Attr, bytes, cstring, nest, parseAttrs, s32, str, u32, writeAttrs, attrsLength } from './attributes';
+import { Attr, attrsLength, bytes, cstring, encodeText, get16, get32, getS32, nest, parseAttrs, s32, str, u32, writeAttrs } from './attributes';
 import {
   AF_INET, AF_UNSPEC, IFF_LOWER_UP, IFLA_AF_SPEC, IFLA_INET_CONF, IPV4_DEVCONF_ARP_NOTIFY, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
   IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
@@ -14,7 +14,7 @@ export interface LinkAttrs {
   master?: number;
   /** ifindex of the lower device (IFLA_LINK), for macvlan, vlan, ipoib. */
   parent?: number;
-  address?: Buffer;
+  address?: Uint8Array;
   /** Create or move the link into the netns held by this fd. */
   netnsFd?: number;
   up?: boolean;
@@ -42,7 +42,7 @@ export function linkAttrs(a: LinkAttrs): Attr[] {
   if (a.parent !== undefined) attrs.push(u32(IFLA_LINK, a.parent));
   if (a.address !== undefined) attrs.push(bytes(IFLA_ADDRESS, a.address));
   if (a.netnsFd !== undefined) attrs.push(u32(IFLA_NET_NS_FD, a.netnsFd));
-  if (a.alias !== undefined) attrs.push(bytes(IFLA_IFALIAS, Buffer.from(a.alias)));
+  if (a.alias !== undefined) attrs.push(bytes(IFLA_IFALIAS, encodeText(a.alias, false)));
   if (a.group !== undefined) attrs.push(u32(IFLA_GROUP, a.group));
   if (a.inetConf !== undefined) {
     const conf = Object.entries(a.inetConf).map(([id, v]) => u32(Number(id), v));
@@ -52,21 +52,21 @@ export function linkAttrs(a: LinkAttrs): Attr[] {
 }
 
 /** ifinfomsg for a link: IFF_UP set and marked changed only when asked. */
-export function linkHeader(a: LinkAttrs, index = 0): Buffer {
+export function linkHeader(a: LinkAttrs, index = 0): Uint8Array {
   return ifinfomsg({ family: AF_UNSPEC, index, flags: a.up ? IFF_UP : 0, change: a.up === undefined ? 0 : IFF_UP });
 }
 
 /** An ifinfomsg followed by attributes, as one buffer (e.g. VETH_INFO_PEER). */
-export function headerWithAttrs(header: Buffer, attrs: Attr[]): Buffer {
-  const buf = Buffer.alloc(header.length + attrsLength(attrs));
-  header.copy(buf);
+export function headerWithAttrs(header: Uint8Array, attrs: Attr[]): Uint8Array {
+  const buf = new Uint8Array(header.length + attrsLength(attrs));
+  buf.set(header);
   writeAttrs(buf, header.length, attrs);
   return buf;
 }
 
 /** `ip link add [link PARENT] name NAME [mtu M] [master B] [address MAC] [netns NS] [up] type KIND ...` */
 export function createLink(a: LinkAttrs, kind: LinkKind): Request {
-  const info: Attr[] = [bytes(IFLA_INFO_KIND, Buffer.from(kind.kind))]; // no NUL, as iproute2 sends it
+  const info: Attr[] = [bytes(IFLA_INFO_KIND, encodeText(kind.kind, false))]; // no NUL, as iproute2 sends it
   if (kind.data) info.push(nest(IFLA_INFO_DATA, kind.data, kind.dataFlagNested));
   return request(
     RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, linkHeader(a),
@@ -140,36 +140,44 @@ const LINK_ATTRS: ReadonlySet<number> = new Set([
 export function parseLink(reply: Reply): Link {
   const p = reply.payload;
   const attrs = parseAttrs(p, 16, p.length, LINK_ATTRS);
-  const flags = p.readUInt32LE(8);
+  const flags = get32(p, 8);
   const linkinfo = attrs.get(IFLA_LINKINFO);
   const address = attrs.get(IFLA_ADDRESS);
+  const u32Of = (type: number) => {
+    const v = attrs.get(type);
+    return v && v.length >= 4 ? get32(v, 0) : undefined;
+  };
+  const linkNetnsid = attrs.get(IFLA_LINK_NETNSID);
   return {
-    index: p.readInt32LE(4),
+    index: getS32(p, 4),
     name: cstring(attrs.get(IFLA_IFNAME)) ?? '',
-    hwType: p.readUInt16LE(2),
+    hwType: get16(p, 2),
     flags,
     up: (flags & IFF_UP) !== 0,
     lowerUp: (flags & IFF_LOWER_UP) !== 0,
-    mtu: attrs.get(IFLA_MTU)?.readUInt32LE(0) ?? 0,
-    master: attrs.get(IFLA_MASTER)?.readUInt32LE(0),
-    parent: attrs.get(IFLA_LINK)?.readUInt32LE(0),
-    linkNetnsid: attrs.get(IFLA_LINK_NETNSID)?.readInt32LE(0),
-    mac: address && address.length === 6 ? formatMac(address) : address?.toString('hex').replace(/(..)(?!$)/g, '$1:'),
+    mtu: u32Of(IFLA_MTU) ?? 0,
+    master: u32Of(IFLA_MASTER),
+    parent: u32Of(IFLA_LINK),
+    linkNetnsid: linkNetnsid && linkNetnsid.length >= 4 ? getS32(linkNetnsid, 0) : undefined,
+    mac: address && formatMac(address),
     kind: linkinfo ? cstring(parseAttrs(linkinfo).get(IFLA_INFO_KIND)) : undefined,
-    operstate: attrs.get(IFLA_OPERSTATE)?.readUInt8(0),
-    carrier: attrs.has(IFLA_CARRIER) ? attrs.get(IFLA_CARRIER)!.readUInt8(0) === 1 : undefined,
+    operstate: attrs.get(IFLA_OPERSTATE)?.[0],
+    carrier: attrs.has(IFLA_CARRIER) ? attrs.get(IFLA_CARRIER)![0] === 1 : undefined,
     alias: cstring(attrs.get(IFLA_IFALIAS)) || undefined,
     arpNotify: inetConf(attrs.get(IFLA_AF_SPEC), IPV4_DEVCONF_ARP_NOTIFY),
   };
 }
 
 /** One IPv4 devconf value from IFLA_AF_SPEC: AF_INET: IFLA_INET_CONF, an array of u32 indexed by id - 1. */
-function inetConf(afSpec: Buffer | undefined, id: number): number | undefined {
+function inetConf(afSpec: Uint8Array | undefined, id: number): number | undefined {
   const conf = afSpec && parseAttrs(afSpec).get(AF_INET);
   const values = conf && parseAttrs(conf).get(IFLA_INET_CONF);
-  return values && values.length >= id * 4 ? values.readUInt32LE((id - 1) * 4) : undefined;
+  return values && values.length >= id * 4 ? get32(values, (id - 1) * 4) : undefined;
 }
 
-export function formatMac(b: Buffer): string {
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+/** aa:bb:cc:... (any length: 6 bytes for Ethernet, 20 for InfiniBand). */
+export function formatMac(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += (i ? ':' : '') + (b[i] < 16 ? '0' : '') + b[i].toString(16);
+  return s;
 }

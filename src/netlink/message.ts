@@ -1,4 +1,4 @@
-import { Attr, attrsLength, writeAttrs } from './attributes';
+import { Attr, attrsLength, get16, get32, put16, put32, writeAttrs } from './attributes';
 import { AF_UNSPEC, NLM_F_ACK, NLM_F_REQUEST } from './constants';
 
 /**
@@ -9,28 +9,38 @@ import { AF_UNSPEC, NLM_F_ACK, NLM_F_REQUEST } from './constants';
 export interface Request {
   type: number;
   flags: number;
-  header: Buffer;
+  header: Uint8Array;
   attrs: Attr[];
   op: string;
 }
 
 export const NLMSG_HDRLEN = 16;
 
-export function request(type: number, flags: number, header: Buffer, attrs: Attr[], op: string): Request {
+export function request(type: number, flags: number, header: Uint8Array, attrs: Attr[], op: string): Request {
   return { type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, header, attrs, op };
 }
 
-/** The whole message: nlmsghdr, family header, attributes. */
+/** Bytes of the whole message: nlmsghdr, family header, attributes. */
+export function requestLength(req: Request): number {
+  return NLMSG_HDRLEN + req.header.length + attrsLength(req.attrs);
+}
+
+/** Writes the message numbered seq at offset (room: requestLength); returns its end. */
+export function encodeInto(b: Uint8Array, offset: number, req: Request, seq: number, pid = 0): number {
+  const end = writeAttrs(b, offset + NLMSG_HDRLEN + req.header.length, req.attrs);
+  put32(b, offset, end - offset);
+  put16(b, offset + 4, req.type);
+  put16(b, offset + 6, req.flags);
+  put32(b, offset + 8, seq);
+  put32(b, offset + 12, pid);
+  b.set(req.header, offset + NLMSG_HDRLEN);
+  return end;
+}
+
+/** The whole message as one buffer. */
 export function encodeRequest(req: Request, seq: number, pid = 0): Buffer {
-  const len = NLMSG_HDRLEN + req.header.length + attrsLength(req.attrs);
-  const buf = Buffer.alloc(len);
-  buf.writeUInt32LE(len, 0);
-  buf.writeUInt16LE(req.type, 4);
-  buf.writeUInt16LE(req.flags, 6);
-  buf.writeUInt32LE(seq >>> 0, 8);
-  buf.writeUInt32LE(pid >>> 0, 12);
-  req.header.copy(buf, NLMSG_HDRLEN);
-  writeAttrs(buf, NLMSG_HDRLEN + req.header.length, req.attrs);
+  const buf = Buffer.alloc(requestLength(req));
+  encodeInto(buf, 0, req, seq, pid);
   return buf;
 }
 
@@ -43,24 +53,24 @@ export interface IfInfo {
 }
 
 /** struct ifinfomsg (16 bytes). */
-export function ifinfomsg(m: IfInfo = {}): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeUInt8(m.family ?? AF_UNSPEC, 0);
-  b.writeUInt16LE(m.type ?? 0, 2);
-  b.writeInt32LE(m.index ?? 0, 4);
-  b.writeUInt32LE((m.flags ?? 0) >>> 0, 8);
-  b.writeUInt32LE((m.change ?? 0) >>> 0, 12);
+export function ifinfomsg(m: IfInfo = {}): Uint8Array {
+  const b = new Uint8Array(16);
+  b[0] = m.family ?? AF_UNSPEC;
+  put16(b, 2, m.type ?? 0);
+  put32(b, 4, m.index ?? 0);
+  put32(b, 8, m.flags ?? 0);
+  put32(b, 12, m.change ?? 0);
   return b;
 }
 
 /** struct ifaddrmsg (8 bytes). */
-export function ifaddrmsg(family: number, prefixLen: number, flags: number, scope: number, index: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeUInt8(family, 0);
-  b.writeUInt8(prefixLen, 1);
-  b.writeUInt8(flags & 0xff, 2);
-  b.writeUInt8(scope, 3);
-  b.writeUInt32LE(index, 4);
+export function ifaddrmsg(family: number, prefixLen: number, flags: number, scope: number, index: number): Uint8Array {
+  const b = new Uint8Array(8);
+  b[0] = family;
+  b[1] = prefixLen;
+  b[2] = flags;
+  b[3] = scope;
+  put32(b, 4, index);
   return b;
 }
 
@@ -77,17 +87,17 @@ export interface RtMsg {
 }
 
 /** struct rtmsg (12 bytes); struct fib_rule_hdr has the same layout. */
-export function rtmsg(m: RtMsg): Buffer {
-  const b = Buffer.alloc(12);
-  b.writeUInt8(m.family, 0);
-  b.writeUInt8(m.dstLen, 1);
-  b.writeUInt8(m.srcLen ?? 0, 2);
-  b.writeUInt8(m.tos ?? 0, 3);
-  b.writeUInt8(m.table, 4);
-  b.writeUInt8(m.protocol, 5);
-  b.writeUInt8(m.scope, 6);
-  b.writeUInt8(m.type, 7);
-  b.writeUInt32LE((m.flags ?? 0) >>> 0, 8);
+export function rtmsg(m: RtMsg): Uint8Array {
+  const b = new Uint8Array(12);
+  b[0] = m.family;
+  b[1] = m.dstLen;
+  b[2] = m.srcLen ?? 0;
+  b[3] = m.tos ?? 0;
+  b[4] = m.table;
+  b[5] = m.protocol;
+  b[6] = m.scope;
+  b[7] = m.type;
+  put32(b, 8, m.flags ?? 0);
   return b;
 }
 
@@ -97,20 +107,21 @@ export interface Reply {
   flags: number;
   seq: number;
   pid: number;
-  payload: Buffer;
+  payload: Uint8Array;
 }
 
-export function parseReplies(buf: Buffer): Reply[] {
+/** The messages in buf, in order (one datagram, or several laid end to end). */
+export function parseReplies(buf: Uint8Array): Reply[] {
   const out: Reply[] = [];
   let off = 0;
   while (off + NLMSG_HDRLEN <= buf.length) {
-    const len = buf.readUInt32LE(off);
+    const len = get32(buf, off);
     if (len < NLMSG_HDRLEN || off + len > buf.length) throw new RangeError(`malformed netlink message at byte ${off}`);
     out.push({
-      type: buf.readUInt16LE(off + 4),
-      flags: buf.readUInt16LE(off + 6),
-      seq: buf.readUInt32LE(off + 8),
-      pid: buf.readUInt32LE(off + 12),
+      type: get16(buf, off + 4),
+      flags: get16(buf, off + 6),
+      seq: get32(buf, off + 8),
+      pid: get32(buf, off + 12),
       payload: buf.subarray(off + NLMSG_HDRLEN, off + len),
     });
     off += (len + 3) & ~3;

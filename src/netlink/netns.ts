@@ -1,4 +1,4 @@
-import { parseAttrs, u32 } from './attributes';
+import { getS32, parseAttrs, u32 } from './attributes';
 import { AF_UNSPEC, NETNSA_FD, NETNSA_NSID, RTM_GETNSID } from './constants';
 import { Reply, Request, request } from './message';
 
@@ -7,13 +7,12 @@ import { Reply, Request, request } from './message';
  * for one netns): the IFLA_LINK_NETNSID its links' peers there carry.
  */
 export function getNsid(netnsFd: number): Request {
-  const rtgenmsg = Buffer.alloc(4); // family, padded as iproute2 aligns it
-  rtgenmsg.writeUInt8(AF_UNSPEC, 0);
+  const rtgenmsg = Uint8Array.of(AF_UNSPEC, 0, 0, 0); // family, padded as iproute2 aligns it
   return request(RTM_GETNSID, 0, rtgenmsg, [u32(NETNSA_FD, netnsFd)], `RTM_GETNSID fd ${netnsFd}`);
 }
 
 /** The id from an RTM_NEWNSID answer; undefined when the kernel has assigned none (-1). */
 export function parseNsid(reply: Reply): number | undefined {
-  const id = parseAttrs(reply.payload, 4).get(NETNSA_NSID)?.readInt32LE(0);
-  return id === undefined || id < 0 ? undefined : id;
+  const id = parseAttrs(reply.payload, 4).get(NETNSA_NSID);
+  return id === undefined || id.length < 4 || getS32(id, 0) < 0 ? undefined : getS32(id, 0);
 }

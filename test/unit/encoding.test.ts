@@ -17,6 +17,9 @@ import { routeRequest } from '../../src/netlink/route';
 import { ruleRequest } from '../../src/netlink/rule';
 import { AF_INET, AF_INET6 } from '../../src/netlink/constants';
 import { parseIp, parseMac } from '../../src/addressing';
+import {
+  attrsLength, encodeText, get16, get32, getS32, nest, put16, put32, str, text, u32, writeAttrs,
+} from '../../src/netlink/attributes';
 
 interface Fixture {
   command: string;
@@ -77,4 +80,35 @@ describe('netlink encoding equals iproute2, attribute for attribute', () => {
       expect(ours.length).toBe(theirs.length);
     });
   }
+});
+
+describe('wire bytes', () => {
+  it('reads and writes 16/32-bit little-endian values, the high bit and negatives included', () => {
+    const b = new Uint8Array(8);
+    put32(b, 0, 0xfffffffe);
+    put32(b, 4, -2);
+    expect([...b]).toEqual([0xfe, 0xff, 0xff, 0xff, 0xfe, 0xff, 0xff, 0xff]);
+    expect(get32(b, 0)).toBe(0xfffffffe);
+    expect(getS32(b, 4)).toBe(-2);
+    put16(b, 2, 0x1234);
+    expect(get16(b, 2)).toBe(0x1234);
+    expect(Buffer.from(b).readUInt32LE(0)).toBe(get32(b, 0));
+  });
+
+  it('text stops at the first NUL and decodes UTF-8 as Buffer does', () => {
+    for (const s of ['eth1', 'vëth-ü', 'ветх0', '']) {
+      const nul = encodeText(s, true);
+      expect(Buffer.from(nul).equals(Buffer.from(`${s}\0`))).toBe(true);
+      expect(Buffer.from(encodeText(s, false)).equals(Buffer.from(s))).toBe(true);
+      expect(text(Uint8Array.from([...nul, 0x41, 0x42]))).toBe(s);
+    }
+    expect(text(Buffer.from('abcdef'), 1, 4)).toBe('bcd');
+  });
+
+  it('attributes are padded with zeros whatever the area held before', () => {
+    const area = new Uint8Array(32).fill(0xaa);
+    const end = writeAttrs(area, 0, [str(3, 'ab'), nest(18, [u32(1, 7)])]);
+    expect(Buffer.from(area.subarray(0, end)).toString('hex')).toBe('0700030061620000' + '0c00120008000100' + '07000000');
+    expect(end).toBe(attrsLength([str(3, 'ab'), nest(18, [u32(1, 7)])]));
+  });
 });

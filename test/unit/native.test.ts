@@ -2,6 +2,11 @@
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { native } from '../../src/native';
+import { getS32 } from '../../src/netlink/attributes';
+import { RTM_NEWLINK } from '../../src/netlink/constants';
+import { dumpLinks, parseLink } from '../../src/netlink/link';
+import { createBridge } from '../../src/netlink/kinds/bridge';
+import { encodeRequest, parseReplies } from '../../src/netlink/message';
 
 const here = () => statSync('/proc/thread-self/ns/net').ino;
 
@@ -38,6 +43,34 @@ describe('native addon', () => {
       expect(() => native.withNetns(-1 as number, here)).toThrow(TypeError);
       expect(here()).toBe(home);
     } finally {
+      closeSync(file);
+    }
+  });
+
+  it('openNetlinkSocket makes the socket in the netns given, refuses other fds, and never moves us', async () => {
+    const home = here();
+    const fd = native.newNetns();
+    const file = openSync('/proc/self/status', 'r');
+    try {
+      const names = (sock: number) => parseReplies(native.netlinkTransact(sock, encodeRequest(dumpLinks(), 1)))
+        .filter((r) => r.type === RTM_NEWLINK).map((r) => parseLink(r).name);
+      const there = native.openNetlinkSocket(fd);
+      const ours = native.openNetlinkSocket();
+      expect(here()).toBe(home);
+      try {
+        const made = parseReplies(native.netlinkTransact(there, encodeRequest(createBridge({ name: 'pwnativebr' }), 1)));
+        expect(made.map((r) => getS32(r.payload, 0))).toEqual([0]); // the ACK: errno 0
+        expect(names(there)).toEqual(['lo', 'pwnativebr']);
+        expect(names(ours)).not.toContain('pwnativebr');
+        expect(() => native.netlinkTransact(there, [encodeRequest(dumpLinks(), 1)] as unknown as Uint8Array)).toThrow(TypeError);
+      } finally {
+        closeSync(there);
+        closeSync(ours);
+      }
+      expect(() => native.openNetlinkSocket(file)).toThrow(expect.objectContaining({ syscall: 'ioctl(NS_GET_NSTYPE)', code: 'ENOTTY' }));
+      expect(here()).toBe(home);
+    } finally {
+      closeSync(fd);
       closeSync(file);
     }
   });

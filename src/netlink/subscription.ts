@@ -1,0 +1,33 @@
+import { RawNetlinkSocket } from 'netlink/dist/raw';
+import { NETLINK_ROUTE } from './constants';
+import { NetlinkError } from './error';
+import { Reply, parseReplies } from './message';
+
+/** A multicast group joined in our netns; close() leaves it. */
+export interface Subscription {
+  close(): void;
+}
+
+/**
+ * Joins rtnetlink group (RTNLGRP_*) in our netns: each message the kernel
+ * multicasts goes to onMessage, through the event loop (the `netlink`
+ * package watches the socket), and keeps the process alive until close().
+ * onLost hears when the kernel dropped some (ENOBUFS): the caller looks again.
+ */
+export function subscribe(group: number, onMessage: (reply: Reply) => void, onLost: (error: NetlinkError) => void): Subscription {
+  const raw = new RawNetlinkSocket(NETLINK_ROUTE);
+  // An 'error' event without a listener would end the process.
+  raw.on('error', (err) => onLost(new NetlinkError(err.errno ?? 5, `netlink ${err.syscall ?? 'socket'}`)));
+  raw.on('message', (msg, rinfo) => {
+    if (rinfo.port !== 0) return; // only the kernel multicasts
+    let replies: Reply[];
+    try {
+      replies = parseReplies(msg);
+    } catch {
+      return; // not netlink: nothing to hear
+    }
+    for (const reply of replies) if (reply.seq === 0) onMessage(reply);
+  });
+  raw.addMembership(group);
+  return { close: () => raw.close() };
+}
