@@ -18,6 +18,7 @@
 #include <vector>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -84,11 +85,16 @@ Napi::Value WithNetns(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// checkNetns(fd): throws unless fd is an open network namespace (EBADF, or EINVAL/ENOTTY for anything else).
-Napi::Value CheckNetns(const Napi::CallbackInfo& info) {
+// netnsInode(fd): the inode that names netns fd (as `ip netns identify`
+// compares them); throws unless fd is an open network namespace (EBADF, or
+// EINVAL/ENOTTY for anything else).
+Napi::Value NetnsInode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int fd = CheckedFd(info, 0, "netns");
-  RequireNetns(info.Env(), fd, "fd " + std::to_string(fd));
-  return info.Env().Undefined();
+  RequireNetns(env, fd, "fd " + std::to_string(fd));
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw ErrnoError(env, errno, "fstat", "fd " + std::to_string(fd));
+  return Napi::Number::New(env, static_cast<double>(st.st_ino));
 }
 
 // newNetns(): a fresh anonymous netns, held only by the returned fd.
@@ -257,7 +263,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   if (home_netns < 0) throw ErrnoError(env, errno, "open", "/proc/thread-self/ns/net");
   exports.Set("withNetns", Napi::Function::New(env, WithNetns));
   exports.Set("newNetns", Napi::Function::New(env, NewNetns));
-  exports.Set("checkNetns", Napi::Function::New(env, CheckNetns));
+  exports.Set("netnsInode", Napi::Function::New(env, NetnsInode));
   exports.Set("openNetnsPath", Napi::Function::New(env, OpenNetnsPath));
   exports.Set("openNetnsPid", Napi::Function::New(env, OpenNetnsPid));
   exports.Set("strerror", Napi::Function::New(env, StrError));

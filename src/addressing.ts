@@ -9,7 +9,17 @@ export interface Cidr {
   prefixLen: number;
 }
 
+/** Plain dotted-quad IPv4, no leading zeros: what ipaddr.js calls four-part decimal, and already canonical. */
+const DOTTED_QUAD = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
+
 export function parseIp(text: string, what = 'IP address'): { family: 4 | 6; address: string; bytes: Buffer } {
+  // The common case without ipaddr.js, which would parse the text four times to validate it.
+  const quad = DOTTED_QUAD.exec(text);
+  if (quad) {
+    const bytes = Buffer.from([+quad[1], +quad[2], +quad[3], +quad[4]]);
+    if (bytes.join('.') !== text) throw new PipeworkError(`Invalid ${what}: ${text}`); // an octet over 255
+    return { family: 4, address: text, bytes };
+  }
   if (!ipaddr.isValid(text) || !(ipaddr.IPv4.isValidFourPartDecimal(text) || ipaddr.IPv6.isValid(text)))
     throw new PipeworkError(`Invalid ${what}: ${text}`);
   const ip = ipaddr.parse(text);
@@ -32,12 +42,11 @@ export function parseCidr(text: string): Cidr {
 }
 
 /** The IPv4 broadcast address of a prefix (all host bits set). */
-export function broadcastOf(c: Cidr): Buffer | undefined {
+export function broadcastOf(c: Cidr): Uint8Array | undefined {
   if (c.family !== 4 || c.prefixLen >= 31) return undefined;
-  const n = c.bytes.readUInt32BE(0) | (0xffffffff >>> c.prefixLen);
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
+  const b = c.bytes;
+  const host = 0xffffffff >>> c.prefixLen;
+  return Uint8Array.of(b[0] | (host >>> 24), b[1] | (host >>> 16), b[2] | (host >>> 8), b[3] | host);
 }
 
 export function inPrefix(ip: Buffer, c: Cidr): boolean {
@@ -50,8 +59,8 @@ export function inPrefix(ip: Buffer, c: Cidr): boolean {
   return true;
 }
 
-export function formatIp(b: Buffer): string {
-  return ipaddr.fromByteArray([...b]).toString();
+export function formatIp(b: Uint8Array): string {
+  return b.length === 4 ? b.join('.') : ipaddr.fromByteArray([...b]).toString();
 }
 
 /** `aa:bb:cc:dd:ee:ff`, or `U:<text>` -> 02 + first 5 bytes of md5("<text>\n"), as the original. */

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { native, SyscallError } from '../native';
 
@@ -32,8 +32,7 @@ export function checkNetnsName(name: string): string {
  * A short, stable tag for a netns known only by its inode: namespace inodes
  * are numbered from 0xF0000000, so the offset keeps names short (n337).
  */
-function inodeTag(fd: number): string {
-  const ino = fstatSync(fd).ino;
+function inodeTag(ino: number): string {
   return ino >= 0xf0000000 ? `n${ino - 0xf0000000}` : String(ino);
 }
 
@@ -81,18 +80,19 @@ export function openGuest(spec: GuestSpec): Guest {
     if (!spec.path.startsWith('/')) throw new PipeworkError(`A network namespace path must be absolute: ${spec.path}`);
     try {
       const fd = native.openNetnsPath(spec.path);
-      return opened(fd, inodeTag(fd), spec.path, spec.path);
+      return opened(fd, inodeTag(native.netnsInode(fd)), spec.path, spec.path);
     } catch (e) {
       return explain(e, spec.path);
     }
   }
   const { fd } = spec;
+  let ino: number;
   try {
-    native.checkNetns(fd);
+    ino = native.netnsInode(fd);
   } catch (e) {
     if ((e as SyscallError).code === 'EBADF') throw new PipeworkError(`netns fd ${fd} is not open.`);
     if (e instanceof TypeError) throw new PipeworkError(`Invalid netns fd: ${fd}`);
     return explain(e, `fd ${fd}`);
   }
-  return { fd, tag: inodeTag(fd), path: `/proc/${process.pid}/fd/${fd}`, label: `netns fd ${fd}`, close() {} };
+  return { fd, tag: inodeTag(ino), path: `/proc/${process.pid}/fd/${fd}`, label: `netns fd ${fd}`, close() {} };
 }

@@ -5,8 +5,8 @@ import nodeGypBuild from 'node-gyp-build';
 export interface PipeworkNative {
   /** Runs fn with the calling thread inside netns fd; always returns home, even if fn throws. */
   withNetns<T>(netnsFd: number, fn: () => T): T;
-  /** Throws unless fd is an open network namespace (EBADF; EINVAL or ENOTTY for another kind of file). */
-  checkNetns(fd: number): void;
+  /** The inode naming netns fd; throws unless fd is an open network namespace (EBADF; EINVAL or ENOTTY for another kind of file). */
+  netnsInode(fd: number): number;
   /** A new anonymous network namespace, held only by the returned fd. */
   newNetns(): number;
   /** Opens a netns file (/run/netns/NAME, /proc/PID/ns/net); rejects files that are not a netns. */

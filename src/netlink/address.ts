@@ -8,9 +8,9 @@ import { Request, ifaddrmsg, request } from './message';
 export interface AddressSpec {
   index: number;
   family: number;
-  address: Buffer;
+  address: Uint8Array;
   prefixLen: number;
-  broadcast?: Buffer;
+  broadcast?: Uint8Array;
   /** Skip IPv6 duplicate address detection (IFA_F_NODAD). */
   nodad?: boolean;
 }

@@ -30,7 +30,7 @@ export type Step =
   | { op: 'create-dummy'; name: string; mac?: Buffer }
   | { op: 'move-link'; link: HostLink; name: string; mac?: Buffer }
   | { op: 'guest-link-up'; name: string }
-  | { op: 'add-address'; ifname: string; cidr: Cidr; broadcast?: Buffer; nodad: boolean }
+  | { op: 'add-address'; ifname: string; cidr: Cidr; broadcast?: Uint8Array; nodad: boolean }
   | { op: 'add-gateway-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
   | { op: 'replace-default-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
   /** Gratuitous ARP by the kernel itself: arp_notify on while the link comes up, then back as it was. */

@@ -7,7 +7,7 @@ import { deleteLinkByName, dumpLinks, getLinkByName, parseLink } from '../../src
 import { NetlinkError } from '../../src/netlink/error';
 import { getNsid, parseNsid } from '../../src/netlink/netns';
 import { native } from '../../src/native';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { ip, ipj, netnsSet, nsPath } from '../helpers/kernel';
 
 let ns: ReturnType<typeof netnsSet>;
@@ -67,18 +67,18 @@ describe('RtnlSocket', () => {
   });
 });
 
-describe('native.checkNetns', () => {
-  it('accepts a netns fd and refuses a closed fd, a file and another kind of namespace', () => {
-    expect(() => native.checkNetns(fd)).not.toThrow();
+describe('native.netnsInode', () => {
+  it('gives a netns fd its inode, and refuses a closed fd, a file and another kind of namespace', () => {
+    expect(native.netnsInode(fd)).toBe(fstatSync(fd).ino);
     const file = openSync('/proc/self/stat', 'r');
     const mnt = openSync('/proc/self/ns/mnt', 'r');
     try {
-      expect(() => native.checkNetns(file)).toThrow(expect.objectContaining({ syscall: 'ioctl(NS_GET_NSTYPE)' }));
-      expect(() => native.checkNetns(mnt)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+      expect(() => native.netnsInode(file)).toThrow(expect.objectContaining({ syscall: 'ioctl(NS_GET_NSTYPE)' }));
+      expect(() => native.netnsInode(mnt)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
     } finally {
       closeSync(file);
       closeSync(mnt);
     }
-    expect(() => native.checkNetns(file)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+    expect(() => native.netnsInode(file)).toThrow(expect.objectContaining({ code: 'EBADF' }));
   });
 });

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { checkRequest, planAttach, Observed, AttachRequest } from '../../src/plan/attach';
 import { renderStep } from '../../src/plan/steps';
 import { Link } from '../../src/netlink/link';
+import { broadcastOf, formatIp, parseCidr, parseIp } from '../../src/addressing';
 
 const link = (over: Partial<Link>): Link => ({
   index: 5, name: 'x', hwType: 1, flags: 1, up: true, lowerUp: true, mtu: 1500, ...over,
@@ -89,5 +90,21 @@ describe('requested MTU', () => {
     const br = observed({ host: link({ name: 'br0', kind: 'bridge', mtu: 1500 }) });
     expect(plan({ hostInterface: 'br0', mtu: 9000 }, br).steps[0]).toMatchObject({ op: 'create-veth', mtu: 9000 });
     expect(() => plan({ hostInterface: 'br0', mtu: 20 }, br)).toThrow('Invalid MTU: 20 (68-65535)');
+  });
+});
+
+describe('addresses', () => {
+  it('IPv4 as four plain decimal octets only; IPv6 as ipaddr.js reads it; canonical text and bytes', () => {
+    expect(parseIp('10.0.0.2')).toEqual({ family: 4, address: '10.0.0.2', bytes: Buffer.from([10, 0, 0, 2]) });
+    expect(parseIp('2001:DB8:0::2')).toEqual({ family: 6, address: '2001:db8::2', bytes: Buffer.from('20010db8000000000000000000000002', 'hex') });
+    for (const bad of ['256.1.1.1', '1.2.3.04', '01.2.3.4', '1.2.3', '1.2.3.4.5', '0x0a.0.0.1', '10.0.0.2 ', '1e1.2.3.4', '10.0.0.-1'])
+      expect(() => parseIp(bad), bad).toThrow(`Invalid IP address: ${bad}`);
+  });
+
+  it('IPv4 broadcast: all host bits set; none for /31 and /32 or IPv6', () => {
+    const brd = (c: string) => { const b = broadcastOf(parseCidr(c)); return b && formatIp(b); };
+    expect([brd('10.1.2.3/16'), brd('192.168.1.7/24'), brd('10.0.0.0/1'), brd('10.0.0.5/30'), brd('0.0.0.0/0')])
+      .toEqual(['10.1.255.255', '192.168.1.255', '127.255.255.255', '10.0.0.7', '255.255.255.255']);
+    expect([brd('10.0.0.1/31'), brd('10.0.0.1/32'), brd('2001:db8::1/64')]).toEqual([undefined, undefined, undefined]);
   });
 });
