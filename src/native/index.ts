@@ -18,11 +18,12 @@ export interface PipeworkNative {
   /** An rtnetlink socket made in netns netnsFd (in ours without it), with extended/capped ACKs and strict checks. */
   openNetlinkSocket(netnsFd?: number): number;
   /**
-   * Sends bytes (netlink messages) to the kernel in one sendmsg on netlink
-   * socket fd and returns every datagram it queued in answer (32 KiB at most
-   * each), copied end to end, each padded to 4 bytes.
+   * On a pool thread, sends bytes (netlink messages) to the kernel in one
+   * sendmsg on netlink socket fd and reads every datagram it queued in answer
+   * (32 KiB at most each): they come back end to end, each padded to 4 bytes.
+   * bytes is copied before this returns. One transaction per socket at a time.
    */
-  netlinkTransact(fd: number, bytes: Uint8Array): Uint8Array;
+  netlinkTransact(fd: number, bytes: Uint8Array): Promise<Uint8Array>;
 }
 
 /** Thrown by the addon: a failed system call. */

@@ -22,19 +22,18 @@ interface Pending {
 
 const EPROTO = 71;
 
-/** Where requests are encoded for sending: sends are synchronous, so one area serves every socket. */
-let scratch = new Uint8Array(1 << 16);
-
 /**
  * An rtnetlink socket that lives in one network namespace (the one it was
  * opened in, whatever namespace the caller is in later). Requests are
  * numbered and matched to their replies; several go out in one sendmsg, and
- * their replies are read in the same call (native netlinkTransact), so the
- * socket never waits in the event loop. Notifications: ./subscription.
+ * their replies are read right after it on a pool thread (native
+ * netlinkTransact), one transaction at a time. Notifications: ./subscription.
  */
 export class RtnlSocket {
   private seq = 0;
   private closed = false;
+  /** The transaction in flight, if any: one at a time, as replies are read off the socket. */
+  private inFlight?: Promise<unknown>;
 
   private constructor(private readonly fd: number) {}
 
@@ -54,24 +53,26 @@ export class RtnlSocket {
     const pending = new Map<number, Pending>();
     let length = 0;
     for (const req of reqs) length += requestLength(req);
-    if (scratch.length < length) scratch = new Uint8Array(length * 2);
+    const bytes = new Uint8Array(length);
     let end = 0;
     for (const req of reqs) {
       const seq = (this.seq = (this.seq + 1) >>> 0 || 1);
       pending.set(seq, { req, replies: [], done: false });
-      end = encodeInto(scratch, end, req, seq);
+      end = encodeInto(bytes, end, req, seq);
     }
+    const before = this.inFlight;
+    const answer = before ? before.then(() => native.netlinkTransact(this.fd, bytes)) : native.netlinkTransact(this.fd, bytes);
+    const settled = answer.then(() => undefined, () => undefined);
+    this.inFlight = settled;
     let failure: NetlinkError | undefined;
     try {
-      this.match(native.netlinkTransact(this.fd, scratch.subarray(0, end)), pending);
+      this.match(await answer, pending);
     } catch (e) {
       const err = e as SyscallError;
       failure = new NetlinkError(err.errno ?? 5, `${err.syscall ?? 'sendmsg'} for ${reqs[0].op}`);
+    } finally {
+      if (this.inFlight === settled) this.inFlight = undefined;
     }
-    // Outcomes on the next turn of the event loop: operations in flight together (a bulk run's items) then
-    // take turns, request by request, so the kernel's deferred work for each new link (link watch, IPv6
-    // autoconf) is batched rather than triggered and contended for once per container (~25% at 1000 ports).
-    await new Promise<void>((resume) => setImmediate(resume));
     return [...pending.values()].map((p) => ({
       replies: p.replies,
       // Replies come inside the transaction: one missing now would never come.
@@ -97,7 +98,9 @@ export class RtnlSocket {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    closeSync(this.fd);
+    // Not under a transaction still running on a pool thread: its fd could be reused meanwhile.
+    if (this.inFlight) this.inFlight.then(() => closeSync(this.fd));
+    else closeSync(this.fd);
   }
 
   /** Sorts the kernel's answer to its requests. */

@@ -5,9 +5,10 @@ import { spawnSync } from 'node:child_process';
 import { RtnlSocket } from '../../src/netlink/socket';
 import { deleteLinkByName, dumpLinks, getLinkByName, parseLink } from '../../src/netlink/link';
 import { NetlinkError } from '../../src/netlink/error';
+import { createBridge } from '../../src/netlink/kinds/bridge';
 import { getNsid, parseNsid } from '../../src/netlink/netns';
 import { native } from '../../src/native';
-import { closeSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync } from 'node:fs';
 import { ip, ipj, netnsSet, nsPath } from '../helpers/kernel';
 
 let ns: ReturnType<typeof netnsSet>;
@@ -59,6 +60,29 @@ describe('RtnlSocket', () => {
     } finally {
       other.close();
     }
+  });
+
+  it('sends in flight together on one socket take turns: each gets its own replies, dumps included', async () => {
+    const batch = Array.from({ length: 40 }, (_, i) => `link add ca${i} type veth peer name cb${i}`).join('\n');
+    expect(spawnSync('nsenter', [`--net=${nsPath(fd)}`, 'ip', '-batch', '-'], { input: batch }).status).toBe(0);
+    const lookups = Array.from({ length: 40 }, (_, i) => sock.request(getLinkByName(`ca${i}`)));
+    const dumps = [sock.request(dumpLinks()), sock.request(dumpLinks())];
+    const refused = sock.request(deleteLinkByName('nope'));
+    expect((await Promise.all(lookups)).map(([r]) => parseLink(r).name)).toEqual(Array.from({ length: 40 }, (_, i) => `ca${i}`));
+    for (const dump of await Promise.all(dumps)) expect(dump).toHaveLength(81);
+    await expect(refused).rejects.toMatchObject({ code: 'ENODEV' });
+  });
+
+  it('close() while a transaction runs lets it finish, then closes the fd', async () => {
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const open = fds();
+    const created = sock.request(createBridge({ name: 'cbr0' }));
+    sock.close();
+    expect(fds()).toBe(open);
+    await expect(created).resolves.toEqual([]);
+    await new Promise((resume) => setImmediate(resume));
+    expect(fds()).toBe(open - 1);
+    expect(ipj<{ ifname: string }[]>(fd, 'link', 'show', 'cbr0')).toHaveLength(1);
   });
 
   it('a closed socket refuses to send', async () => {

@@ -52,17 +52,19 @@ describe('native addon', () => {
     const fd = native.newNetns();
     const file = openSync('/proc/self/status', 'r');
     try {
-      const names = (sock: number) => parseReplies(native.netlinkTransact(sock, encodeRequest(dumpLinks(), 1)))
+      const names = async (sock: number) => parseReplies(await native.netlinkTransact(sock, encodeRequest(dumpLinks(), 1)))
         .filter((r) => r.type === RTM_NEWLINK).map((r) => parseLink(r).name);
       const there = native.openNetlinkSocket(fd);
       const ours = native.openNetlinkSocket();
       expect(here()).toBe(home);
       try {
-        const made = parseReplies(native.netlinkTransact(there, encodeRequest(createBridge({ name: 'pwnativebr' }), 1)));
+        const made = parseReplies(await native.netlinkTransact(there, encodeRequest(createBridge({ name: 'pwnativebr' }), 1)));
         expect(made.map((r) => getS32(r.payload, 0))).toEqual([0]); // the ACK: errno 0
-        expect(names(there)).toEqual(['lo', 'pwnativebr']);
-        expect(names(ours)).not.toContain('pwnativebr');
+        expect(await names(there)).toEqual(['lo', 'pwnativebr']);
+        expect(await names(ours)).not.toContain('pwnativebr');
         expect(() => native.netlinkTransact(there, [encodeRequest(dumpLinks(), 1)] as unknown as Uint8Array)).toThrow(TypeError);
+        await expect(native.netlinkTransact(file, encodeRequest(dumpLinks(), 1)))
+          .rejects.toThrow(expect.objectContaining({ syscall: 'sendmsg', code: 'ENOTSOCK' }));
       } finally {
         closeSync(there);
         closeSync(ours);
