@@ -1,5 +1,6 @@
 // The few system calls Node cannot make: entering network namespaces,
-// holding them by fd, and netlink sockets made in them and used synchronously.
+// holding them by fd, and netlink sockets made in them (their transactions:
+// transact.cc).
 // Every function that enters a namespace leaves it before returning, on
 // success and on error alike: the main thread never stays in a foreign netns.
 
@@ -10,16 +11,13 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <fcntl.h>
 #include <linux/netlink.h>
 #include <sched.h>
 #include <string>
-#include <vector>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -35,6 +33,8 @@
 
 // native/spawn.cc: spawnIsolated.
 void RegisterSpawn(Napi::Env env, Napi::Object exports);
+// native/transact.cc: netlinkTransact.
+void RegisterTransact(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -189,108 +189,6 @@ Napi::Value OpenNetlinkSocket(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-// One netlink transaction: sends request (one or more messages) to the
-// kernel as one datagram, then appends to replies, copied, every datagram the
-// kernel queued for the socket in answer, each padded to 4 bytes so the
-// messages read as one run. rtnetlink answers inside sendmsg (and a dump
-// queues its next part inside each read), so draining until the queue is
-// empty collects every reply: no poll round trip, no peeking read.
-// Returns 0, or an errno with the failed call in *syscall. Touches no JS.
-int Transact(int fd, const std::vector<uint8_t>& request, std::vector<uint8_t>& replies, const char** syscall) {
-  struct iovec iov = {const_cast<uint8_t*>(request.data()), request.size()};
-  struct sockaddr_nl kernel = {};
-  kernel.nl_family = AF_NETLINK;
-  struct msghdr msg = {};
-  msg.msg_name = &kernel;
-  msg.msg_namelen = sizeof(kernel);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  ssize_t sent;
-  do sent = sendmsg(fd, &msg, 0);
-  while (sent < 0 && errno == EINTR);
-  if (sent < 0) {
-    *syscall = "sendmsg";
-    return errno;
-  }
-  // 32 KiB per datagram: the most the kernel puts in one (dump parts are sized to the reader's buffer, capped there).
-  constexpr size_t kSlot = 32768, kSlots = 16;
-  thread_local std::unique_ptr<uint8_t[]> arena(new uint8_t[kSlot * kSlots]);
-  struct mmsghdr msgs[kSlots];
-  struct iovec slots[kSlots];
-  struct sockaddr_nl from[kSlots];
-  *syscall = "recvmmsg";
-  for (;;) {
-    for (size_t i = 0; i < kSlots; i++) {
-      slots[i] = {arena.get() + i * kSlot, kSlot};
-      msgs[i] = {};
-      msgs[i].msg_hdr.msg_name = &from[i];
-      msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
-      msgs[i].msg_hdr.msg_iov = &slots[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    int got = recvmmsg(fd, msgs, kSlots, MSG_DONTWAIT, nullptr);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      return errno;
-    }
-    for (int i = 0; i < got; i++) {
-      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) return EMSGSIZE;  // more than 32 KiB: not rtnetlink as we use it
-      if (from[i].nl_pid != 0) continue;  // only the kernel answers requests
-      const uint8_t* d = static_cast<uint8_t*>(slots[i].iov_base);
-      replies.insert(replies.end(), d, d + msgs[i].msg_len);
-      replies.resize((replies.size() + 3) & ~size_t(3), 0);
-    }
-    // Fewer than asked: the last read found the queue empty.
-    if (static_cast<size_t>(got) < kSlots) return 0;
-  }
-}
-
-// The transaction on a libuv pool thread: while the kernel works (or waits
-// for the rtnl lock that its own deferred work holds), the main thread goes
-// on with JavaScript. The request is copied first: the caller's bytes may be
-// reused as soon as this returns.
-class TransactWorker : public Napi::AsyncWorker {
- public:
-  TransactWorker(Napi::Env env, int fd, const uint8_t* data, size_t len)
-      : Napi::AsyncWorker(env), fd_(fd), request_(data, data + len), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override { err_ = Transact(fd_, request_, replies_, &syscall_); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (err_ != 0) {
-      deferred_.Reject(ErrnoError(env, err_, syscall_).Value());
-      return;
-    }
-    Napi::ArrayBuffer out = Napi::ArrayBuffer::New(env, replies_.size());
-    if (!replies_.empty()) memcpy(out.Data(), replies_.data(), replies_.size());
-    deferred_.Resolve(Napi::Uint8Array::New(env, replies_.size(), out, 0));
-  }
-
- private:
-  int fd_;
-  std::vector<uint8_t> request_;
-  std::vector<uint8_t> replies_;
-  int err_ = 0;
-  const char* syscall_ = "sendmsg";
-  Napi::Promise::Deferred deferred_;
-};
-
-// netlinkTransact(fd, bytes): a promise of the kernel's answer (see Transact).
-Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = CheckedFd(info, 0, "socket");
-  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    throw Napi::TypeError::New(env, "bytes must be a Uint8Array");
-  Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
-  auto* worker = new TransactWorker(env, fd, bytes.Data(), bytes.ByteLength());
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
-}
-
 // strerror(errno): the C library's text ("File exists"), as ip and every tool print it.
 Napi::Value StrError(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "errno must be a number");
@@ -307,8 +205,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openNetnsPid", Napi::Function::New(env, OpenNetnsPid));
   exports.Set("strerror", Napi::Function::New(env, StrError));
   exports.Set("openNetlinkSocket", Napi::Function::New(env, OpenNetlinkSocket));
-  exports.Set("netlinkTransact", Napi::Function::New(env, NetlinkTransact));
-  RegisterSpawn(env, exports);
+    RegisterSpawn(env, exports);
+  RegisterTransact(env, exports);
   return exports;
 }
 

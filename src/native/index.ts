@@ -18,10 +18,10 @@ export interface PipeworkNative {
   /** An rtnetlink socket made in netns netnsFd (in ours without it), with extended/capped ACKs and strict checks. */
   openNetlinkSocket(netnsFd?: number): number;
   /**
-   * On a pool thread, sends bytes (netlink messages) to the kernel in one
-   * sendmsg on netlink socket fd and reads every datagram it queued in answer
-   * (32 KiB at most each): they come back end to end, each padded to 4 bytes.
-   * bytes is copied before this returns. One transaction per socket at a time.
+   * On the addon's netlink thread, in the order asked: sends bytes (netlink
+   * messages) to the kernel in one sendmsg on netlink socket fd and reads
+   * every datagram it queued in answer (32 KiB at most each): they come back
+   * end to end, each padded to 4 bytes. bytes is copied before this returns.
    */
   netlinkTransact(fd: number, bytes: Uint8Array): Promise<Uint8Array>;
 }

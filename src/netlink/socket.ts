@@ -26,13 +26,14 @@ const EPROTO = 71;
  * An rtnetlink socket that lives in one network namespace (the one it was
  * opened in, whatever namespace the caller is in later). Requests are
  * numbered and matched to their replies; several go out in one sendmsg, and
- * their replies are read right after it on a pool thread (native
- * netlinkTransact), one transaction at a time. Notifications: ./subscription.
+ * their replies are read right after it, on the addon's netlink thread
+ * (native netlinkTransact), which runs all transactions in the order asked.
+ * Notifications: ./subscription.
  */
 export class RtnlSocket {
   private seq = 0;
   private closed = false;
-  /** The transaction in flight, if any: one at a time, as replies are read off the socket. */
+  /** The last transaction asked for, while it runs: the fd stays open until it ends. */
   private inFlight?: Promise<unknown>;
 
   private constructor(private readonly fd: number) {}
@@ -60,8 +61,7 @@ export class RtnlSocket {
       pending.set(seq, { req, replies: [], done: false });
       end = encodeInto(bytes, end, req, seq);
     }
-    const before = this.inFlight;
-    const answer = before ? before.then(() => native.netlinkTransact(this.fd, bytes)) : native.netlinkTransact(this.fd, bytes);
+    const answer = native.netlinkTransact(this.fd, bytes);
     const settled = answer.then(() => undefined, () => undefined);
     this.inFlight = settled;
     let failure: NetlinkError | undefined;
@@ -98,7 +98,7 @@ export class RtnlSocket {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    // Not under a transaction still running on a pool thread: its fd could be reused meanwhile.
+    // Not under a transaction still queued or running: its fd could be reused meanwhile.
     if (this.inFlight) this.inFlight.then(() => closeSync(this.fd));
     else closeSync(this.fd);
   }

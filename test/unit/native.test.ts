@@ -1,5 +1,7 @@
 // The addon: namespaces by fd, and the calling thread always back home.
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { native } from '../../src/native';
 import { getS32 } from '../../src/netlink/attributes';
@@ -74,6 +76,29 @@ describe('native addon', () => {
     } finally {
       closeSync(fd);
       closeSync(file);
+    }
+  });
+
+  it('netlinkTransact in a worker thread: answers there, and the worker ends cleanly, even with transactions still queued', async () => {
+    const root = path.resolve(__dirname, '../..');
+    const script = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const native = require(require.resolve('node-gyp-build', { paths: [workerData.root] }))(workerData.root);
+      const sock = native.openNetlinkSocket();
+      // RTM_GETLINK dump: nlmsghdr + ifinfomsg.
+      const dump = new Uint8Array(32);
+      dump.set([32, 0, 0, 0, 18, 0, 1, 3, 1]);
+      native.netlinkTransact(sock, dump).then((answer) => {
+        parentPort.postMessage(answer.length);
+        if (workerData.flood) for (let i = 0; i < 200; i++) native.netlinkTransact(sock, dump);
+        else process.exit(0);
+      });`;
+    for (const flood of [false, true]) {
+      const worker = new Worker(script, { eval: true, workerData: { root, flood } });
+      const length = await new Promise<number>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+      expect(length).toBeGreaterThan(16); // at least lo, and NLMSG_DONE
+      const code = flood ? await worker.terminate() : await new Promise<number>((resolve) => worker.once('exit', resolve));
+      expect(code).toBe(flood ? 1 : 0);
     }
   });
 

@@ -1,0 +1,189 @@
+// netlinkTransact: netlink transactions on one thread of ours, in the order
+// they were asked for. While the kernel works (or waits for the rtnl lock its
+// own deferred work holds), the main thread goes on with JavaScript; and the
+// thread starts the next transaction as soon as one ends, without waiting for
+// JavaScript to hand it over. Completions reach the main thread in batches.
+
+#include <napi.h>
+
+#include "errors.h"
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+#include <linux/netlink.h>
+#include <sys/socket.h>
+
+namespace {
+
+struct Job {
+  Job(int fd, const uint8_t* data, size_t len, Napi::Promise::Deferred deferred)
+      : fd(fd), request(data, data + len), deferred(deferred) {}
+  int fd;
+  std::vector<uint8_t> request;
+  Napi::Promise::Deferred deferred;
+  std::vector<uint8_t> replies;
+  int err = 0;
+  const char* syscall = "sendmsg";
+};
+
+// One transaction: sends request (one or more messages) to the kernel as one
+// datagram, then appends to replies every datagram the kernel queued for the
+// socket in answer, each padded to 4 bytes so the messages read as one run.
+// rtnetlink answers inside sendmsg (and a dump queues its next part inside
+// each read), so draining until the queue is empty collects every reply: no
+// poll round trip, no peeking read. Returns 0, or an errno (call in *syscall).
+int Transact(int fd, const std::vector<uint8_t>& request, std::vector<uint8_t>& replies, const char** syscall) {
+  struct iovec iov = {const_cast<uint8_t*>(request.data()), request.size()};
+  struct sockaddr_nl kernel = {};
+  kernel.nl_family = AF_NETLINK;
+  struct msghdr msg = {};
+  msg.msg_name = &kernel;
+  msg.msg_namelen = sizeof(kernel);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ssize_t sent;
+  do sent = sendmsg(fd, &msg, 0);
+  while (sent < 0 && errno == EINTR);
+  if (sent < 0) {
+    *syscall = "sendmsg";
+    return errno;
+  }
+  // 32 KiB per datagram: the most the kernel puts in one (dump parts are sized to the reader's buffer, capped there).
+  constexpr size_t kSlot = 32768, kSlots = 16;
+  thread_local std::unique_ptr<uint8_t[]> arena(new uint8_t[kSlot * kSlots]);
+  struct mmsghdr msgs[kSlots];
+  struct iovec slots[kSlots];
+  struct sockaddr_nl from[kSlots];
+  *syscall = "recvmmsg";
+  for (;;) {
+    for (size_t i = 0; i < kSlots; i++) {
+      slots[i] = {arena.get() + i * kSlot, kSlot};
+      msgs[i] = {};
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(from[i]);
+      msgs[i].msg_hdr.msg_iov = &slots[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int got = recvmmsg(fd, msgs, kSlots, MSG_DONTWAIT, nullptr);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      return errno;
+    }
+    for (int i = 0; i < got; i++) {
+      if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) return EMSGSIZE;  // over 32 KiB: not rtnetlink as we use it
+      if (from[i].nl_pid != 0) continue;                           // only the kernel answers requests
+      const uint8_t* d = static_cast<uint8_t*>(slots[i].iov_base);
+      replies.insert(replies.end(), d, d + msgs[i].msg_len);
+      replies.resize((replies.size() + 3) & ~size_t(3), 0);
+    }
+    // Fewer than asked: the last read found the queue empty.
+    if (static_cast<size_t>(got) < kSlots) return 0;
+  }
+}
+
+class NetlinkThread;
+void Complete(Napi::Env env, Napi::Function, NetlinkThread* self, Job* job);
+using Completions = Napi::TypedThreadSafeFunction<NetlinkThread, Job, Complete>;
+
+// One per Node environment (the main thread, each worker thread).
+class NetlinkThread {
+ public:
+  explicit NetlinkThread(Napi::Env env) : completions_(Completions::New(env, "pipework-netlink", 0, 1, this)) {
+    completions_.Unref(env);  // only jobs in flight keep the process alive
+    env.AddCleanupHook([this] { Stop(); });
+  }
+
+  Napi::Promise Submit(Napi::Env env, int fd, const uint8_t* data, size_t len) {
+    auto* job = new Job(fd, data, len, Napi::Promise::Deferred::New(env));
+    Napi::Promise promise = job->deferred.Promise();
+    if (in_flight_++ == 0) completions_.Ref(env);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+      queue_.push_back(job);
+    }
+    wake_.notify_one();
+    return promise;
+  }
+
+  // On the main thread: settles the job's promise.
+  void Settle(Napi::Env env, Job* job) {
+    if (--in_flight_ == 0) completions_.Unref(env);
+    if (job->err != 0) {
+      job->deferred.Reject(ErrnoError(env, job->err, job->syscall).Value());
+      return;
+    }
+    Napi::ArrayBuffer out = Napi::ArrayBuffer::New(env, job->replies.size());
+    if (!job->replies.empty()) memcpy(out.Data(), job->replies.data(), job->replies.size());
+    job->deferred.Resolve(Napi::Uint8Array::New(env, job->replies.size(), out, 0));
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      Job* job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        job = queue_.front();
+        queue_.pop_front();
+      }
+      job->err = Transact(job->fd, job->request, job->replies, &job->syscall);
+      if (completions_.NonBlockingCall(job) != napi_ok) delete job;  // the environment is going away
+    }
+  }
+
+  // The environment is shutting down: whatever is still queued is dropped with it.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+    for (Job* job : queue_) delete job;
+    queue_.clear();
+    completions_.Abort();
+  }
+
+  Completions completions_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Job*> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+  size_t in_flight_ = 0;  // main thread only
+};
+
+void Complete(Napi::Env env, Napi::Function, NetlinkThread* self, Job* job) {
+  std::unique_ptr<Job> owned(job);
+  if (env != nullptr) self->Settle(env, job);
+}
+
+// netlinkTransact(fd, bytes): a promise of the kernel's answer to bytes
+// (netlink messages) sent on socket fd; bytes are copied before it returns.
+Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 0)
+    throw Napi::TypeError::New(env, "socket must be a non-negative fd");
+  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, "bytes must be a Uint8Array");
+  Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
+  auto* thread = static_cast<NetlinkThread*>(info.Data());
+  return thread->Submit(env, info[0].As<Napi::Number>().Int32Value(), bytes.Data(), bytes.ByteLength());
+}
+
+}  // namespace
+
+void RegisterTransact(Napi::Env env, Napi::Object exports) {
+  auto* thread = new NetlinkThread(env);  // stopped with the environment; its few bytes stay
+  exports.Set("netlinkTransact", Napi::Function::New(env, NetlinkTransact, "netlinkTransact", thread));
+}
