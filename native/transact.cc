@@ -16,7 +16,9 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+#include <csignal>
 #include <linux/netlink.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 namespace {
@@ -127,6 +129,10 @@ class NetlinkThread {
 
  private:
   void Run() {
+    // Signals are the main thread's business (libuv handles them there).
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
     for (;;) {
       Job* job;
       {
