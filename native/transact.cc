@@ -171,7 +171,13 @@ class NetlinkThread {
 
 void Complete(Napi::Env env, Napi::Function, NetlinkThread* self, Job* job) {
   std::unique_ptr<Job> owned(job);
-  if (env != nullptr) self->Settle(env, job);
+  if (env == nullptr) return;
+  // Nothing may leave this callback: a worker thread being terminated refuses
+  // to make the answer or settle the promise, and nobody is left to tell.
+  try {
+    self->Settle(env, job);
+  } catch (const Napi::Error&) {
+  }
 }
 
 // netlinkTransact(fd, bytes): a promise of the kernel's answer to bytes
