@@ -14,6 +14,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 #include <csignal>
@@ -105,12 +106,19 @@ class NetlinkThread {
   Napi::Promise Submit(Napi::Env env, int fd, const uint8_t* data, size_t len) {
     auto* job = new Job(fd, data, len, Napi::Promise::Deferred::New(env));
     Napi::Promise promise = job->deferred.Promise();
-    if (in_flight_++ == 0) completions_.Ref(env);
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+      if (!thread_.joinable()) {
+        try {
+          thread_ = std::thread([this] { Run(); });
+        } catch (const std::system_error& e) {
+          delete job;
+          throw ErrnoError(env, e.code().value(), "pthread_create");
+        }
+      }
       queue_.push_back(job);
     }
+    if (in_flight_++ == 0) completions_.Ref(env);
     wake_.notify_one();
     return promise;
   }
