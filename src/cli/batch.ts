@@ -1,6 +1,5 @@
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { Command, GlobalOptions, parseArgs } from './args';
+import { readLines } from './lines';
 import { describeError, runOne } from './main';
 import { PipeworkError } from '../errors';
 
@@ -98,10 +97,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   const { Session }: typeof import('../index') = require('../index');
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
-  const input = file === '-' ? process.stdin : createReadStream(file);
-  const readFailure = new Promise<never>((_, reject) => input.once('error', (e: Error) => reject(new PipeworkError(`cannot read ${file}: ${e.message}`))));
-  readFailure.catch(() => undefined);
-  const lines = createInterface({ input, crlfDelay: Infinity });
+  const lines = readLines(file);
   const session = new Session();
   const progress = process.stderr.isTTY && !opts.json;
   const started = process.hrtime.bigint();
@@ -148,27 +144,23 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   };
 
   try {
-    const iterate = (async () => {
-      const source = parsedLines(lines, unplug, opts);
-      const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
-      let index = 0;
-      const items = (async function* () {
-        for await (const l of source) {
-          lineOf.set(index++, l.no);
-          yield l;
-        }
-      })();
-      for await (const r of runBounded(items, work, { concurrency: 32 })) {
-        const no = lineOf.get(r.index)!;
-        lineOf.delete(r.index);
-        if (!r.ok) report(no, r.error);
-        else if (r.result) done++;
-        if (grouped.length >= 512) await flush();
-        if (progress && (done + failed) % 50 === 0) process.stderr.write(`\r${done} done, ${failed} failed`);
+    const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
+    let index = 0;
+    const items = (async function* () {
+      for await (const l of parsedLines(lines, unplug, opts)) {
+        lineOf.set(index++, l.no);
+        yield l;
       }
-      await flush();
     })();
-    await Promise.race([iterate, readFailure]);
+    for await (const r of runBounded(items, work, { concurrency: 32 })) {
+      const no = lineOf.get(r.index)!;
+      lineOf.delete(r.index);
+      if (!r.ok) report(no, r.error);
+      else if (r.result) done++;
+      if (grouped.length >= 512) await flush();
+      if (progress && (done + failed) % 50 === 0) process.stderr.write(`\r${done} done, ${failed} failed`);
+    }
+    await flush();
   } finally {
     session.close();
   }
