@@ -113,13 +113,8 @@ export async function runDhcpClient(ctx: { guestFd: number; ifname: string; requ
 // ---------------------------------------------------------------------------
 // Local clients: udhcpc, dhclient, dhcpcd
 
-
-/** A guest name as a single path component (a guest may be a path). */
-
 /** A hostname for the client's private UTS namespace, or undefined if the guest name is not one. */
 const utsName = (s: string) => (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(s) ? s : undefined);
-
-/** What a left-running client's scratch dir records, for stop() in a later process. */
 
 interface Scratch {
   dir: string;
