@@ -705,26 +705,21 @@ int main(int argc, char **argv)
     if (no_teardown)
         return 0;             /* everything goes with our netns at exit */
     t0 = now_ms();
-    if (group_teardown) {
+    /* one RTM_DELLINK for the whole group, or one per veth by name */
+    for (long i = 0; i < (group_teardown ? 1 : n); i++) {
         struct msg m;
         struct ifinfomsg *ifi = msg_init(&m, lbuf, sizeof(lbuf), RTM_DELLINK,
                                          NLM_F_ACK, ++seq, sizeof(*ifi));
         ifi->ifi_family = AF_UNSPEC;
-        put_u32(&m, IFLA_GROUP, TEARDOWN_GROUP);
-        nl_send(hostfd, lbuf, m.h->nlmsg_len);
-        nl_acks(hostfd, 1, "teardown(group)", 0);
-    } else {
-        for (long i = 0; i < n; i++) {
+        if (group_teardown) {
+            put_u32(&m, IFLA_GROUP, TEARDOWN_GROUP);
+        } else {
             char name[IFNAMSIZ];
             snprintf(name, sizeof(name), "v%d", (int)i);
-            struct msg m;
-            struct ifinfomsg *ifi = msg_init(&m, lbuf, sizeof(lbuf), RTM_DELLINK,
-                                             NLM_F_ACK, ++seq, sizeof(*ifi));
-            ifi->ifi_family = AF_UNSPEC;
             put_str(&m, IFLA_IFNAME, name);
-            nl_send(hostfd, lbuf, m.h->nlmsg_len);
-            nl_acks(hostfd, 1, "teardown", i);
         }
+        nl_send(hostfd, lbuf, m.h->nlmsg_len);
+        nl_acks(hostfd, 1, group_teardown ? "teardown(group)" : "teardown", i);
     }
     t1 = now_ms();
     printf("teardown_ms=%.1f teardown_per_container_ms=%.4f teardown_mode=%s\n",

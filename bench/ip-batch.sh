@@ -47,10 +47,8 @@ make_bridges
 i=0
 : > $W/host.batch
 : > $W/teardown.batch
-: > $W/netns.batch
 while [ "$i" -lt "$N" ]; do
   k=$((i / PB)); h=$((i % PB + 2))
-  echo "netns add c$i" >> $W/netns.batch
   echo "link add v$i$GROUP master br$k up type veth peer name eth1 netns c$i" >> $W/host.batch
   printf 'addr add 10.%d.%d.%d/16 brd 10.%d.255.255 dev eth1\nlink set eth1 up\nroute replace default via 10.%d.0.1 dev eth1 proto boot\n' \
     "$k" $((h / 256)) $((h % 256)) "$k" "$k" > $W/ns/c$i
@@ -58,12 +56,7 @@ while [ "$i" -lt "$N" ]; do
   i=$((i + 1))
 done
 
-# ---- containers: N named netns (one ip -batch) ----
-t0=$(now)
-ip -batch $W/netns.batch
-t1=$(now)
-echo "impl=ip-batch n=$N bridges=$NBR per_bridge=$PB"
-echo "netns_ms=$(ms "$t0" "$t1")"
+named_netns_timed ip-batch
 
 # ---- attach (timed) ----
 t0=$(now)

@@ -73,8 +73,7 @@ trap 'exit 130' INT TERM
 make_bridges
 
 # ---- containers: N named netns + one sleeper in each ----
-i=0
-while [ "$i" -lt "$N" ]; do echo "netns add c$i"; i=$((i + 1)); done > $W/netns.batch
+netns_batch > $W/netns.batch
 t0=$(now)
 ip -batch $W/netns.batch
 i=0

@@ -48,14 +48,7 @@ cover_run_and_sys
 parse_args "$@"
 make_bridges
 
-# ---- containers: N named netns (one ip -batch) ----
-i=0
-while [ "$i" -lt "$N" ]; do echo "netns add c$i"; i=$((i + 1)); done > $W/netns.batch
-t0=$(now)
-ip -batch $W/netns.batch
-t1=$(now)
-echo "impl=shell-pipework n=$N bridges=$NBR per_bridge=$PB"
-echo "netns_ms=$(ms "$t0" "$t1")"
+named_netns_timed shell-pipework
 
 # ---- attach (timed): the pipework ip sequence, one process per step ----
 t0=$(now)

@@ -45,11 +45,13 @@ function makeBridges(nbr) {
   must('ip', ['-batch', '-'], { input: b });
 }
 
-/** N named netns c0..c<N-1> with one `ip -batch` (timed by the caller). */
+/** N named netns c0..c<N-1> with one `ip -batch`, timed: prints netns_ms (netns_kind=named). */
 function makeNamedNetns(n) {
   let b = '';
   for (let i = 0; i < n; i++) b += `netns add c${i}\n`;
+  const t0 = now();
   must('ip', ['-batch', '-'], { input: b });
+  out({ netns_ms: fmt(now() - t0), netns_kind: 'named' });
 }
 
 /**

@@ -70,6 +70,23 @@ make_bridges() {
   ip -batch $W/bridges.batch
 }
 
+# The `ip -batch` lines that make the N containers: named netns c0..c<N-1>.
+netns_batch() {
+  _i=0
+  while [ "$_i" -lt "$N" ]; do echo "netns add c$_i"; _i=$((_i + 1)); done
+}
+
+# The N containers, one `ip -batch` timed (its file written before), then the
+# first output lines: impl=$1 ... and netns_ms=.
+named_netns_timed() {
+  netns_batch > $W/netns.batch
+  _t0=$(now)
+  ip -batch $W/netns.batch || die "ip netns add failed"
+  _t1=$(now)
+  echo "impl=$1 n=$N bridges=$NBR per_bridge=$PB"
+  echo "netns_ms=$(ms "$_t0" "$_t1")"
+}
+
 # Verify (untimed): every bridge has its ports up, and container c<i> has
 # eth1 up, its address (with `brd` unless VERIFY_NO_BRD) and the default
 # route (`ip route show` arguments: VERIFY_ROUTE).

@@ -155,10 +155,7 @@ function cli() {
   }
   fs.writeFileSync(`${W}/attach.batch`, attach);
   fs.writeFileSync(`${W}/unplug.batch`, unplug);
-  let t0 = C.now();
   C.makeNamedNetns(n);
-  let t1 = C.now();
-  C.out({ netns_ms: C.fmt(t1 - t0), netns_kind: 'named' });
 
   let r = timedCli(['--no-arp', '--batch', `${W}/attach.batch`]);
   attachLine(r.t0, r.t1, { includes: 'process-start', max_rss_mb: C.fmt(r.rss) });
@@ -177,10 +174,7 @@ function cni() {
   if (!fs.existsSync(`${bin}/bridge`) || !fs.existsSync(`${bin}/host-local`)) C.fail('CNI plugins not installed');
   C.makeBridges(nbr);
   header('cni-bridge');
-  let t0 = C.now();
   C.makeNamedNetns(n);
-  let t1 = C.now();
-  C.out({ netns_ms: C.fmt(t1 - t0), netns_kind: 'named' });
   // host-local keeps its allocations in dataDir: our private tmpfs, never /var/lib/cni.
   const conf = [];
   for (let k = 0; k < nbr; k++) {
@@ -197,12 +191,12 @@ function cni() {
     PATH: process.env.PATH, CNI_COMMAND: cmd, CNI_CONTAINERID: `c${i}`, CNI_NETNS: `/run/netns/c${i}`,
     CNI_IFNAME: 'eth1', CNI_PATH: bin,
   });
-  t0 = C.now();
+  let t0 = C.now();
   for (let i = 0; i < n; i++) {
     const r = C.run(`${bin}/bridge`, [], { input: conf[C.bridgeOf(i, pb)], env: env('ADD', i) });
     if (r.status !== 0) C.fail(`CNI ADD c${i}: ${r.stdout.trim()} ${r.stderr.trim()}`);
   }
-  t1 = C.now();
+  let t1 = C.now();
   attachLine(t0, t1, { announces: 'gratuitous-arp' });
   verifyLine(C.verifyAttach(n, pb, (i) => ['ip', '-n', `c${i}`]));
   if (teardown) {
@@ -223,10 +217,7 @@ function pyroute2() {
   const script = path.join(__dirname, 'pyroute2_bench.py');
   C.makeBridges(nbr);
   header('pyroute2');
-  const t0 = C.now();
   C.makeNamedNetns(n);
-  const t1 = C.now();
-  C.out({ netns_ms: C.fmt(t1 - t0), netns_kind: 'named' });
   const group = 4242;
   const r = C.run(py, [script, 'attach', n, pb, group]);
   if (r.status !== 0) C.fail(`pyroute2 attach: ${r.stderr.trim().slice(-2000)}`);
