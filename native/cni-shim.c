@@ -318,11 +318,10 @@ static int version_field(const char *key, struct json *j, void *ctx) {
   return 0;
 }
 
+/* A top-level "cniVersion" string met before the text ends or stops being JSON (stdin cut at the size limit keeps it). */
 static void learn_version(const char *stdin_data, size_t n) {
   struct json j = {stdin_data, stdin_data + n};
-  char saved[sizeof cni_version];
-  memcpy(saved, cni_version, sizeof saved);
-  if (json_object(&j, version_field, NULL)) memcpy(cni_version, saved, sizeof saved);
+  json_object(&j, version_field, NULL);
 }
 
 /* ---- time ---- */
@@ -436,7 +435,7 @@ static void read_stdin(struct buf *in) {
     }
     in->len += (size_t)n;
     if (in->len > MAX_BODY) {
-      learn_version(in->p, in->len);
+      learn_version(in->p, MAX_BODY);
       failf(CNI_INVALID_CONFIG, "", "the network config on stdin is larger than %d bytes", MAX_BODY);
     }
   }
