@@ -89,7 +89,7 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
 /**
  * `pipework [unplug] --batch FILE|-`: every line in one process and one
  * session, read as a stream (memory stays flat whatever the length), up to
- * 32 lines in flight; lines naming the same guest keep their order, and the
+ * up to 1024 lines in flight (defaultConcurrency); lines naming the same guest keep their order, and the
  * first attach to a host interface runs alone (it may create the bridge; a
  * Linux bridge is then looked up once for all the lines, see bulkAttacher). A
  * failed line is rolled back alone and reported as `line N: ...`; the others
@@ -155,7 +155,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
         yield l;
       }
     })();
-    for await (const r of runBounded(items, work, { concurrency: 32 })) {
+    for await (const r of runBounded(items, work)) {
       const no = lineOf.get(r.index)!;
       lineOf.delete(r.index);
       if (!r.ok) report(no, r.error);
