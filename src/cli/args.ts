@@ -19,6 +19,7 @@ pipework --batch FILE|-                              one pipework command per li
 pipework --direct-phys <hostinterface> ...           move the interface itself into the container
 pipework docker-plugin [--socket PATH] [--state FILE]  Docker network driver: docker network create -d pipework
 pipework watch [--cleanup]                           plumb containers as their pipework labels ask, as they start
+pipework daemon [--socket PATH] [--docker-plugin] [--watch]  serve CNI calls and the API from one process
 
 <guest>: a PID, a named netns (/run/netns/NAME), a netns path, a Docker container
 name or id, or an LXC container name.

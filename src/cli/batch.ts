@@ -59,7 +59,7 @@ interface Line {
   error?: Error;
 }
 
-async function* parsedLines(lines: AsyncIterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
+async function* parsedLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
   let no = 0;
   for await (const text of lines) {
     no++;
@@ -95,11 +95,22 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
   const { Session }: typeof import('../index') = require('../index');
+  const session = new Session();
+  try {
+    return await runBatchLines(readLines(file), unplug, opts, io, { session, progress: process.stderr.isTTY && !opts.json });
+  } finally {
+    session.close();
+  }
+}
+
+/**
+ * The lines of a batch, run as --batch runs them, in the caller's session
+ * (the daemon's /v1/batch); with progress, the running counts on stderr.
+ */
+export async function runBatchLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions, io: Out,
+  { session, progress = false }: { session: import('../index').Session; progress?: boolean }): Promise<number> {
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
-  const lines = readLines(file);
-  const session = new Session();
-  const progress = process.stderr.isTTY && !opts.json;
   const started = process.hrtime.bigint();
   const attachWith = bulkAttacher(session);
   const inOrder = sequencer();
@@ -143,27 +154,23 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
     return inOrder(key, async () => { await runOne(session, cmd, io, attachWith); return true; });
   };
 
-  try {
-    const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
-    let index = 0;
-    const items = (async function* () {
-      for await (const l of parsedLines(lines, unplug, opts)) {
-        lineOf.set(index++, l.no);
-        yield l;
-      }
-    })();
-    for await (const r of runBounded(items, work, { concurrency: 32 })) {
-      const no = lineOf.get(r.index)!;
-      lineOf.delete(r.index);
-      if (!r.ok) report(no, r.error);
-      else if (r.result) done++;
-      if (grouped.length >= 512) await flush();
-      if (progress && (done + failed) % 50 === 0) process.stderr.write(`\r${done} done, ${failed} failed`);
+  const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
+  let index = 0;
+  const items = (async function* () {
+    for await (const l of parsedLines(lines, unplug, opts)) {
+      lineOf.set(index++, l.no);
+      yield l;
     }
-    await flush();
-  } finally {
-    session.close();
+  })();
+  for await (const r of runBounded(items, work, { concurrency: 32 })) {
+    const no = lineOf.get(r.index)!;
+    lineOf.delete(r.index);
+    if (!r.ok) report(no, r.error);
+    else if (r.result) done++;
+    if (grouped.length >= 512) await flush();
+    if (progress && (done + failed) % 50 === 0) process.stderr.write(`\r${done} done, ${failed} failed`);
   }
+  await flush();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (progress) process.stderr.write('\r');
   if (!opts.json || failed) io.err(`${done} done, ${failed} failed, in ${seconds.toFixed(2)} s`);

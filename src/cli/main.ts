@@ -12,6 +12,7 @@ const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => pro
 export async function main(argv: string[], io: Out = stdio): Promise<number> {
   if (argv[0] === 'docker-plugin') return require('../docker/plugin').main(argv.slice(1), io);
   if (argv[0] === 'watch') return require('../docker/watch').main(argv.slice(1), io);
+  if (argv[0] === 'daemon') return require('../daemon/main').main(argv.slice(1), io, daemonHosts());
   let cmd: Command;
   try {
     cmd = parseArgs(argv);
@@ -25,6 +26,23 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     io.err(describeError(e, 'opts' in cmd && cmd.opts.verbose));
     return 1;
   }
+}
+
+/** What `pipework daemon` can host besides its own API: batches as --batch runs them, the Docker plugin, the watcher. */
+function daemonHosts(): import('../daemon/main').Hosted {
+  const plugin: typeof import('../docker/plugin') = require('../docker/plugin');
+  return {
+    batch: (lines, unplug, json, io, session) => {
+      const { runBatchLines }: typeof import('./batch') = require('./batch');
+      const opts: GlobalOptions = { dryRun: false, json, verbose: false, nodad: false, arp: true };
+      return runBatchLines(lines, unplug, opts, io, { session });
+    },
+    dockerPlugin: { defaultSocket: plugin.DEFAULT_SOCKET, defaultState: plugin.DEFAULT_STATE, start: plugin.startPlugin },
+    watch: (session, cleanup, log) => {
+      const { Watcher }: typeof import('../docker/watch') = require('../docker/watch');
+      return new Watcher(session, { cleanup }, log);
+    },
+  };
 }
 
 /** One line for the user: our own messages as they are, kernel refusals with their cause. */
@@ -99,7 +117,7 @@ export async function runOne(session: SessionT, cmd: Command, io: Out, attachWit
         }
         const { runProgram }: typeof import('../run') = require('../run');
         const r = await runProgram('tc', cmd.args, { netnsFd: guest.fd });
-        if (r.stdout) process.stdout.write(r.stdout);
+        if (r.stdout) io.out(r.stdout.replace(/\n$/, ''));
         return 0;
       }
       case 'unplug': {
