@@ -7,7 +7,6 @@
 //   npx tsc -p . && node scripts/in-netns.js npx vitest run test/e2e/daemon.test.ts
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,25 +35,8 @@ async function startDaemon(args: string[] = [], socket = SOCKET): Promise<Pipewo
   return p;
 }
 
-/** One request on a connection of its own, as the CNI shim makes it. */
-function call(socket: string, path: string, body?: string, method = 'POST'): Promise<{ status: number; text: string; json: any }> {
-  return new Promise((done, fail) => {
-    const headers = body === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
-    const req = request({ socketPath: socket, path, method, headers, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (d: string) => { text += d; });
-      res.on('end', () => {
-        let json: any;
-        try { json = JSON.parse(text); } catch { json = undefined; }
-        done({ status: res.statusCode ?? 0, text, json });
-      });
-    });
-    req.on('error', fail);
-    req.end(body);
-  });
-}
-const get = (socket: string, path: string) => call(socket, path, undefined, 'GET');
-const api = (path: string, body: unknown, socket = SOCKET) => call(socket, path, JSON.stringify(body));
+const get = (socket: string, path: string) => post(socket, path, undefined, 'GET');
+const api = (path: string, body: unknown, socket = SOCKET) => post(socket, path, JSON.stringify(body));
 
 /** A CNI call through the daemon, as the shim makes it. */
 async function viaDaemon(env: Record<string, string>, config: unknown, socket = SOCKET): Promise<{ exitCode: number; stdout: string; stderr: string }> {
@@ -280,10 +262,10 @@ describe('pipework daemon', () => {
       `${chunk.length.toString(16)}\r\n${chunk}\r\n`.repeat(20)}0\r\n\r\n`);
     expect(chunked).toMatch(/^HTTP\/1\.1 413 /);
 
-    const badJson = await call(SOCKET, '/v1/cni', '{"env": ');
+    const badJson = await post(SOCKET, '/v1/cni', '{"env": ');
     expect(badJson.status).toBe(400);
     expect(badJson.json.error).toMatch(/^invalid JSON: /);
-    expect((await call(SOCKET, '/v1/cni', '[1]')).json).toEqual({ error: 'the request body must be a JSON object' });
+    expect((await post(SOCKET, '/v1/cni', '[1]')).json).toEqual({ error: 'the request body must be a JSON object' });
     expect((await api('/v1/cni', { env: { CNI_COMMAND: 7 }, stdin: '{}' })).json).toEqual({ error: 'env.CNI_COMMAND must be a string' });
     expect((await get(SOCKET, '/v1/nothing')).status).toBe(404);
     const wrong = await get(SOCKET, '/v1/cni');
