@@ -160,6 +160,10 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
         throw new CniError(ErrorCode.InvalidConfig, `${ipam!.type} returned an invalid address ${JSON.stringify(ip.address)}`, (e as Error).message);
       }
     }
+    const missing = conf.requestedIps.filter((want) => !ips.some((ip) => sameIp(ip.address, want)));
+    if (missing.length)
+      throw new CniError(ErrorCode.Internal, `${ipam!.type} did not assign the IP addresses asked for: ${missing.join(', ')}`,
+        `it assigned ${ips.map((ip) => ip.address).join(', ') || 'none'}; CNI_ARGS IP=, args.cni.ips and runtimeConfig.ips are read by the IPAM plugin`);
     const routes = dedupe((ipamResult.routes ?? []).map((r) => parseRoute(r, gatewaysOf(ips))));
 
     const r = await session.attach(guest, attachRequest(conf, hostInterface, a.ifname, ips.map((ip) => ip.address)));
@@ -186,6 +190,11 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
     session.close();
     guest.close();
   }
+}
+
+/** True when the address of `cidr` is `ip` (texts of one address can differ: 2001:db8::1, 2001:DB8:0::1). */
+function sameIp(cidr: string, ip: string): boolean {
+  return parseCidr(cidr).bytes.equals(parseIp(ip, 'IP').bytes);
 }
 
 function dedupe(routes: ParsedRoute[]): ParsedRoute[] {

@@ -144,7 +144,8 @@ async function runCommand(io: Io): Promise<number> {
     const call: CniCall = { stdin, env: io.env, stderr: io.err };
     if (typeof raw.cniVersion === 'string') version = raw.cniVersion;
     const minimum = cmd === 'STATUS' || cmd === 'GC' ? { version: '1.1.0', command: cmd } : undefined;
-    const conf = parseConfig(raw, checkVersion(raw, minimum));
+    // CNI_ARGS matter to ADD only: a DEL or CHECK must not fail on them.
+    const conf = parseConfig(raw, checkVersion(raw, minimum), cmd === 'ADD' ? io.env.CNI_ARGS : undefined);
 
     switch (cmd) {
       case 'ADD': {
