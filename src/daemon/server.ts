@@ -224,12 +224,15 @@ function cniEnv(body: Record<string, unknown>): Record<string, string> {
   return out;
 }
 
+/** The commands a metric is kept for (anything else counts as cni_other: labels stay few). */
+const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'];
+
 async function handleCni(s: DaemonState, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const body = await jsonBody(req);
   const env = cniEnv(body);
   const stdin = body.stdin ?? '';
   if (typeof stdin !== 'string') throw invalid('stdin must be a string (the network configuration)');
-  const op = `cni_${(env.CNI_COMMAND || 'none').toLowerCase().replace(/[^a-z]/g, '_').slice(0, 16)}`;
+  const op = CNI_COMMANDS.includes(env.CNI_COMMAND) ? `cni_${env.CNI_COMMAND.toLowerCase()}` : 'cni_other';
   const end = s.metrics.start(op);
   let outcome;
   try {
@@ -277,11 +280,9 @@ async function route(s: DaemonState, req: IncomingMessage, res: ServerResponse):
     throw new HttpError(404, `no such endpoint: ${path}`);
   }
   if (!only('POST')) return;
-  if (s.stopping) {
-    req.resume();
-    throw new HttpError(503, 'the daemon is stopping');
-  }
   const body = await jsonBody(req);
+  // Checked once the body is in: nothing starts after the daemon began to stop.
+  if (s.stopping) throw new HttpError(503, 'the daemon is stopping');
   const end = s.metrics.start(operation.op);
   try {
     const result = await operation.run(s, body);

@@ -278,6 +278,14 @@ describe('pipework daemon', () => {
     daemon.check();
   });
 
+  it('a client that never finishes its headers is answered 408 and disconnected; others are served meanwhile', async () => {
+    const slow = raw('POST /v1/cni HTTP/1.1\r\nHost: x\r\n');
+    expect((await get(SOCKET, '/v1/health')).status).toBe(200);
+    const answer = await slow;
+    expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(answer).toContain('Connection: close');
+  }, 30_000);
+
   it('refuses a peer that is neither root nor the socket owner (uid 65534): 403, connection closed', async () => {
     chmodSync(dir, 0o755);
     chmodSync(join(dir, 'run'), 0o755);
