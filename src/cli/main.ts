@@ -2,7 +2,7 @@
  * The `pipework` command. Loads only what the command at hand needs: a
  * single call has to start faster than the shell original runs.
  */
-import { Command, GlobalOptions, HELP, USAGE, parseArgs } from './args';
+import { Command, GlobalOptions, HELP, USAGE, defaultOptions, parseArgs } from './args';
 import { PipeworkError } from '../errors';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
@@ -34,8 +34,7 @@ function daemonHosts(): import('../daemon/main').Hosted {
   return {
     batch: (lines, unplug, json, io, session) => {
       const { runBatchLines }: typeof import('./batch') = require('./batch');
-      const opts: GlobalOptions = { dryRun: false, json, verbose: false, nodad: false, arp: true };
-      return runBatchLines(lines, unplug, opts, io, { session });
+      return runBatchLines(lines, unplug, { ...defaultOptions(), json }, io, { session });
     },
     dockerPlugin: { defaultSocket: plugin.DEFAULT_SOCKET, defaultState: plugin.DEFAULT_STATE, start: plugin.startPlugin },
     watch: (session, cleanup, log) => {
