@@ -65,9 +65,9 @@ const netns = (name: string) => { sh('ip', 'netns', 'add', name); return `/run/n
 const fdsOf = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`); } catch { return 'gone'; } });
 
 /** A host-local network on bridge br, its reservations in DATA. */
-const bridgeConf = (name: string, br: string, subnet: string, extra: Record<string, unknown> = {}) => ({
+const bridgeConf = (name: string, br: string, subnet: string, ipamType = 'host-local') => ({
   cniVersion: '1.0.0', name, type: 'pipework', bridge: br,
-  ipam: { type: 'host-local', dataDir: DATA, ranges: [[{ subnet }]], routes: [{ dst: '0.0.0.0/0' }] }, ...extra,
+  ipam: { type: ipamType, dataDir: DATA, ranges: [[{ subnet }]], routes: [{ dst: '0.0.0.0/0' }] },
 });
 
 beforeAll(async () => {
@@ -111,7 +111,10 @@ describe('pipework daemon', () => {
 
     const plan = await api('/v1/plan', { guest, request: { hostInterface: 'brpwd', containerInterface: 'eth2', addresses: ['10.61.0.3/24'] } });
     expect(plan.status).toBe(200);
-    expect(plan.json.commands[0]).toBe(`ip link add veth2plpwd1 mtu 1500 master brpwd up type veth peer name eth2 mtu 1500 netns ${path}`);
+    const dryRun = spawnSync(process.execPath, ['bin/pipework.js', '--dry-run', 'brpwd', '-i', 'eth2', 'pwd1', '10.61.0.3/24'], { encoding: 'utf8' });
+    expect(dryRun.status).toBe(0);
+    expect(plan.json.commands).toEqual(dryRun.stdout.trimEnd().split('\n'));
+    expect(plan.json.commands[0]).toMatch(/^ip link add veth2plpwd1 .*peer name eth2 /);
     expect(link(path, 'eth2')).toBeUndefined(); // planned, not made
 
     expect((await api('/v1/route', { guest, args: ['add', '10.99.0.0/16', 'via', '10.61.0.254'] })).status).toBe(200);
@@ -323,9 +326,10 @@ describe('pipework daemon', () => {
     const env = (id: string, ns: string) => ({ CNI_CONTAINERID: id, CNI_NETNS: ns, CNI_IFNAME: 'eth0', CNI_PATH: path });
 
     beforeAll(() => {
-      // host-local, held up for a second on ADD: a window to kill or stop the daemon in.
+      // The reference host-local, exec'd (an IPAM type the daemon does not run itself) and held up
+      // for a second on ADD: a window to kill or stop the daemon in.
       mkdirSync(path);
-      writeFileSync(join(path, 'host-local'), `#!/bin/sh
+      writeFileSync(join(path, 'slow-host-local'), `#!/bin/sh
 if [ "$CNI_COMMAND" = ADD ]; then echo "$CNI_CONTAINERID" >> '${started}'; sleep 1; fi
 exec ${SYSTEM_CNI}/host-local "$@"
 `, { mode: 0o755 });
@@ -333,7 +337,7 @@ exec ${SYSTEM_CNI}/host-local "$@"
 
     it('SIGKILL mid-ADD: the client sees the connection cut; a new daemon takes the state from disk, DEL then ADD converges', async () => {
       const ns = netns('pwk1');
-      const conf = bridgeConf('pwk', 'brpwk', '10.61.3.0/24');
+      const conf = bridgeConf('pwk', 'brpwk', '10.61.3.0/24', 'slow-host-local');
       const cut = viaDaemon({ ...env('ctr-k1', ns), CNI_COMMAND: 'ADD' }, conf).then(() => 'answered', (e: Error) => e.message);
       await waitFor(() => existsSync(started) && readFileSync(started, 'utf8').includes('ctr-k1'), 10_000, 'the IPAM plugin to start');
       await daemon.stop('SIGKILL');
@@ -356,7 +360,7 @@ exec ${SYSTEM_CNI}/host-local "$@"
 
     it('SIGTERM with an ADD in flight: it finishes, new CNI calls get code 11, health says stopping, exit 0, socket gone', async () => {
       const ns = netns('pwt1');
-      const conf = bridgeConf('pwt', 'brpwt', '10.61.4.0/24');
+      const conf = bridgeConf('pwt', 'brpwt', '10.61.4.0/24', 'slow-host-local');
       const inFlight = viaDaemon({ ...env('ctr-t1', ns), CNI_COMMAND: 'ADD' }, conf);
       await waitFor(() => existsSync(started) && readFileSync(started, 'utf8').includes('ctr-t1'), 10_000, 'the IPAM plugin to start');
       const exited = daemon.wait();
@@ -410,7 +414,8 @@ exec ${SYSTEM_CNI}/host-local "$@"
     const conf = bridgeConf('pws', 'brpws', '10.61.6.0/24');
     const pair = async (i: number) => {
       const e = { CNI_CONTAINERID: `soak-${i}`, CNI_NETNS: ns, CNI_IFNAME: 'eth0', CNI_PATH: SYSTEM_CNI };
-      expect((await viaDaemon({ ...e, CNI_COMMAND: 'ADD' }, conf)).exitCode).toBe(0);
+      const add = await viaDaemon({ ...e, CNI_COMMAND: 'ADD' }, conf);
+      expect(add.exitCode, add.stdout).toBe(0);
       expect((await viaDaemon({ ...e, CNI_COMMAND: 'DEL' }, conf)).exitCode).toBe(0);
     };
     for (let i = 0; i < 20; i++) await pair(i); // warm-up: lazy modules, pools
