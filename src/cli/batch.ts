@@ -62,6 +62,19 @@ interface Line {
   error?: Error;
 }
 
+/** How many lines of the file are commands (each yields one result): the progress bar's total. */
+async function countCommands(file: string): Promise<number> {
+  let n = 0;
+  for await (const text of readLines(file)) {
+    try {
+      if (splitLine(text).length) n++;
+    } catch {
+      n++; // reported as a failed line
+    }
+  }
+  return n;
+}
+
 async function* parsedLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
   let no = 0;
   for await (const text of lines) {
@@ -94,13 +107,17 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
  * Linux bridge is then looked up once for all the lines, see bulkAttacher). A
  * failed line is rolled back alone and reported as `line N: ...`; the others
  * go on. Unplugged veths are deleted by device group, hundreds at once. A
- * progress line on stderr when it is a terminal; exit status 1 if any line failed.
+ * progress bar on stderr when it is a terminal (a file is counted first for
+ * its total; standard input has none); exit status 1 if any line failed.
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
   const { Session }: typeof import('../index') = require('../index');
   const session = new Session();
   try {
-    return await runBatchLines(readLines(file), unplug, opts, io, { session, progress: process.stderr.isTTY && !opts.json });
+    const progress = process.stderr.isTTY && !opts.json
+      ? (require('./progress') as typeof import('./progress')).progressBar(process.stderr, file === '-' ? undefined : await countCommands(file))
+      : undefined;
+    return await runBatchLines(readLines(file), unplug, opts, io, { session, progress });
   } finally {
     session.close();
   }
@@ -108,10 +125,10 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
 
 /**
  * The lines of a batch, run as --batch runs them, in the caller's session
- * (the daemon's /v1/batch); with progress, the running counts on stderr.
+ * (the daemon's /v1/batch); progress: the bar on a terminal.
  */
 export async function runBatchLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions, io: Out,
-  { session, progress = false }: { session: import('../index').Session; progress?: boolean }): Promise<number> {
+  { session, progress }: { session: import('../index').Session; progress?: import('./progress').Progress }): Promise<number> {
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
   const started = process.hrtime.bigint();
@@ -123,6 +140,7 @@ export async function runBatchLines(lines: AsyncIterable<string> | Iterable<stri
   let failed = 0;
   const report = (no: number, e: unknown) => {
     failed++;
+    progress?.clear();
     io.err(`line ${no}: ${describeError(e, opts.verbose)}`);
   };
 
@@ -171,11 +189,11 @@ export async function runBatchLines(lines: AsyncIterable<string> | Iterable<stri
     if (!r.ok) report(no, r.error);
     else if (r.result) done++;
     if (grouped.length >= 512) await flush();
-    if (progress && (done + failed) % 50 === 0) process.stderr.write(`\r${done} done, ${failed} failed`);
+    progress?.update(done, failed);
   }
   await flush();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (progress) process.stderr.write('\r');
+  progress?.end();
   if (!opts.json || failed) io.err(`${done} done, ${failed} failed, in ${seconds.toFixed(2)} s`);
   return failed ? 1 : 0;
 }
