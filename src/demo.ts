@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync } from 'node:fs';
-import { Session, createNetns, renderPlan } from './index';
+import { Session, createNetns, renderPlan } from './session';
 import { RtnlSocket } from './netlink/socket';
 import { addAddress } from './netlink/address';
 import { getLinkByName, parseLink } from './netlink/link';

@@ -3,7 +3,8 @@
  * API (host netns = the plugin's own, guest = CNI_NETNS). Loaded only for
  * these commands: it brings in the netlink library and the native addon.
  */
-import { Session, type AttachResult } from '../index';
+import { Session } from '../session';
+import type { AttachResult } from '../exec/attach';
 import type { AttachRequest } from '../plan/attach';
 import { RtnlSocket } from '../netlink/socket';
 import { NetlinkError } from '../netlink/error';

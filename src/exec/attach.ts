@@ -8,7 +8,7 @@ import { routeRequest } from '../netlink/route';
 import {
   Link, deleteLink, deleteLinkByName, dumpLinks, getLinkByName, parseLink, setLink,
 } from '../netlink/link';
-import { createBridge } from '../netlink/kinds/bridge';
+import { BRIDGE_MAX_PORTS, createBridge } from '../netlink/kinds/bridge';
 import { createDummy } from '../netlink/kinds/dummy';
 import { createIpoib } from '../netlink/kinds/ipoib';
 import { createMacvlan } from '../netlink/kinds/macvlan';
@@ -16,25 +16,27 @@ import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
 import { AttachPlan, HostLink, Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
+import { ExecOptions, InjectedFault, NetnsPair } from './context';
 import { MOVED_ALIAS_PREFIX } from '../plan/detach';
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
 import { runProgram } from '../run';
-import { BRIDGE_MAX_PORTS } from '../bulk';
 import type { DhcpOutcome } from './dhcp';
 
-/** The sockets and fds an attach works with. */
-export interface NetnsPair {
-  host: RtnlSocket;
-  hostFd: number;
-  guest: RtnlSocket;
-  guestFd: number;
+/** What an attach left in place. */
+export interface AttachResult {
+  guest: string;
+  netns: string;
+  containerInterface: { name: string; index: number; mac?: string; mtu: number };
+  hostInterface?: string;
+  addresses: string[];
+  gateway?: string;
+  /** With DHCP: the DNS servers of the lease, and where they were written (the guest's own resolv.conf). */
+  dns?: string[];
+  resolvConf?: string;
 }
 
-export interface ExecOptions {
-  /** Tests: fail as if step k (0-based) were refused, after the k steps before it took effect. */
-  failAtStep?: number;
-}
+export interface AttachOptions extends ExecOptions {}
 
 /** The container-side link as it ended up. */
 export interface AttachOutcome {
@@ -61,12 +63,6 @@ async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promi
     if (e instanceof NetlinkError && e.errno === EXFULL)
       throw new PipeworkError(`The bridge is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports (${e.message}); spread the containers over several bridges.`);
     throw e;
-  }
-}
-
-export class InjectedFault extends Error {
-  constructor(step: number) {
-    super(`injected fault at step ${step}`);
   }
 }
 

@@ -1,57 +1,28 @@
-/**
- * pipework as a library: plumb network interfaces into containers over
- * rtnetlink, with no program forked for links, addresses, routes or rules.
- */
 import { closeSync } from 'node:fs';
-import { native } from './native';
-import { RtnlSocket } from './netlink/socket';
-import { Guest, GuestSpec, openGuest } from './guest';
-import { AttachRequest, checkRequest, planAttach } from './plan/attach';
-import { AttachPlan, renderStep } from './plan/steps';
-import { AttachOutcome, ExecOptions, NetnsPair, executeAttach } from './exec/attach';
-import { DetachOutcome, deleteGroup, detachOrGroup, executeDetach, observeDetach } from './exec/detach';
-import { DetachPlan, planDetach, renderDetachStep } from './plan/detach';
-import { linkByMac, lookupLinks, observe } from './exec/observe';
-import { parseRoute, parseRule } from './plan/ip-grammar';
-import { routeRequest } from './netlink/route';
-import { ruleRequest } from './netlink/rule';
-import { PipeworkError } from './errors';
-import { formatIp } from './addressing';
-import { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult, attachMany, detachMany } from './bulk';
-import { Link, dumpLinks } from './netlink/link';
-import { NetlinkError } from './netlink/error';
-
-export type { AttachRequest } from './plan/attach';
-export type { AttachPlan, Step } from './plan/steps';
-export type { DetachPlan, DetachStep } from './plan/detach';
-export type { GuestSpec, Guest } from './guest';
-export type { DetachOutcome } from './exec/detach';
-export type { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult } from './bulk';
-export { PipeworkError };
-export { NetlinkError };
-export { openGuest } from './guest';
-export { renderStep } from './plan/steps';
-
-/** What an attach left in place. */
-export interface AttachResult {
-  guest: string;
-  netns: string;
-  containerInterface: { name: string; index: number; mac?: string; mtu: number };
-  hostInterface?: string;
-  addresses: string[];
-  gateway?: string;
-  /** With DHCP: the DNS servers of the lease, and where they were written (the guest's own resolv.conf). */
-  dns?: string[];
-  resolvConf?: string;
-}
-
-export interface AttachOptions extends ExecOptions {}
+import { native } from '../native';
+import { RtnlSocket } from '../netlink/socket';
+import { Guest, GuestSpec, openGuest } from '../guest';
+import { AttachRequest, checkRequest, planAttach } from '../plan/attach';
+import { AttachPlan, renderStep } from '../plan/steps';
+import { AttachOptions, AttachOutcome, AttachResult, executeAttach } from '../exec/attach';
+import type { ExecOptions, NetnsPair } from '../exec/context';
+import { DetachOutcome, deleteGroup, detachOrGroup, executeDetach, observeDetach } from '../exec/detach';
+import { DetachPlan, planDetach, renderDetachStep } from '../plan/detach';
+import { linkByMac, lookupLinks, observe } from '../exec/observe';
+import { parseRoute, parseRule } from '../plan/ip-grammar';
+import { routeRequest } from '../netlink/route';
+import { ruleRequest } from '../netlink/rule';
+import { PipeworkError } from '../errors';
+import { formatIp } from '../addressing';
+import { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult, attachMany, detachMany } from '../bulk';
+import { Link, dumpLinks } from '../netlink/link';
+import { NetlinkError } from '../netlink/error';
 
 const EEXIST = 17;
 const ENODEV = 19;
 
 /** The DHCP runner, loaded only when DHCP is used. */
-const dhcpModule = (): typeof import('./exec/dhcp') => require('./exec/dhcp');
+const dhcpModule = (): typeof import('../exec/dhcp') => require('../exec/dhcp');
 
 /** A guest as given: a spec to open, or a Guest already open (the caller closes it). */
 type GuestArg = GuestSpec | Guest;

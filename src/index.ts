@@ -1,0 +1,19 @@
+/**
+ * pipework as a library: plumb network interfaces into containers over
+ * rtnetlink, with no program forked for links, addresses, routes or rules.
+ *
+ * The public API, and only that: nothing inside src/ imports this file (see
+ * docs/architecture.md).
+ */
+export { Session, attach, detach, createNetns, renderPlan } from './session';
+export type { AttachOptions, AttachResult } from './exec/attach';
+export type { AttachRequest } from './plan/attach';
+export type { AttachPlan, Step } from './plan/steps';
+export type { DetachPlan, DetachStep } from './plan/detach';
+export type { GuestSpec, Guest } from './guest';
+export type { DetachOutcome } from './exec/detach';
+export type { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult } from './bulk';
+export { PipeworkError } from './errors';
+export { NetlinkError } from './netlink/error';
+export { openGuest } from './guest';
+export { renderStep } from './plan/steps';
