@@ -12,17 +12,20 @@ const layers = [
   ['exec'],
   ['bulk'],
   ['session'],
-  // Front ends: none imports another, except as allowedFrontEndEdges says.
+  // Front ends: none imports another, except as allowedSideways says.
   ['cli', 'cni', 'docker', 'daemon'],
   // The entries: main.ts dispatches the pipework command's subcommands,
-  // demo.ts is `npm run demo`, index.ts is the library's public API.
-  ['main\\.ts', 'demo\\.ts', 'index\\.ts'],
+  // demo.ts is `npm run demo`, index.ts is the library's public API (and
+  // index.mts its ES module face).
+  ['main\\.ts', 'demo\\.ts', 'index\\.ts', 'index\\.mts'],
 ];
-// docker/watch runs CLI command lines from container labels; the daemon
-// serves CNI and CLI calls in-process.
-const allowedFrontEndEdges = { docker: ['cli'], daemon: ['cli', 'cni'] };
+// The imports allowed within a layer: docker/watch runs CLI command lines
+// from container labels; the daemon serves CNI and CLI calls in-process;
+// index.mts re-exports index.ts.
+const allowedSideways = { docker: ['cli'], daemon: ['cli', 'cni'], 'index\\.mts': ['index\\.ts'] };
+const label = (name) => name.replace('\\.', '.');
 
-const folder = (name) => (name.endsWith('\\.ts') ? `^src/${name}$` : `^src/${name}/`);
+const folder = (name) => (name.includes('\\.') ? `^src/${name}$` : `^src/${name}/`);
 const forbidden = [
   {
     name: 'no-circular',
@@ -35,7 +38,7 @@ const forbidden = [
     name: 'no-public-barrel-inside',
     comment: 'src/index.ts is the public API; code inside src/ imports the module that defines a thing.',
     severity: 'error',
-    from: { path: '^src/' },
+    from: { path: '^src/', pathNot: '^src/index\\.mts$' },
     to: { path: '^src/index\\.ts$' },
   },
 ];
@@ -44,16 +47,16 @@ layers.forEach((rank, i) => {
   for (const name of rank) {
     if (above.length)
       forbidden.push({
-        name: `layer-${name.replace('\\.ts', '')}-imports-above`,
+        name: `layer-${label(name)}-imports-above`,
         comment: `${name} may import only from the layers below it (see docs/architecture.md).`,
         severity: 'error',
         from: { path: folder(name) },
         to: { path: above.map(folder) },
       });
-    const peers = rank.filter((p) => p !== name && !(allowedFrontEndEdges[name] ?? []).includes(p));
+    const peers = rank.filter((p) => p !== name && !(allowedSideways[name] ?? []).includes(p));
     if (peers.length)
       forbidden.push({
-        name: `layer-${name.replace('\\.ts', '')}-imports-sideways`,
+        name: `layer-${label(name)}-imports-sideways`,
         comment: `${name} may not import from ${peers.join(', ')}, on its own layer.`,
         severity: 'error',
         from: { path: folder(name) },

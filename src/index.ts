@@ -16,4 +16,4 @@ export type { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult } from './
 export { PipeworkError } from './errors';
 export { NetlinkError } from './netlink/error';
 export { openGuest } from './guest';
-export { renderStep } from './plan/steps';
+export { renderStep, STEP_SIDE } from './plan/steps';

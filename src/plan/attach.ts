@@ -4,7 +4,7 @@ import { ARPHRD_INFINIBAND } from '../netlink/constants';
 import { MACVLAN_MODES, MacvlanMode } from '../netlink/kinds/macvlan';
 import { Link } from '../netlink/link';
 import { checkIfname, vethHostName } from './names';
-import { AttachPlan, HostLink, Step, vlanUsers } from './steps';
+import { AttachPlan, HostLink, Step, asideName, vlanUsers } from './steps';
 import type { DhcpRequest } from './dhcp';
 
 /** What a caller asks for: the arguments of one `pipework` attach. */
@@ -140,6 +140,7 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
   const cif = r.containerInterface ?? (kind === 'ipoib' ? 'ib0' : 'eth1');
   const steps: Step[] = [];
   let hostInterface: string | undefined;
+  let asideLink: HostLink | undefined;
 
   if (r.vlan !== undefined && (kind === 'bridge' || kind === 'new-bridge')) throw new PipeworkError('VLAN configuration currently unsupported for Linux bridge.');
   if (r.mac && kind === 'ipoib') throw new PipeworkError('MACADDR configuration unsupported for IPoIB interfaces.');
@@ -160,11 +161,13 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
       const hostName = r.hostName ?? vethHostName(cif, o.guestTag);
       if (o.localLink) {
         if (o.localLink.up) throw new PipeworkError(`Link ${hostName} exists and is up`);
-        steps.push({ op: 'delete-host-link', link: hostLink(o.localLink) });
+        asideLink = { name: asideName(o.localLink.index), index: o.localLink.index };
+        steps.push({ op: 'move-aside-host-link', link: hostLink(o.localLink), aside: asideLink.name, peerName: cif });
       }
       // Index 0: a bridge this plan creates, resolved by the executor once it exists.
       const master = kind === 'bridge' ? hostLink(o.host!) : kind === 'new-bridge' ? { name: r.hostInterface, index: 0 } : undefined;
-      steps.push({ op: 'create-veth', hostName, master, mtu, peerName: cif, mac: r.mac });
+      const masterWas = kind === 'bridge' ? { mac: o.host!.mac, mtu: o.host!.mtu } : undefined;
+      steps.push({ op: 'create-veth', hostName, master, masterWas, mtu, peerName: cif, mac: r.mac });
       if (kind === 'ovs' || kind === 'new-ovs') {
         steps.push({
           op: 'ovs-add-port', bridge: r.hostInterface, port: hostName,
@@ -233,5 +236,6 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
     steps.push({ op: 'replace-default-route', ifname: cif, gateway: gw.bytes, family: gw.family });
   }
   if (r.dhcp) steps.push({ op: 'dhcp', ifname: cif, request: r.dhcp });
+  if (asideLink) steps.push({ op: 'delete-host-link', link: asideLink });
   return { guestPath: o.guestPath, containerInterface: cif, hostInterface, steps };
 }
