@@ -14,19 +14,12 @@ import { AF_INET, AF_INET6, ARPHRD_INFINIBAND } from '../netlink/constants';
 import type { Guest } from '../guest';
 import { parseCidr, parseIp } from '../addressing';
 import { CniError, ErrorCode } from './errors';
-import type { Dns, NetConf, Result, ResultInterface, ResultIp } from './config';
+import type { Attachment, Dns, NetConf, Result, ResultInterface, ResultIp } from './config';
 import type { CniCall } from './delegate';
 import { ipamOf } from './ipam';
 import {
   addRouteRequest, addressesOf, hasRoute, linkByName, openNetns, openNetnsIfPresent, parseRoute, routesOf, type ParsedRoute,
 } from './netns';
-
-/** The attachment parameters from the environment. */
-export interface Attachment {
-  containerId: string;
-  netns: string;
-  ifname: string;
-}
 
 /** Mode dummy: a host interface name that makes the library create a dummy link in the container. */
 export const DUMMY_HOST = 'dummy-pipework';
