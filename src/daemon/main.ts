@@ -11,7 +11,8 @@ import { Metrics } from './metrics';
 import { createDaemonServer, type DaemonState, type Handlers } from './server';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
-type Session = import('../index').Session;
+const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
+type Session = import('../session').Session;
 
 export const DEFAULT_SOCKET = '/run/pipework/pipework.sock';
 
@@ -101,7 +102,7 @@ function cniHandlers(): Pick<Handlers, 'cni' | 'cniTryAgain'> {
 }
 
 /** Runs the daemon until a stop signal; resolves with the exit status. */
-export async function main(argv: string[], io: Out, hosted: Hosted): Promise<number> {
+export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Promise<number> {
   let opts: Options | 'help';
   try {
     opts = parseOptions(argv, hosted);
@@ -114,7 +115,7 @@ export async function main(argv: string[], io: Out, hosted: Hosted): Promise<num
     return 0;
   }
   const stamp = (line: string) => io.err(`${new Date().toISOString()} pipework daemon: ${line}`);
-  const { Session }: typeof import('../index') = require('../index');
+  const { Session }: typeof import('../session') = require('../session');
   const { listenUnix }: typeof import('../run/listen') = require('../run/listen');
   const session = new Session();
   const state: DaemonState = {

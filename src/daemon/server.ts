@@ -24,7 +24,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Session } from '../index';
+import type { Session } from '../session';
 import type { GuestSpec } from '../guest';
 import type { AttachRequest } from '../plan/attach';
 import { PipeworkError } from '../errors';
@@ -116,7 +116,7 @@ const OPERATIONS: Record<string, { op: string; run: (s: DaemonState, body: Recor
   '/v1/plan': {
     op: 'plan',
     run: async (s, b) => {
-      const { renderPlan }: typeof import('../index') = require('../index');
+      const { renderPlan }: typeof import('../session') = require('../session');
       const plan = b.unplug === true
         ? await s.session.planUnplug(guestOf(b), optionalString(b, 'containerInterface'))
         : await s.session.plan(guestOf(b), objectField<AttachRequest>(b, 'request'));
