@@ -48,7 +48,10 @@ function lineCommand(words: string[], unplug: boolean, opts: GlobalOptions): Com
   const cmd = parseArgs(unplug ? ['unplug', ...words] : words);
   if (cmd.kind === 'usage') throw new PipeworkError('not a pipework command (too few arguments)');
   if (!('opts' in cmd) || cmd.kind === 'batch') throw new PipeworkError(`--${cmd.kind} cannot be used in a batch`);
-  cmd.opts = { ...cmd.opts, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined && v !== false)), arp: opts.arp && cmd.opts.arp };
+  cmd.opts = {
+    ...cmd.opts, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined && v !== false)),
+    arp: opts.arp && cmd.opts.arp, ipv6: opts.ipv6 && cmd.opts.ipv6,
+  };
   return cmd;
 }
 
