@@ -5,21 +5,18 @@
 // and once without one (the shim execs pipework-cni).
 // Only inside scripts/in-netns.js:
 //   npx tsc -p . && node scripts/in-netns.js npx vitest run test/e2e/cni-containerd-shim.test.ts
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { connect } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/daemons';
-import { SYSTEM_CNI, ip, nsFile, ports, reservations, scratch } from './cni/harness';
+import { SHIM, SYSTEM_CNI, ip, ports, reservations, scratch, startPipeworkDaemon, stopChild } from './cni/harness';
 import { startContainerd, type Containerd } from './cni/containerd';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/cni-containerd-shim.test.ts changes network namespaces: only inside scripts/in-netns.js');
 }
 
-const SHIM = resolve(__dirname, '../../build/Release/pipework-cni-shim');
-const PIPEWORK = resolve(__dirname, '../../bin/pipework.js');
 const HOST = 'pwctrsh';
 const BRIDGE = 'pwctrsh0';
 const hasContainerd = ['containerd', 'ctr', 'runc'].every((b) => spawnSync('sh', ['-c', `command -v ${b}`], { stdio: 'ignore' }).status === 0)
@@ -34,26 +31,11 @@ afterEach(async () => {
     await ctd?.stop();
   } finally {
     ctd = undefined;
-    if (daemon && daemon.exitCode === null && daemon.signalCode === null) {
-      const gone = new Promise((r) => daemon!.once('exit', r));
-      daemon.kill('SIGTERM');
-      await gone;
-    }
+    await stopChild(daemon);
     daemon = undefined;
     cleanup();
   }
 }, 120_000);
-
-/** `pipework daemon` in the runtime's netns, its socket in a temp dir; resolves once it accepts connections. */
-async function startDaemon(): Promise<string> {
-  const socket = join(dir(), 'pipework.sock');
-  daemon = spawn('nsenter', [`--net=${nsFile(HOST)}`, '--', process.execPath, PIPEWORK, 'daemon', '--socket', socket, '-q'], { stdio: ['ignore', 'inherit', 'inherit'] });
-  await waitFor(() => new Promise<boolean>((ok, fail) => {
-    if (daemon!.exitCode !== null) fail(new Error(`pipework daemon exited ${daemon!.exitCode}`));
-    const s = connect(socket).once('connect', () => { s.destroy(); ok(true); }).once('error', () => ok(false));
-  }), 30_000, 'pipework daemon to listen', 50);
-  return socket;
-}
 
 /** Address of eth0 inside a running container. */
 async function addressIn(c: Containerd, name: string): Promise<string> {
@@ -68,7 +50,8 @@ describe.skipIf(!hasContainerd)('the native shim as containerd\'s CNI plugin', (
     it(`${withDaemon ? 'with pipework daemon' : 'without a daemon (fallback to pipework-cni)'}: two containers ping each other; --rm sends DEL and the host side goes`, async () => {
       addNs(HOST);
       ip(HOST, 'link', 'set', 'lo', 'up');
-      const socket = withDaemon ? await startDaemon() : join(dir(), 'no-daemon.sock');
+      const socket = join(dir(), withDaemon ? 'pipework.sock' : 'no-daemon.sock');
+      if (withDaemon) daemon = await startPipeworkDaemon(HOST, socket);
       const c = ctd = await startContainerd({
         hostNetns: HOST,
         plugin: SHIM,
