@@ -86,7 +86,7 @@ export async function* runBounded<I, T>(
 export const BRIDGE_MAX_PORTS = 1023;
 
 /** One attach of a bulk run. */
-export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest) => Promise<AttachResult>;
+export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest, opts?: AttachOptions) => Promise<AttachResult>;
 
 /**
  * Attaches for a bulk run. The first attach to each host interface runs
@@ -96,11 +96,12 @@ export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest) => Pro
  * 1023-port limit is refused up front, with a message saying so, instead of
  * failing in the kernel.
  */
-export function bulkAttacher(session: Session, opts: AttachOptions = {}): Attacher {
+export function bulkAttacher(session: Session, bulkOpts: AttachOptions = {}): Attacher {
   const first = new Map<string, Promise<unknown>>();
   // Per host interface, once its first attach succeeded: a Linux bridge and its port count.
   const bridges = new Map<string, { link: Link; ports: number } | undefined>();
-  return async (guest, request) => {
+  return async (guest, request, itemOpts) => {
+    const opts = { ...bulkOpts, ...itemOpts };
     const name = request.hostInterface;
     const pending = first.get(name);
     if (!pending) {

@@ -43,9 +43,18 @@ export interface AttachResult {
   /** With DHCP: the DNS servers of the lease, and where they were written (the guest's own resolv.conf). */
   dns?: string[];
   resolvConf?: string;
+  /** With converge: the attachment is new, was completed, or was complete already. */
+  status?: 'created' | 'repaired' | 'unchanged';
 }
 
-export interface AttachOptions extends ExecOptions {}
+export interface AttachOptions extends ExecOptions {
+  /**
+   * When the attachment asked for exists already (the container interface,
+   * of the right kind, on the requested bridge or parent), complete what is
+   * missing instead of refusing it; a link that is something else is still refused.
+   */
+  converge?: boolean;
+}
 
 const EEXIST = 17;
 const ENODEV = 19;
@@ -77,9 +86,9 @@ export class Session {
   }
 
   /** The attach plan, without changing anything (for --dry-run). */
-  async plan(guest: GuestArg, request: AttachRequest): Promise<AttachPlan> {
-    const checked = checkRequest(request);
-    return this.withGuest(guest, async (g, ns) => planAttach(checked, await observe(this.host, ns.guest, g, checked)));
+  async plan(guest: GuestArg, request: AttachRequest, opts: Pick<AttachOptions, 'converge'> = {}): Promise<AttachPlan> {
+    const checked = checkRequest(request, opts.converge);
+    return this.withGuest(guest, async (g, ns) => planAttach(checked, await observe(ns, g, checked)));
   }
 
   /** `pipework HOSTIF [-i CIF] [-l LOCAL] GUEST IP/LEN[@GW] [MAC][@VLAN]`: all of it, or nothing. */
@@ -94,13 +103,19 @@ export class Session {
    * rolled back, is planned again from a full look.
    */
   async attachOnto(bridge: Link | undefined, guest: GuestArg, request: AttachRequest, opts: AttachOptions = {}): Promise<AttachResult> {
-    const checked = checkRequest(request);
+    const checked = checkRequest(request, opts.converge);
     if (checked.dhcp) dhcpModule().checkDhcpRequest(checked.dhcp); // a missing client refused before any link is made
     return this.withGuest(guest, async (g, ns) => {
-      const run = async (known?: Link) => executeAttach(planAttach(checked, await observe(this.host, ns.guest, g, checked, known)), ns, opts);
+      let status: AttachPlan['status'];
+      const run = async (known?: Link) => {
+        const plan = planAttach(checked, await observe(ns, g, checked, known));
+        status = plan.status;
+        return executeAttach(plan, ns, opts);
+      };
       let outcome: AttachOutcome;
       try {
-        outcome = await run(bridge);
+        // Converge looks at the guest before anything: no shortcut.
+        outcome = await run(checked.converge ? undefined : bridge);
       } catch (e) {
         if (!bridge || !(e instanceof NetlinkError && (e.errno === EEXIST || e.errno === ENODEV))) throw e;
         outcome = await run();
@@ -114,6 +129,7 @@ export class Session {
         addresses: dhcp ? dhcp.addresses : checked.addresses.map((a) => `${a.address}/${a.prefixLen}`),
         gateway: checked.gateway && formatIp(checked.gateway.bytes),
         ...(dhcp ? { dns: dhcp.dns, resolvConf: dhcp.resolvConf } : {}),
+        ...(status ? { status } : {}),
       };
     });
   }

@@ -30,6 +30,8 @@ export type Step =
   | { op: 'create-dummy'; name: string; mac?: Buffer }
   | { op: 'move-link'; link: HostLink; name: string; mac?: Buffer }
   | { op: 'guest-link-up'; name: string }
+  /** Converge: the MAC or MTU the container interface would have been created with. */
+  | { op: 'set-guest-link'; name: string; mac?: Buffer; mtu?: number }
   | { op: 'add-address'; ifname: string; cidr: Cidr; broadcast?: Uint8Array; nodad: boolean }
   | { op: 'add-gateway-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
   | { op: 'replace-default-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
@@ -46,11 +48,13 @@ export interface AttachPlan {
   /** The host-side link the plan creates (veth host end), if any. */
   hostInterface?: string;
   steps: Step[];
+  /** With converge: whether the attachment is new, was completed, or was complete already. */
+  status?: 'created' | 'repaired' | 'unchanged';
 }
 
 /** Whether a step acts inside the guest netns (else in the host's). */
 export function inGuest(step: Step): boolean {
-  return ['guest-link-up', 'add-address', 'add-gateway-route', 'replace-default-route', 'arp-notify'].includes(step.op);
+  return ['guest-link-up', 'set-guest-link', 'add-address', 'add-gateway-route', 'replace-default-route', 'arp-notify'].includes(step.op);
 }
 
 /**
@@ -100,6 +104,8 @@ export function renderStep(step: Step, guestPath: string): string {
       return `ip link set dev ${step.link.name} ${netns} name ${step.name}${macArg(step.mac)}`;
     case 'guest-link-up':
       return inNs(`ip link set dev ${step.name} up`);
+    case 'set-guest-link':
+      return inNs(`ip link set dev ${step.name}${macArg(step.mac)}${step.mtu ? mtuArg(step.mtu) : ''}`);
     case 'add-address': {
       const brd = step.broadcast ? ` brd ${formatIp(step.broadcast)}` : '';
       return inNs(`ip -${step.cidr.family} addr add ${step.cidr.address}/${step.cidr.prefixLen}${brd} dev ${step.ifname}${step.nodad ? ' nodad' : ''}`);
