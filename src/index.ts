@@ -30,7 +30,7 @@ export type { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult } from './
 export { PipeworkError };
 export { NetlinkError };
 export { openGuest } from './guest';
-export { renderStep } from './plan/steps';
+export { renderStep, STEP_SIDE } from './plan/steps';
 
 /** What an attach left in place. */
 export interface AttachResult {

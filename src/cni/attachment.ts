@@ -14,7 +14,7 @@ import type { Guest } from '../guest';
 import { parseCidr, parseIp } from '../addressing';
 import { CniError, ErrorCode } from './errors';
 import type { Dns, NetConf, Result, ResultInterface, ResultIp } from './config';
-import { delegate, findPlugin, ipamAdd, type Delegation } from './delegate';
+import { delegate, findPlugin, ipamAdd, type CniCall, type Delegation } from './delegate';
 import {
   addRouteRequest, addressesOf, hasRoute, linkByName, openNetns, openNetnsIfPresent, parseRoute, routesOf, type ParsedRoute,
 } from './netns';
@@ -109,10 +109,10 @@ function attachRequest(conf: NetConf, hostInterface: string, ifname: string, add
 }
 
 /** The IPAM delegation of this configuration, if it names one. */
-export function ipamDelegation(conf: NetConf, stdin: Buffer): Delegation | undefined {
+export function ipamDelegation(conf: NetConf, call: CniCall): Delegation | undefined {
   const type = conf.ipam?.type;
   if (!type) return undefined;
-  return { type, file: findPlugin(type), stdin, cniVersion: conf.cniVersion };
+  return { type, file: findPlugin(type, call.env), call, cniVersion: conf.cniVersion };
 }
 
 /** The first gateway of each family among the IPAM ips (for routes without `gw`). */
@@ -127,8 +127,8 @@ function gatewaysOf(ips: ResultIp[]): { 4?: Buffer; 6?: Buffer } {
 }
 
 /** ADD: IPAM first (addresses), then the link with its addresses in one attach, then MTU and routes. */
-export async function add(conf: NetConf, a: Attachment, stdin: Buffer): Promise<Result> {
-  const ipam = ipamDelegation(conf, stdin);
+export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<Result> {
+  const ipam = ipamDelegation(conf, call);
   const guest = openNetns(a.netns);
   const session = new Session();
   const host = RtnlSocket.open();
@@ -160,6 +160,10 @@ export async function add(conf: NetConf, a: Attachment, stdin: Buffer): Promise<
         throw new CniError(ErrorCode.InvalidConfig, `${ipam!.type} returned an invalid address ${JSON.stringify(ip.address)}`, (e as Error).message);
       }
     }
+    const missing = conf.requestedIps.filter((want) => !ips.some((ip) => sameIp(ip.address, want)));
+    if (missing.length)
+      throw new CniError(ErrorCode.Internal, `${ipam!.type} did not assign the IP addresses asked for: ${missing.join(', ')}`,
+        `it assigned ${ips.map((ip) => ip.address).join(', ') || 'none'}; CNI_ARGS IP=, args.cni.ips and runtimeConfig.ips are read by the IPAM plugin`);
     const routes = dedupe((ipamResult.routes ?? []).map((r) => parseRoute(r, gatewaysOf(ips))));
 
     const r = await session.attach(guest, attachRequest(conf, hostInterface, a.ifname, ips.map((ip) => ip.address)));
@@ -186,6 +190,11 @@ export async function add(conf: NetConf, a: Attachment, stdin: Buffer): Promise<
     session.close();
     guest.close();
   }
+}
+
+/** True when the address of `cidr` is `ip` (texts of one address can differ: 2001:db8::1, 2001:DB8:0::1). */
+function sameIp(cidr: string, ip: string): boolean {
+  return parseCidr(cidr).bytes.equals(parseIp(ip, 'IP').bytes);
 }
 
 function dedupe(routes: ParsedRoute[]): ParsedRoute[] {
@@ -235,7 +244,7 @@ function buildResult(conf: NetConf, a: Attachment, r: AttachResult, ipam: Result
  * IPAM release. A netns or interface that is gone already is success, and an
  * interface of that name that this mode did not make is left alone.
  */
-export async function del(conf: NetConf, a: Attachment, stdin: Buffer): Promise<void> {
+export async function del(conf: NetConf, a: Attachment, call: CniCall): Promise<void> {
   const errors: unknown[] = [];
   let guest: Guest | undefined;
   try {
@@ -266,7 +275,7 @@ export async function del(conf: NetConf, a: Attachment, stdin: Buffer): Promise<
     guest?.close();
   }
   try {
-    const ipam = ipamDelegation(conf, stdin);
+    const ipam = ipamDelegation(conf, call);
     if (ipam) await delegate(ipam, 'DEL');
   } catch (e) {
     errors.push(e);
@@ -306,10 +315,10 @@ const fail = (msg: string, details = '') => new CniError(ErrorCode.Internal, msg
  * CNI_NETNS with its kind, MAC and addresses; prevResult's routes exist; in
  * mode bridge the veth's host end is still a port of the bridge.
  */
-export async function check(conf: NetConf, a: Attachment, stdin: Buffer): Promise<void> {
+export async function check(conf: NetConf, a: Attachment, call: CniCall): Promise<void> {
   const prev = conf.prevResult;
   if (!prev) throw invalid('required prevResult missing', 'CHECK needs the result of the ADD as prevResult');
-  const ipam = ipamDelegation(conf, stdin);
+  const ipam = ipamDelegation(conf, call);
   if (ipam) await delegate(ipam, 'CHECK');
   const interfaces = prev.interfaces ?? [];
   const index = interfaces.findIndex((i) => i.name === a.ifname && i.sandbox === a.netns);

@@ -3,6 +3,7 @@
  * anything is changed. Loads nothing heavy: VERSION and bad input never pull
  * in the netlink library.
  */
+import { isIP } from 'node:net';
 import { CniError, ErrorCode } from './errors';
 import { SUPPORTED_VERSIONS, compareVersions, isSemver, isSupported } from './version';
 
@@ -70,7 +71,15 @@ export interface NetConf {
   /** Mode ipoib: the partition key, hex digits. */
   pkey?: string;
   mtu?: number;
+  /** The container interface's MAC: `mac`, then CNI_ARGS `MAC=`, `args.cni.mac`, `runtimeConfig.mac` (the last one given wins). */
   mac?: string;
+  /**
+   * Addresses the runtime asked for (CNI_ARGS `IP=`, `args.cni.ips`,
+   * `runtimeConfig.ips`), without prefix length. The IPAM plugin reads them
+   * itself from the environment and configuration we pass it unchanged; ADD
+   * checks that it assigned each of them.
+   */
+  requestedIps: string[];
   macvlanMode?: MacvlanMode;
   /** Gratuitous ARP for IPv4 addresses (default true). */
   announce: boolean;
@@ -79,7 +88,7 @@ export interface NetConf {
   ipam?: { type?: string; [k: string]: unknown };
   dns?: Dns;
   prevResult?: Result;
-  runtimeConfig?: { mac?: string; [k: string]: unknown };
+  runtimeConfig?: { mac?: string; ips?: string[]; [k: string]: unknown };
   [k: string]: unknown;
 }
 
@@ -143,15 +152,83 @@ function bool(raw: Record<string, unknown>, key: string, dflt: boolean): boolean
   return v;
 }
 
-function checkMac(v: unknown, key: string): string {
+function checkMac(v: unknown, key: string, refuse = invalid): string {
   if (typeof v !== 'string' || !(MAC_RE.test(v) || (v.startsWith('U:') && v.length > 2)))
-    throw invalid(`${key} ${JSON.stringify(v)} is not a MAC address (aa:bb:cc:dd:ee:ff, or U:<text>)`);
+    throw refuse(`${key} ${JSON.stringify(v)} is not a MAC address (aa:bb:cc:dd:ee:ff, or U:<text>)`);
   if (!v.startsWith('U:')) {
     const first = parseInt(v.split(':')[0], 16);
-    if (first & 1) throw invalid(`${key} ${v} is a multicast address`);
-    if (/^[0:]+$/.test(v)) throw invalid(`${key} ${v} is all zeros`);
+    if (first & 1) throw refuse(`${key} ${v} is a multicast address`);
+    if (/^[0:]+$/.test(v)) throw refuse(`${key} ${v} is all zeros`);
   }
   return v;
+}
+
+/** An IP address with or without `/prefix` (as host-local takes them), returned without the prefix. */
+function checkIp(v: unknown, key: string, refuse = invalid): string {
+  const [addr, len, ...rest] = typeof v === 'string' ? v.trim().split('/') : [];
+  const family = addr === undefined ? 0 : isIP(addr);
+  const max = family === 4 ? 32 : 128;
+  if (!family || rest.length || (len !== undefined && !(/^\d{1,3}$/.test(len) && Number(len) <= max)))
+    throw refuse(`${key} ${JSON.stringify(v)} is not an IP address (10.1.2.3, 10.1.2.3/24, 2001:db8::3)`);
+  return addr;
+}
+
+function checkIps(v: unknown, key: string): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw invalid(`${key} must be a list of IP addresses`);
+  return v.map((x, i) => checkIp(x, `${key}[${i}]`));
+}
+
+const invalidArgs = (msg: string) => new CniError(ErrorCode.InvalidEnvironment, `invalid CNI_ARGS: ${msg}`);
+
+/**
+ * CNI_ARGS (`K1=V1;K2=V2`, CNI's CONVENTIONS.md), read as the reference
+ * plugins read them: `MAC=` (the bridge and macvlan plugins) and `IP=` (for
+ * the IPAM plugin: host-local and static read it themselves; a comma-separated
+ * list) are known; any other key is an error unless `IgnoreUnknown=1` (or
+ * `true`) is among them, as runtimes send it (Kubernetes, Podman). Keys are
+ * case-sensitive; a pair without exactly one `=` is an error.
+ */
+export function parseCniArgs(args: string | undefined): { mac?: string; ips: string[] } {
+  const out: { mac?: string; ips: string[] } = { ips: [] };
+  if (!args) return out;
+  const unknown: string[] = [];
+  let ignoreUnknown = false;
+  for (const pair of args.split(';')) {
+    const kv = pair.split('=');
+    if (kv.length !== 2) throw invalidArgs(`${JSON.stringify(pair)} is not KEY=VALUE`);
+    const [key, value] = kv;
+    switch (key) {
+      case 'IgnoreUnknown': {
+        const b = value.toLowerCase();
+        if (!['1', 'true', '0', 'false'].includes(b)) throw invalidArgs(`IgnoreUnknown=${value}: 1, true, 0 or false`);
+        ignoreUnknown = b === '1' || b === 'true';
+        break;
+      }
+      case 'MAC':
+        out.mac = checkMac(value, 'MAC', invalidArgs);
+        break;
+      case 'IP':
+        out.ips = value.split(',').map((ip) => checkIp(ip, 'IP', invalidArgs));
+        break;
+      default:
+        unknown.push(pair);
+    }
+  }
+  if (unknown.length && !ignoreUnknown)
+    throw invalidArgs(`unknown args ${JSON.stringify(unknown)} (known: MAC, IP; IgnoreUnknown=1 ignores the others)`);
+  return out;
+}
+
+/** `args.cni` of the configuration (CONVENTIONS.md): `mac` as the bridge plugin reads it, `ips` as host-local does. */
+function parseConfigArgs(v: unknown): { mac?: string; ips: string[] } {
+  if (v === undefined) return { ips: [] };
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid('args must be an object');
+  const cni = (v as Record<string, unknown>).cni;
+  if (cni === undefined) return { ips: [] };
+  if (typeof cni !== 'object' || cni === null || Array.isArray(cni)) throw invalid('args.cni must be an object');
+  const { mac, ips } = cni as Record<string, unknown>;
+  return { mac: mac === undefined ? undefined : checkMac(mac, 'args.cni.mac'), ips: checkIps(ips, 'args.cni.ips') };
 }
 
 function checkDns(v: unknown, key: string): Dns | undefined {
@@ -191,8 +268,12 @@ export function checkResult(v: unknown, what: string): Result {
   return r as unknown as Result;
 }
 
-/** The whole configuration, checked (code 7 for bad values, 2 for fields the mode cannot use). */
-export function parseConfig(raw: Record<string, unknown>, version: string): NetConf {
+/**
+ * The whole configuration, checked (code 7 for bad values, 2 for fields the
+ * mode cannot use), with the per-container values of `cniArgs` (CNI_ARGS, on
+ * ADD; code 4 when malformed).
+ */
+export function parseConfig(raw: Record<string, unknown>, version: string, cniArgs?: string): NetConf {
   const name = raw.name;
   if (typeof name !== 'string' || name === '') throw invalid('missing network name');
   if (!NAME_RE.test(name)) throw invalid('invalid characters found in network name', name);
@@ -234,16 +315,21 @@ export function parseConfig(raw: Record<string, unknown>, version: string): NetC
     mtu = raw.mtu;
   }
 
-  let mac: string | undefined;
-  if (raw.mac !== undefined) mac = checkMac(raw.mac, 'mac');
+  // Per-container values, later ones winning as in the reference plugins: the configuration's own `mac`, then
+  // CNI_ARGS (macvlan: mac < CNI_ARGS < runtimeConfig), args.cni, and the capabilities in runtimeConfig (bridge:
+  // CNI_ARGS < args.cni < runtimeConfig). Requested IPs are the union of all three, as host-local takes them.
+  const envArgs = parseCniArgs(cniArgs);
+  const confArgs = parseConfigArgs(raw.args);
   let runtimeConfig: NetConf['runtimeConfig'];
   if (raw.runtimeConfig !== undefined) {
-    if (typeof raw.runtimeConfig !== 'object' || raw.runtimeConfig === null) throw invalid('runtimeConfig must be an object');
+    if (typeof raw.runtimeConfig !== 'object' || raw.runtimeConfig === null || Array.isArray(raw.runtimeConfig))
+      throw invalid('runtimeConfig must be an object');
     runtimeConfig = raw.runtimeConfig as NetConf['runtimeConfig'];
-    // The "mac" capability (CONVENTIONS.md): the runtime's choice wins over the configuration's.
-    if (runtimeConfig!.mac !== undefined) mac = checkMac(runtimeConfig!.mac, 'runtimeConfig.mac');
   }
+  const runtimeMac = runtimeConfig?.mac === undefined ? undefined : checkMac(runtimeConfig.mac, 'runtimeConfig.mac');
+  const mac = runtimeMac ?? confArgs.mac ?? envArgs.mac ?? (raw.mac === undefined ? undefined : checkMac(raw.mac, 'mac'));
   if (mac !== undefined && m === 'ipoib') throw unsupported('mac', mac, 'IPoIB interfaces take no MAC address');
+  const requestedIps = [...new Set([...envArgs.ips, ...confArgs.ips, ...checkIps(runtimeConfig?.ips, 'runtimeConfig.ips')])];
 
   let macvlanMode: MacvlanMode | undefined;
   if (raw.macvlanMode !== undefined) {
@@ -261,6 +347,8 @@ export function parseConfig(raw: Record<string, unknown>, version: string): NetC
     if (t !== undefined && (typeof t !== 'string' || t === '' || t.includes('/') || t === '.' || t === '..'))
       throw invalid(`invalid ipam.type ${JSON.stringify(t)}`, 'the name of an IPAM plugin executable on CNI_PATH');
   }
+  if (requestedIps.length && !ipam?.type)
+    throw invalid(`IP addresses asked for (${requestedIps.join(', ')}) on a network without IPAM`, 'the IPAM plugin (ipam.type) assigns them');
 
   return {
     ...raw,
@@ -274,6 +362,7 @@ export function parseConfig(raw: Record<string, unknown>, version: string): NetC
     pkey,
     mtu,
     mac,
+    requestedIps,
     macvlanMode,
     announce: bool(raw, 'announce', true),
     nodad: bool(raw, 'nodad', true),

@@ -1,13 +1,23 @@
 /**
  * Delegated plugins (CNI spec, section 4): IPAM plugins found on CNI_PATH,
- * run with our environment and our stdin configuration, their stderr passed
- * through to ours. Started with an argv (none) and never through a shell.
+ * run with the call's environment and stdin configuration, their stderr
+ * passed on as the call's. Started with an argv (none) and never through a shell.
  */
 import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { CniError, ErrorCode } from './errors';
 import { LATEST_VERSION, compareVersions } from './version';
 import { checkResult, type Result } from './config';
+
+/** The environment of one CNI call (CNI_* and whatever else the runtime gave the plugin). */
+export type CniEnv = Record<string, string | undefined>;
+
+/** One CNI call's input, and where what delegated plugins print on stderr goes. */
+export interface CniCall {
+  stdin: Buffer;
+  env: CniEnv;
+  stderr(chunk: string): void;
+}
 
 export interface DelegateOutcome {
   /** Exit status 0. */
@@ -18,10 +28,10 @@ export interface DelegateOutcome {
 }
 
 /** The directories of CNI_PATH, in order (empty entries dropped). */
-export const cniPath = (env: NodeJS.ProcessEnv = process.env) => (env.CNI_PATH ?? '').split(':').filter(Boolean);
+export const cniPath = (env: CniEnv) => (env.CNI_PATH ?? '').split(':').filter(Boolean);
 
 /** The plugin's executable: the first `<dir>/<type>` on CNI_PATH that is an executable file. */
-export function findPlugin(type: string, env: NodeJS.ProcessEnv = process.env): string {
+export function findPlugin(type: string, env: CniEnv): string {
   const dirs = cniPath(env);
   if (dirs.length === 0) throw new CniError(ErrorCode.InvalidEnvironment, 'required env variables [CNI_PATH] missing',
     `CNI_PATH names the directories to search for the IPAM plugin "${type}"`);
@@ -38,19 +48,20 @@ export function findPlugin(type: string, env: NodeJS.ProcessEnv = process.env): 
     `searched ${dirs.map((d) => `${d}/${type}`).join(', ')}: no executable file there`);
 }
 
-/** Runs `file` with `input` on stdin and env; stdout collected, stderr passed through. */
-export function runPlugin(file: string, input: Buffer | string, env: NodeJS.ProcessEnv): Promise<DelegateOutcome> {
+/** Runs `file` with `input` on stdin and env; stdout collected, stderr handed to `stderr` as it comes. */
+export function runPlugin(file: string, input: Buffer | string, env: CniEnv, stderr: (chunk: string) => void): Promise<DelegateOutcome> {
   const { spawn }: typeof import('node:child_process') = require('node:child_process');
   return new Promise((resolve, reject) => {
     let child: ChildProcess;
     try {
-      child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+      child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     } catch (e) {
       reject(new CniError(ErrorCode.Internal, `cannot run ${file}: ${(e as Error).message}`));
       return;
     }
     const chunks: Buffer[] = [];
     child.stdout!.on('data', (d: Buffer) => chunks.push(d));
+    child.stderr!.setEncoding('utf8').on('data', stderr);
     child.once('error', (e) => reject(new CniError(ErrorCode.Internal, `cannot run ${file}: ${e.message}`)));
     child.once('close', (code, signal) => resolve({ ok: code === 0, stdout: Buffer.concat(chunks).toString('utf8'), code, signal }));
     // A plugin that exits without reading its stdin must not crash us with EPIPE.
@@ -81,22 +92,22 @@ export interface Delegation {
   /** The IPAM plugin's type (its file name). */
   type: string;
   file: string;
-  /** The configuration exactly as we received it. */
-  stdin: Buffer;
+  /** The call: its configuration exactly as we received it, its environment. */
+  call: CniCall;
   cniVersion: string;
 }
 
 /**
- * Runs the delegated plugin for `command` with our environment and stdin.
+ * Runs the delegated plugin for `command` with the call's environment and stdin.
  * Results of 1.0.0 and 1.1.0 are the same: a plugin that knows only 1.0.0
  * (Debian's containernetworking-plugins 1.1.1) and refuses 1.1.0 with code 1
  * before doing anything is asked again with cniVersion 1.0.0.
  */
 export async function delegate(d: Delegation, command: 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS'): Promise<string> {
-  const env = { ...process.env, CNI_COMMAND: command };
-  let out = await runPlugin(d.file, d.stdin, env);
+  const env = { ...d.call.env, CNI_COMMAND: command };
+  let out = await runPlugin(d.file, d.call.stdin, env, d.call.stderr);
   if (!out.ok && d.cniVersion === '1.1.0' && (command === 'ADD' || command === 'DEL' || command === 'CHECK') && errorCode(out) === ErrorCode.IncompatibleVersion) {
-    out = await runPlugin(d.file, withVersion(d.stdin, '1.0.0'), env);
+    out = await runPlugin(d.file, withVersion(d.call.stdin, '1.0.0'), env, d.call.stderr);
   }
   if (!out.ok) throw delegateError(d.type, command, out);
   return out.stdout;
@@ -123,9 +134,9 @@ export async function ipamAdd(d: Delegation): Promise<Result> {
 }
 
 /** The versions a plugin implements (`CNI_COMMAND=VERSION`). */
-export async function pluginVersions(file: string, type: string): Promise<string[]> {
-  const env = { ...process.env, CNI_COMMAND: 'VERSION' };
-  const out = await runPlugin(file, JSON.stringify({ cniVersion: LATEST_VERSION }), env);
+export async function pluginVersions(file: string, type: string, call: CniCall): Promise<string[]> {
+  const env = { ...call.env, CNI_COMMAND: 'VERSION' };
+  const out = await runPlugin(file, JSON.stringify({ cniVersion: LATEST_VERSION }), env, call.stderr);
   if (!out.ok) throw delegateError(type, 'VERSION', out);
   try {
     const v = JSON.parse(out.stdout) as { supportedVersions?: unknown };

@@ -13,6 +13,9 @@ import { CniError, ErrorCode, toErrorResult } from './errors';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, isSemver } from './version';
 import { checkVersion, decodeJson, ifnameProblem, parseConfig } from './config';
 import type { Attachment } from './attachment';
+import type { CniCall, CniEnv } from './delegate';
+
+export type { CniEnv };
 
 type Command = 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'GC' | 'VERSION';
 const COMMANDS: readonly Command[] = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'];
@@ -29,33 +32,64 @@ const REQUIRED: Record<Command, string[]> = {
 
 const CONTAINER_ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
-export interface Io {
-  env: NodeJS.ProcessEnv;
-  /** The whole of stdin. */
+/** What one plugin run prints and how it exits. */
+export interface CniOutcome {
+  exitCode: number;
+  /** Exactly what the plugin prints on stdout (each line ending in a newline). */
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * The network configuration: the bytes, or a reader called only when the
+ * command needs them (the plugin does not wait on a stdin that VERSION
+ * ignores or a refused call never reads).
+ */
+export type CniStdin = string | Buffer | (() => Promise<Buffer>);
+
+interface Io {
+  env: CniEnv;
   readStdin(): Promise<Buffer>;
-  /** True when stdin is a terminal (VERSION then reads nothing). */
-  stdinIsTty(): boolean;
   out(s: string): void;
+  /** Raw text for stderr (lines end in their newline). */
   err(s: string): void;
 }
 
 /**
- * One run of the plugin; resolves with the exit status. With
- * PIPEWORK_CNI_LOG=FILE, one JSON line per run is appended to FILE: command,
- * container, netns, interface, outcome (0 or the error code, with its
- * message), the milliseconds the command took and since the process started.
+ * One CNI call, as the plugin binary would run it for this environment and
+ * stdin, touching nothing of the process it runs in (the plugin and the
+ * daemon both call it).
  */
-export async function main(io: Io = processIo()): Promise<number> {
-  const logFile = io.env.PIPEWORK_CNI_LOG;
-  if (!logFile) return runCommand(io);
-  const t0 = performance.now();
-  const outputs: string[] = [];
-  const status = await runCommand({ ...io, out: (s) => { outputs.push(s); io.out(s); } });
+export async function handleCniCall(env: CniEnv, stdin: CniStdin): Promise<CniOutcome> {
+  let stdout = '';
+  let stderr = '';
+  const readStdin = typeof stdin === 'function' ? stdin : async () => (typeof stdin === 'string' ? Buffer.from(stdin) : stdin);
+  const exitCode = await runCommand({
+    env,
+    readStdin,
+    out: (s) => { stdout += `${s}\n`; },
+    err: (s) => { stderr += s; },
+  }).catch((e: unknown) => {
+    stdout += `${JSON.stringify(toErrorResult(e, LATEST_VERSION))}\n`;
+    return 1;
+  });
+  return { exitCode, stdout, stderr };
+}
+
+/**
+ * With PIPEWORK_CNI_LOG=FILE in the plugin's environment, one JSON line per
+ * run is appended to FILE: command, container, netns, interface, outcome (0 or
+ * the error code, with its message), the milliseconds the command took and
+ * since the process started.
+ */
+function logCall(logFile: string, env: CniEnv, outcome: CniOutcome, t0: number): string | undefined {
+  const status = outcome.exitCode;
   let code = 0;
   let msg: string | undefined;
   let ips: string[] | undefined;
   try {
-    const last = JSON.parse(outputs[outputs.length - 1] ?? '{}') as { code?: number; msg?: string; ips?: { address: string }[] };
+    const lines = outcome.stdout.trimEnd().split('\n');
+    const last = JSON.parse(lines[lines.length - 1] || '{}') as { code?: number; msg?: string; ips?: { address: string }[] };
     code = status === 0 ? 0 : last.code ?? 999;
     msg = status === 0 ? undefined : last.msg;
     ips = last.ips?.map((ip) => ip.address);
@@ -63,16 +97,16 @@ export async function main(io: Io = processIo()): Promise<number> {
     code = status === 0 ? 0 : 999;
   }
   const line = {
-    time: new Date().toISOString(), pid: process.pid, command: io.env.CNI_COMMAND, containerId: io.env.CNI_CONTAINERID,
-    netns: io.env.CNI_NETNS, ifname: io.env.CNI_IFNAME, code, ...(msg ? { msg } : {}), ...(ips ? { ips } : {}),
+    time: new Date().toISOString(), pid: process.pid, command: env.CNI_COMMAND, containerId: env.CNI_CONTAINERID,
+    netns: env.CNI_NETNS, ifname: env.CNI_IFNAME, code, ...(msg ? { msg } : {}), ...(ips ? { ips } : {}),
     ms: Math.round((performance.now() - t0) * 10) / 10, processMs: Math.round(performance.now() * 10) / 10,
   };
   try {
     require('node:fs').appendFileSync(logFile, `${JSON.stringify(line)}\n`);
+    return undefined;
   } catch (e) {
-    io.err(`pipework-cni: cannot append to PIPEWORK_CNI_LOG ${logFile}: ${(e as Error).message}`);
+    return `pipework-cni: cannot append to PIPEWORK_CNI_LOG ${logFile}: ${(e as Error).message}\n`;
   }
-  return status;
 }
 
 async function runCommand(io: Io): Promise<number> {
@@ -80,7 +114,7 @@ async function runCommand(io: Io): Promise<number> {
   try {
     const command = io.env.CNI_COMMAND ?? '';
     if (!command) {
-      io.err(`pipework-cni: CNI plugin "pipework"; CNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}`);
+      io.err(`pipework-cni: CNI plugin "pipework"; CNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
       throw new CniError(ErrorCode.InvalidEnvironment, 'required env variables [CNI_COMMAND] missing');
     }
     if (!COMMANDS.includes(command as Command))
@@ -90,12 +124,10 @@ async function runCommand(io: Io): Promise<number> {
     if (cmd === 'VERSION') {
       // The answer names the version the input gave; the input matters for nothing else.
       let asked: unknown;
-      if (!io.stdinIsTty()) {
-        try {
-          asked = JSON.parse((await io.readStdin()).toString('utf8'))?.cniVersion;
-        } catch {
-          asked = undefined;
-        }
+      try {
+        asked = JSON.parse((await io.readStdin()).toString('utf8'))?.cniVersion;
+      } catch {
+        asked = undefined;
       }
       io.out(JSON.stringify({ cniVersion: isSemver(asked) ? asked : LATEST_VERSION, supportedVersions: SUPPORTED_VERSIONS }));
       return 0;
@@ -109,34 +141,36 @@ async function runCommand(io: Io): Promise<number> {
       throw new CniError(ErrorCode.IoFailure, 'error reading the network config from stdin', (e as Error).message);
     }
     const raw = decodeJson(stdin);
+    const call: CniCall = { stdin, env: io.env, stderr: io.err };
     if (typeof raw.cniVersion === 'string') version = raw.cniVersion;
     const minimum = cmd === 'STATUS' || cmd === 'GC' ? { version: '1.1.0', command: cmd } : undefined;
-    const conf = parseConfig(raw, checkVersion(raw, minimum));
+    // CNI_ARGS matter to ADD only: a DEL or CHECK must not fail on them.
+    const conf = parseConfig(raw, checkVersion(raw, minimum), cmd === 'ADD' ? io.env.CNI_ARGS : undefined);
 
     switch (cmd) {
       case 'ADD': {
         const { add }: typeof import('./attachment') = require('./attachment');
-        io.out(JSON.stringify(await add(conf, attachment!, stdin)));
+        io.out(JSON.stringify(await add(conf, attachment!, call)));
         return 0;
       }
       case 'DEL': {
         const { del }: typeof import('./attachment') = require('./attachment');
-        await del(conf, attachment!, stdin);
+        await del(conf, attachment!, call);
         return 0;
       }
       case 'CHECK': {
         const { check }: typeof import('./attachment') = require('./attachment');
-        await check(conf, attachment!, stdin);
+        await check(conf, attachment!, call);
         return 0;
       }
       case 'STATUS': {
         const { status }: typeof import('./maintenance') = require('./maintenance');
-        await status(conf, stdin);
+        await status(conf, call);
         return 0;
       }
       case 'GC': {
         const { gc }: typeof import('./maintenance') = require('./maintenance');
-        await gc(conf, stdin);
+        await gc(conf, call);
         return 0;
       }
     }
@@ -147,7 +181,7 @@ async function runCommand(io: Io): Promise<number> {
 }
 
 /** The attachment parameters, refused with code 4 when missing or malformed (names of the variables in the message). */
-function checkEnv(env: NodeJS.ProcessEnv, cmd: Command): Attachment | undefined {
+function checkEnv(env: CniEnv, cmd: Command): Attachment | undefined {
   const missing = REQUIRED[cmd].filter((k) => !env[k]);
   if (missing.length) throw new CniError(ErrorCode.InvalidEnvironment, `required env variables [${missing.join(',')}] missing`);
   if (cmd !== 'ADD' && cmd !== 'DEL' && cmd !== 'CHECK') return undefined;
@@ -173,17 +207,6 @@ function isOwnNetns(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** The real process: fd 0 read whole, results written synchronously to fd 1, logs to fd 2. */
-export function processIo(): Io {
-  return {
-    env: process.env,
-    readStdin,
-    stdinIsTty: () => require('node:tty').isatty(0),
-    out: (s) => writeAll(1, `${s}\n`),
-    err: (s) => writeAll(2, `${s}\n`),
-  };
 }
 
 /** stdin to its end: synchronous reads, or the stream when fd 0 is non-blocking (EAGAIN). */
@@ -218,10 +241,19 @@ function writeAll(fd: number, s: string): void {
   }
 }
 
-/** Entry point of bin/pipework-cni.js. */
+/**
+ * Entry point of bin/pipework-cni.js: the call for this process's
+ * environment and stdin (not read for VERSION from a terminal), its output
+ * written synchronously to fd 1 and 2.
+ */
 export function run(): void {
-  main().then((status) => process.exit(status), (e) => {
-    writeAll(1, `${JSON.stringify(toErrorResult(e, LATEST_VERSION))}\n`);
-    process.exit(1);
+  const t0 = performance.now();
+  const env = process.env;
+  const stdin = env.CNI_COMMAND === 'VERSION' && require('node:tty').isatty(0) ? Buffer.alloc(0) : readStdin;
+  handleCniCall(env, stdin).then((outcome) => {
+    const logFailure = env.PIPEWORK_CNI_LOG ? logCall(env.PIPEWORK_CNI_LOG, env, outcome, t0) : undefined;
+    writeAll(1, outcome.stdout);
+    writeAll(2, outcome.stderr + (logFailure ?? ''));
+    process.exit(outcome.exitCode);
   });
 }

@@ -6,22 +6,22 @@
  */
 import { CniError, ErrorCode } from './errors';
 import type { NetConf } from './config';
-import { delegate, findPlugin, pluginVersions, supportsAtLeast, type Delegation } from './delegate';
+import { delegate, findPlugin, pluginVersions, supportsAtLeast, type CniCall, type Delegation } from './delegate';
 
 /** The IPAM plugin, when it implements 1.1.0 (STATUS and GC); undefined for one that predates them. */
-async function modernIpam(conf: NetConf, stdin: Buffer, unavailable: number | undefined): Promise<Delegation | undefined> {
+async function modernIpam(conf: NetConf, call: CniCall, unavailable: number | undefined): Promise<Delegation | undefined> {
   const type = conf.ipam?.type;
   if (!type) return undefined;
   let file: string;
   let versions: string[];
   try {
-    file = findPlugin(type);
-    versions = await pluginVersions(file, type);
+    file = findPlugin(type, call.env);
+    versions = await pluginVersions(file, type, call);
   } catch (e) {
     if (unavailable === undefined || !(e instanceof CniError)) throw e;
     throw new CniError(unavailable, e.message, e.details);
   }
-  return supportsAtLeast(versions, '1.1.0') ? { type, file, stdin, cniVersion: conf.cniVersion } : undefined;
+  return supportsAtLeast(versions, '1.1.0') ? { type, file, call, cniVersion: conf.cniVersion } : undefined;
 }
 
 /**
@@ -29,7 +29,7 @@ async function modernIpam(conf: NetConf, stdin: Buffer, unavailable: number | un
  * that is free or a Linux bridge; a master that exists and fits the mode) and
  * the IPAM plugin is installed and, if it knows STATUS, says it is ready.
  */
-export async function status(conf: NetConf, stdin: Buffer): Promise<void> {
+export async function status(conf: NetConf, call: CniCall): Promise<void> {
   if (conf.mode !== 'dummy') {
     const { RtnlSocket }: typeof import('../netlink/socket') = require('../netlink/socket');
     const { linkByName }: typeof import('./netns') = require('./netns');
@@ -50,16 +50,16 @@ export async function status(conf: NetConf, stdin: Buffer): Promise<void> {
       host.close();
     }
   }
-  const ipam = await modernIpam(conf, stdin, ErrorCode.PluginNotAvailable);
+  const ipam = await modernIpam(conf, call, ErrorCode.PluginNotAvailable);
   if (ipam) await delegate(ipam, 'STATUS');
 }
 
 /** GC: checks `cni.dev/valid-attachments` and hands it to the IPAM plugin (its reservations are the only state). */
-export async function gc(conf: NetConf, stdin: Buffer): Promise<void> {
+export async function gc(conf: NetConf, call: CniCall): Promise<void> {
   const valid = conf['cni.dev/valid-attachments'];
   if (valid !== undefined && !(Array.isArray(valid) && valid.every((v) =>
     typeof v === 'object' && v !== null && typeof v.containerID === 'string' && typeof v.ifname === 'string')))
     throw new CniError(ErrorCode.InvalidConfig, 'cni.dev/valid-attachments must be a list of {containerID, ifname}');
-  const ipam = await modernIpam(conf, stdin, undefined);
+  const ipam = await modernIpam(conf, call, undefined);
   if (ipam) await delegate(ipam, 'GC');
 }

@@ -6,7 +6,7 @@ import { RtnlSocket } from '../netlink/socket';
 import { addAddress, deleteAddress } from '../netlink/address';
 import { routeRequest } from '../netlink/route';
 import {
-  Link, deleteLink, deleteLinkByName, dumpLinks, getLinkByName, parseLink, setLink,
+  Link, deleteLink, deleteLinkByName, dumpLinks, getLinkByIndex, getLinkByName, parseLink, setLink,
 } from '../netlink/link';
 import { createBridge } from '../netlink/kinds/bridge';
 import { createDummy } from '../netlink/kinds/dummy';
@@ -16,6 +16,7 @@ import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
 import { AttachPlan, HostLink, Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
+import { lookupLinks } from './observe';
 import { MOVED_ALIAS_PREFIX } from '../plan/detach';
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
@@ -191,6 +192,18 @@ async function runHostStep(
       await runProgram('ovs-vsctl', ['add-br', step.name]);
       undo.pushAsync(() => runProgram('ovs-vsctl', ['--if-exists', 'del-br', step.name]));
       return;
+    case 'move-aside-host-link': {
+      const { index, name } = step.link;
+      await host.request(setLink(index, { name: step.aside }, name));
+      undo.push(() => setLink(index, { name }, step.aside));
+      // A veth's peer left in this guest under the container interface's name would refuse ours: aside too, in the guest.
+      const [peer] = await lookupLinks(ns.guest, [step.peerName]);
+      if (peer?.kind === 'veth' && peer.parent === index) {
+        await ns.guest.request(setLink(peer.index, { name: step.aside }, peer.name));
+        undo.push(() => setLink(peer.index, { name: peer.name }, step.aside), 'guest');
+      }
+      return;
+    }
     case 'delete-host-link':
       await host.request(deleteLink(step.link.index, step.link.name));
       return;
@@ -217,6 +230,19 @@ async function runHostStep(
       return;
     }
     case 'create-veth': {
+      const was = step.masterWas;
+      if (step.master?.index && was) {
+        const { index, name } = step.master;
+        // A bridge whose last port goes takes 00:00:00:00:00:00 and MTU 1500 (its first port gave it that port's):
+        // give back what it had. The kernel then keeps them fixed; ports no longer change them.
+        undo.pushAsync(async (s) => {
+          if ((await s.host.request(dumpLinks(index))).length) return;
+          const now = parseLink((await s.host.request(getLinkByIndex(index)))[0]);
+          const address = was.mac && now.mac !== was.mac ? macBytes(was.mac) : undefined;
+          const mtu = now.mtu !== was.mtu ? was.mtu : undefined;
+          if (address || mtu) await s.host.request(setLink(index, { address, mtu }, name));
+        });
+      }
       const req = createVeth(
         { name: step.hostName, mtu: step.mtu || undefined, master: step.master && resolve(step.master), up: true },
         { name: step.peerName, mtu: step.mtu || undefined, address: step.mac, netnsFd: ns.guestFd },

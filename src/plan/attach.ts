@@ -6,7 +6,7 @@ import { Link, formatMac } from '../netlink/link';
 import type { AddressEntry } from '../netlink/address';
 import type { RouteEntry } from '../netlink/route';
 import { checkIfname, vethHostName } from './names';
-import { AttachPlan, HostLink, Step, vlanUsers } from './steps';
+import { AttachPlan, HostLink, Step, asideName, vlanUsers } from './steps';
 import { MOVED_ALIAS_PREFIX, OvsPort } from './detach';
 import type { DhcpRequest } from '../exec/dhcp';
 
@@ -215,6 +215,7 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
   const cif = r.containerInterface ?? (kind === 'ipoib' ? 'ib0' : 'eth1');
   const steps: Step[] = [];
   let hostInterface: string | undefined;
+  let asideLink: HostLink | undefined;
 
   if (r.vlan !== undefined && (kind === 'bridge' || kind === 'new-bridge')) throw new PipeworkError('VLAN configuration currently unsupported for Linux bridge.');
   if (r.mac && kind === 'ipoib') throw new PipeworkError('MACADDR configuration unsupported for IPoIB interfaces.');
@@ -243,11 +244,13 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
       } else {
         if (o.localLink) {
           if (o.localLink.up) throw new PipeworkError(`Link ${hostName} exists and is up`);
-          steps.push({ op: 'delete-host-link', link: hostLink(o.localLink) });
+          asideLink = { name: asideName(o.localLink.index), index: o.localLink.index };
+          steps.push({ op: 'move-aside-host-link', link: hostLink(o.localLink), aside: asideLink.name, peerName: cif });
         }
         // Index 0: a bridge this plan creates, resolved by the executor once it exists.
         const master = kind === 'bridge' ? hostLink(o.host!) : kind === 'new-bridge' ? { name: r.hostInterface, index: 0 } : undefined;
-        steps.push({ op: 'create-veth', hostName, master, mtu, peerName: cif, mac: r.mac });
+        const masterWas = kind === 'bridge' ? { mac: o.host!.mac, mtu: o.host!.mtu } : undefined;
+        steps.push({ op: 'create-veth', hostName, master, masterWas, mtu, peerName: cif, mac: r.mac });
       }
       if (kind === 'ovs' || kind === 'new-ovs') {
         const port: Extract<Step, { op: 'ovs-add-port' }> = {
@@ -336,6 +339,7 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
       steps.push({ op: 'replace-default-route', ifname: cif, gateway: gw.bytes, family: gw.family });
   }
   if (r.dhcp && !ex?.dhcpDone) steps.push({ op: 'dhcp', ifname: cif, request: r.dhcp });
+  if (asideLink) steps.push({ op: 'delete-host-link', link: asideLink });
   const status = !r.converge ? undefined : !ex ? 'created' : steps.length ? 'repaired' : 'unchanged';
   return { guestPath: o.guestPath, containerInterface: cif, hostInterface, steps, ...(status ? { status } : {}) };
 }

@@ -18,12 +18,19 @@ export interface HostLink {
 export type Step =
   | { op: 'create-bridge'; name: string }
   | { op: 'create-ovs-bridge'; name: string }
+  /**
+   * A down link with the veth host end's name, renamed out of the way (the undo gives its name back);
+   * its veth peer too, if that is in the guest under the container interface's name (peerName).
+   */
+  | { op: 'move-aside-host-link'; link: HostLink; aside: string; peerName: string }
+  /** The link moved aside, deleted once everything else is done (the original deletes it first). */
   | { op: 'delete-host-link'; link: HostLink }
   | { op: 'host-link-up'; link: HostLink }
   | { op: 'create-vlan'; parent: HostLink; name: string; vid: number; mtu: number }
   /** One more container on a VLAN link pipework made: its count lives in the link's alias. */
   | { op: 'vlan-user'; link: HostLink; users: number }
-  | { op: 'create-veth'; hostName: string; master?: HostLink; mtu: number; peerName: string; mac?: Buffer }
+  /** masterWas: an existing bridge's MAC and MTU, which a bridge left without ports loses (the undo gives them back). */
+  | { op: 'create-veth'; hostName: string; master?: HostLink; masterWas?: { mac?: string; mtu: number }; mtu: number; peerName: string; mac?: Buffer }
   | { op: 'ovs-add-port'; bridge: string; port: string; vlan?: number; externalIds: Record<string, string> }
   | { op: 'create-macvlan'; parent: HostLink; name: string; mode: MacvlanMode; mtu: number; mac?: Buffer }
   | { op: 'create-ipoib'; parent: HostLink; name: string; pkey?: number }
@@ -52,10 +59,38 @@ export interface AttachPlan {
   status?: 'created' | 'repaired' | 'unchanged';
 }
 
+/** Where each kind of step acts: every kind there is (the fault-injection tests enumerate them from here). */
+export const STEP_SIDE: Record<Step['op'], 'host' | 'guest'> = {
+  'create-bridge': 'host',
+  'create-ovs-bridge': 'host',
+  'move-aside-host-link': 'host',
+  'delete-host-link': 'host',
+  'host-link-up': 'host',
+  'create-vlan': 'host',
+  'vlan-user': 'host',
+  'create-veth': 'host',
+  'ovs-add-port': 'host',
+  'create-macvlan': 'host',
+  'create-ipoib': 'host',
+  'create-dummy': 'host',
+  'move-link': 'host',
+  'guest-link-up': 'guest',
+  'set-guest-link': 'guest',
+  'add-address': 'guest',
+  'add-gateway-route': 'guest',
+  'replace-default-route': 'guest',
+  'arp-notify': 'guest',
+  dhcp: 'host',
+};
+
 /** Whether a step acts inside the guest netns (else in the host's). */
-export function inGuest(step: Step): boolean {
-  return ['guest-link-up', 'set-guest-link', 'add-address', 'add-gateway-route', 'replace-default-route', 'arp-notify'].includes(step.op);
-}
+export const inGuest = (step: Step): boolean => STEP_SIDE[step.op] === 'guest';
+
+/**
+ * The name a down link in the way of the veth host end is moved aside to,
+ * until the attach is complete; its ifindex keeps it unique (15 characters at most).
+ */
+export const asideName = (index: number) => `pwold${index}`;
 
 /**
  * The alias of a VLAN link pipework created, counting the containers on it:
@@ -79,6 +114,8 @@ export function renderStep(step: Step, guestPath: string): string {
       return `ip link add name ${step.name} up type bridge`;
     case 'create-ovs-bridge':
       return `ovs-vsctl add-br ${step.name}`;
+    case 'move-aside-host-link':
+      return `ip link set dev ${step.link.name} name ${step.aside}`;
     case 'delete-host-link':
       return `ip link del dev ${step.link.name}`;
     case 'host-link-up':

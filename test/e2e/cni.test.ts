@@ -329,6 +329,88 @@ describe('pipework-cni, called directly', () => {
     expect(link(c2, 'eth0')!.address).toBe('02:42:ac:11:00:08');
   });
 
+  describe('per-container values from the runtime: CNI_ARGS, args.cni, runtimeConfig', () => {
+    const addWith = (netns: string, id: string, conf: object, cniArgs: string) =>
+      cni(HOST, { CNI_COMMAND: 'ADD', ...attachEnv(netns, id), CNI_ARGS: cniArgs }, conf);
+
+    it('CNI_ARGS MAC= as Podman sends it (podman run --mac-address) is the container interface MAC', async () => {
+      const [c1] = setup(1);
+      const d = dir('cni-ipam');
+      const r = expectOk(await addWith(c1, 'c1', bridgeConf(d), 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;MAC=02:aa:bb:cc:dd:01'));
+      expect(link(c1, 'eth0')!.address).toBe('02:aa:bb:cc:dd:01');
+      expect(r.interfaces[2]).toMatchObject({ name: 'eth0', mac: '02:aa:bb:cc:dd:01' });
+      const again = { ...attachEnv(c1, 'c1'), CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;MAC=02:aa:bb:cc:dd:01' };
+      expect((await cni(HOST, { CNI_COMMAND: 'CHECK', ...again }, withPrev(bridgeConf(d), r))).code).toBe(0);
+      expect((await cni(HOST, { CNI_COMMAND: 'DEL', ...again }, withPrev(bridgeConf(d), r))).code).toBe(0);
+      expect(link(c1, 'eth0')).toBeUndefined();
+      expect(reservations(d, 'pwnet')).toEqual({});
+    });
+
+    it('args.cni.mac and runtimeConfig.mac; precedence mac < CNI_ARGS < args.cni < runtimeConfig', async () => {
+      const [c1, c2, c3, c4] = setup(4);
+      const d = dir('cni-ipam');
+      const env = 'IgnoreUnknown=1;MAC=02:00:00:00:00:02';
+      const argsCni = { args: { cni: { mac: '02:00:00:00:00:03' } } };
+      const runtime = { runtimeConfig: { mac: '02:00:00:00:00:04' } };
+      expectOk(await addWith(c1, 'c1', bridgeConf(d, argsCni), ''));
+      expect(link(c1, 'eth0')!.address).toBe('02:00:00:00:00:03');
+      expectOk(await addWith(c2, 'c2', bridgeConf(d, { mac: '02:00:00:00:00:01' }), env));
+      expect(link(c2, 'eth0')!.address).toBe('02:00:00:00:00:02');
+      expectOk(await addWith(c3, 'c3', bridgeConf(d, { mac: '02:00:00:00:00:01', ...argsCni }), env));
+      expect(link(c3, 'eth0')!.address).toBe('02:00:00:00:00:03');
+      expectOk(await addWith(c4, 'c4', bridgeConf(d, { mac: '02:00:00:00:00:01', ...argsCni, ...runtime }), env));
+      expect(link(c4, 'eth0')!.address).toBe('02:00:00:00:00:04');
+    });
+
+    it('IP= in CNI_ARGS, args.cni.ips and runtimeConfig.ips reach host-local, which assigns them', async () => {
+      const [c1, c2, c3] = setup(3);
+      const d = dir('cni-ipam');
+      const r1 = expectOk(await addWith(c1, 'c1', bridgeConf(d), 'IgnoreUnknown=1;MAC=02:aa:bb:cc:dd:01;IP=10.66.5.50'));
+      expect(addrs(c1, 'eth0')).toEqual(['10.66.5.50/24']);
+      expect(r1.ips).toEqual([{ address: '10.66.5.50/24', gateway: '10.66.5.1', interface: 2 }]);
+      expectOk(await addWith(c2, 'c2', bridgeConf(d, { args: { cni: { ips: ['10.66.5.60'] } } }), ''));
+      expect(addrs(c2, 'eth0')).toEqual(['10.66.5.60/24']);
+      expectOk(await addWith(c3, 'c3', bridgeConf(d, { runtimeConfig: { ips: ['10.66.5.70/24'] } }), ''));
+      expect(addrs(c3, 'eth0')).toEqual(['10.66.5.70/24']);
+      expect(reservations(d, 'pwnet')).toEqual({ '10.66.5.50': 'c1', '10.66.5.60': 'c2', '10.66.5.70': 'c3' });
+      expect(ping(c1, '10.66.5.70')).toBe(true);
+    });
+
+    it('bad values are refused with a CNI error before anything changes', async () => {
+      const [c1] = setup(1);
+      const d = dir('cni-ipam');
+      const refused = async (conf: object, cniArgs: string, code: number, msg: RegExp) => {
+        expectError(await addWith(c1, 'c1', conf, cniArgs), code, msg);
+        expect(link(c1, 'eth0')).toBeUndefined();
+        expect(reservations(d, 'pwnet')).toEqual({});
+      };
+      await refused(bridgeConf(d), 'IgnoreUnknown=1;MAC=zz', 4, /CNI_ARGS: MAC "zz" is not a MAC address/);
+      await refused(bridgeConf(d), 'IgnoreUnknown=1;MAC=03:00:00:00:00:01', 4, /CNI_ARGS: MAC 03:00:00:00:00:01 is a multicast address/);
+      await refused(bridgeConf(d), 'K8S_POD_NAME=web;MAC=02:aa:bb:cc:dd:01', 4, /CNI_ARGS: unknown args \["K8S_POD_NAME=web"\]/);
+      await refused(bridgeConf(d), 'IgnoreUnknown=1;A=b=c', 4, /CNI_ARGS: "A=b=c" is not KEY=VALUE/);
+      await refused(bridgeConf(d), 'IgnoreUnknown=yes', 4, /IgnoreUnknown=yes/);
+      await refused(bridgeConf(d), 'IgnoreUnknown=1;IP=10.66.5.300', 4, /CNI_ARGS: IP "10.66.5.300" is not an IP address/);
+      await refused(bridgeConf(d, { args: { cni: { mac: 'aa:bb' } } }), '', 7, /args\.cni\.mac "aa:bb" is not a MAC address/);
+      await refused(bridgeConf(d, { runtimeConfig: { mac: '00:00:00:00:00:00' } }), '', 7, /runtimeConfig\.mac 00:00:00:00:00:00 is all zeros/);
+      await refused(bridgeConf(d, { runtimeConfig: { ips: '10.66.5.9' } }), '', 7, /runtimeConfig\.ips must be a list/);
+      await refused({ ...bridgeConf(d), ipam: undefined }, 'IP=10.66.5.9', 7, /IP addresses asked for \(10\.66\.5\.9\) on a network without IPAM/);
+      // An IP outside host-local's range: host-local's own error, nothing left behind.
+      await refused(bridgeConf(d), 'IgnoreUnknown=1;IP=10.99.0.9', 999, /host-local \(ADD\)/);
+    });
+
+    it('an IPAM plugin that ignores the IP asked for: ADD fails, its allocation is released', async () => {
+      const [c1] = setup(1);
+      const bin = dir('cni-bin');
+      fakeIpam(bin, 'fake-ipam', { cniVersion: '1.0.0', ips: [{ address: '10.99.0.5/24' }] });
+      const conf = { cniVersion: '1.0.0', name: 'fakenet', type: 'pipework', bridge: 'pwcni0', ipam: { type: 'fake-ipam' } };
+      const env = { CNI_COMMAND: 'ADD', ...attachEnv(c1, 'c1'), CNI_PATH: bin, CNI_ARGS: 'IP=10.99.0.77' };
+      expectError(await cni(HOST, env, conf), 999, /fake-ipam did not assign the IP addresses asked for: 10\.99\.0\.77/);
+      expect(fakeCalls(bin, 'fake-ipam')).toEqual(['ADD', 'DEL']);
+      expect(link(c1, 'eth0')).toBeUndefined();
+      expect(ports(HOST, 'pwcni0')).toEqual([]);
+    });
+  });
+
   it('delegates to the IPAM plugin with the same stdin and environment; its routes and DNS make the result', async () => {
     const [c1] = setup(1);
     const bin = dir('cni-bin');
