@@ -48,7 +48,10 @@ function lineCommand(words: string[], unplug: boolean, opts: GlobalOptions): Com
   const cmd = parseArgs(unplug ? ['unplug', ...words] : words);
   if (cmd.kind === 'usage') throw new PipeworkError('not a pipework command (too few arguments)');
   if (!('opts' in cmd) || cmd.kind === 'batch') throw new PipeworkError(`--${cmd.kind} cannot be used in a batch`);
-  cmd.opts = { ...cmd.opts, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined && v !== false)), arp: opts.arp && cmd.opts.arp };
+  cmd.opts = {
+    ...cmd.opts, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined && v !== false)),
+    arp: opts.arp && cmd.opts.arp, ipv6: opts.ipv6 && cmd.opts.ipv6,
+  };
   return cmd;
 }
 
@@ -57,6 +60,19 @@ interface Line {
   no: number;
   cmd?: Command;
   error?: Error;
+}
+
+/** How many lines of the file are commands (each yields one result): the progress bar's total. */
+async function countCommands(file: string): Promise<number> {
+  let n = 0;
+  for await (const text of readLines(file)) {
+    try {
+      if (splitLine(text).length) n++;
+    } catch {
+      n++; // reported as a failed line
+    }
+  }
+  return n;
 }
 
 async function* parsedLines(lines: AsyncIterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
@@ -91,15 +107,18 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
  * Linux bridge is then looked up once for all the lines, see bulkAttacher). A
  * failed line is rolled back alone and reported as `line N: ...`; the others
  * go on. Unplugged veths are deleted by device group, hundreds at once. A
- * progress line on stderr when it is a terminal; exit status 1 if any line failed.
+ * progress bar on stderr when it is a terminal (a file is counted first for
+ * its total; standard input has none); exit status 1 if any line failed.
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
   const { Session }: typeof import('../index') = require('../index');
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
+  const progress = process.stderr.isTTY && !opts.json
+    ? (require('./progress') as typeof import('./progress')).progressBar(process.stderr, file === '-' ? undefined : await countCommands(file))
+    : undefined;
   const lines = readLines(file);
   const session = new Session();
-  const progress = process.stderr.isTTY && !opts.json;
   const started = process.hrtime.bigint();
   const attachWith = bulkAttacher(session);
   const inOrder = sequencer();
@@ -109,6 +128,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   let failed = 0;
   const report = (no: number, e: unknown) => {
     failed++;
+    progress?.clear();
     io.err(`line ${no}: ${describeError(e, opts.verbose)}`);
   };
 
@@ -158,14 +178,14 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
       if (!r.ok) report(no, r.error);
       else if (r.result) done++;
       if (grouped.length >= 512) await flush();
-      if (progress && (done + failed) % 50 === 0) process.stderr.write(`\r${done} done, ${failed} failed`);
+      progress?.update(done, failed);
     }
     await flush();
   } finally {
     session.close();
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (progress) process.stderr.write('\r');
+  progress?.end();
   if (!opts.json || failed) io.err(`${done} done, ${failed} failed, in ${seconds.toFixed(2)} s`);
   return failed ? 1 : 0;
 }
