@@ -1,6 +1,6 @@
 import { Command, GlobalOptions, parseArgs } from './args';
 import { readLines } from './lines';
-import { describeError, runOne } from './main';
+import { describeError, runOne } from './commands';
 import { PipeworkError } from '../errors';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
@@ -111,7 +111,7 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
  * its total; standard input has none); exit status 1 if any line failed.
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
-  const { Session }: typeof import('../index') = require('../index');
+  const { Session }: typeof import('../session') = require('../session');
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
   const progress = process.stderr.isTTY && !opts.json

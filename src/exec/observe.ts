@@ -10,7 +10,7 @@ import { dumpRoutes, parseRouteEntry } from '../netlink/route';
 import { getNsid, parseNsid } from '../netlink/netns';
 import { findDhcpClients } from './dhcp-records';
 import { ovsPortOf } from './detach';
-import type { NetnsPair } from './attach';
+import type { NetnsPair } from './context';
 import { vethHostName } from '../plan/names';
 import { Guest } from '../guest';
 import { PipeworkError } from '../errors';

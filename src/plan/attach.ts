@@ -8,7 +8,7 @@ import type { RouteEntry } from '../netlink/route';
 import { checkIfname, vethHostName } from './names';
 import { AttachPlan, HostLink, Step, asideName, vlanUsers } from './steps';
 import { MOVED_ALIAS_PREFIX, OvsPort } from './detach';
-import type { DhcpRequest } from '../exec/dhcp';
+import type { DhcpRequest } from './dhcp';
 
 /** What a caller asks for: the arguments of one `pipework` attach. */
 export interface AttachRequest {
