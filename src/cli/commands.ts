@@ -47,7 +47,7 @@ export async function runOne(session: SessionT, cmd: Command, io: Out, attachWit
         }
         const { runProgram }: typeof import('../run') = require('../run');
         const r = await runProgram('tc', cmd.args, { netnsFd: guest.fd });
-        if (r.stdout) process.stdout.write(r.stdout);
+        if (r.stdout) io.out(r.stdout.replace(/\n$/, ''));
         return 0;
       }
       case 'unplug': {
