@@ -27,6 +27,15 @@ export type { DetachPlan, DetachStep } from './plan/detach';
 export type { GuestSpec, Guest } from './guest';
 export type { DetachOutcome } from './exec/detach';
 export type { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult } from './bulk';
+// Types that the signatures above name, so the API reference (TypeDoc) documents them too.
+export type { DhcpRequest } from './exec/dhcp';
+export type { ExecOptions } from './exec/attach';
+export type { HostLink } from './plan/steps';
+export type { OvsPort, DhcpClientRecord } from './plan/detach';
+export type { MacvlanMode } from './netlink/kinds/macvlan';
+export type { Cidr } from './addressing';
+export type { Link } from './netlink/link';
+export type { DockerContainer } from './guest/docker';
 export { PipeworkError };
 export { NetlinkError };
 export { openGuest } from './guest';
@@ -54,7 +63,7 @@ const ENODEV = 19;
 const dhcpModule = (): typeof import('./exec/dhcp') => require('./exec/dhcp');
 
 /** A guest as given: a spec to open, or a Guest already open (the caller closes it). */
-type GuestArg = GuestSpec | Guest;
+export type GuestArg = GuestSpec | Guest;
 const isGuest = (g: GuestArg): g is Guest => typeof g === 'object' && 'tag' in g && 'close' in g;
 
 /**
