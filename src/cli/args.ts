@@ -19,6 +19,7 @@ pipework --batch FILE|-                              one pipework command per li
 pipework --direct-phys <hostinterface> ...           move the interface itself into the container
 pipework docker-plugin [--socket PATH] [--state FILE]  Docker network driver: docker network create -d pipework
 pipework watch [--cleanup]                           plumb containers as their pipework labels ask, as they start
+pipework daemon [--socket PATH] [--docker-plugin] [--watch]  serve CNI calls and the API from one process
 
 <guest>: a PID, a named netns (/run/netns/NAME), a netns path, a Docker container
 name or id, or an LXC container name.
@@ -102,13 +103,16 @@ function dhcpSpec(text: string): DhcpSpec | undefined {
   return { client, foreground, options };
 }
 
+/** The options when none is given. */
+export const defaultOptions = (): GlobalOptions => ({ dryRun: false, json: false, verbose: false, nodad: false, arp: true, ipv6: true });
+
 /**
  * argv -> command, with the original's strictly positional grammar:
  * `[--direct-phys] HOSTIF [-i CIF] [-l LOCAL] [-a 4|6] GUEST IP[@GW] [MAC][@VLAN]`.
  * Our own options come first; anything unknown starting with `--` is refused.
  */
 export function parseArgs(argv: string[]): Command {
-  const opts: GlobalOptions = { dryRun: false, json: false, verbose: false, nodad: false, arp: true, ipv6: true };
+  const opts = defaultOptions();
   let directPhys = false;
   let wait = false;
   let timeout: number | undefined;

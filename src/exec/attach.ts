@@ -10,7 +10,7 @@ import { routeRequest } from '../netlink/route';
 import {
   Link, deleteLink, deleteLinkByName, dumpLinks, getLinkByIndex, getLinkByName, parseLink, setLink,
 } from '../netlink/link';
-import { createBridge } from '../netlink/kinds/bridge';
+import { BRIDGE_MAX_PORTS, createBridge } from '../netlink/kinds/bridge';
 import { createDummy } from '../netlink/kinds/dummy';
 import { createIpoib } from '../netlink/kinds/ipoib';
 import { createMacvlan } from '../netlink/kinds/macvlan';
@@ -18,26 +18,28 @@ import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
 import { AttachPlan, HostLink, Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
+import { ExecOptions, InjectedFault, NetnsPair } from './context';
 import { lookupLinks } from './observe';
 import { MOVED_ALIAS_PREFIX } from '../plan/detach';
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
 import { runProgram } from '../run';
-import { BRIDGE_MAX_PORTS } from '../bulk';
 import type { DhcpOutcome } from './dhcp';
 
-/** The sockets and fds an attach works with. */
-export interface NetnsPair {
-  host: RtnlSocket;
-  hostFd: number;
-  guest: RtnlSocket;
-  guestFd: number;
+/** What an attach left in place. */
+export interface AttachResult {
+  guest: string;
+  netns: string;
+  containerInterface: { name: string; index: number; mac?: string; mtu: number };
+  hostInterface?: string;
+  addresses: string[];
+  gateway?: string;
+  /** With DHCP: the DNS servers of the lease, and where they were written (the guest's own resolv.conf). */
+  dns?: string[];
+  resolvConf?: string;
 }
 
-export interface ExecOptions {
-  /** Tests: fail as if step k (0-based) were refused, after the k steps before it took effect. */
-  failAtStep?: number;
-}
+export interface AttachOptions extends ExecOptions {}
 
 /** The container-side link as it ended up. */
 export interface AttachOutcome {
@@ -75,12 +77,6 @@ async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promi
 
 /** Turning IPv6 address generation off is refused where the link has no IPv6 state (MTU < 1280, IPv6 disabled at boot): nothing to turn off. */
 const noIpv6State = (e?: NetlinkError) => e?.errno === EAFNOSUPPORT;
-
-export class InjectedFault extends Error {
-  constructor(step: number) {
-    super(`injected fault at step ${step}`);
-  }
-}
 
 /**
  * Runs a plan. Each side effect registers its undo as soon as the kernel

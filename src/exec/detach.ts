@@ -3,7 +3,7 @@ import { getNsid, parseNsid } from '../netlink/netns';
 import { NetlinkError } from '../netlink/error';
 import { PipeworkError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
-import { InjectedFault, NetnsPair } from './attach';
+import { InjectedFault, NetnsPair } from './context';
 import { Undo } from './undo';
 import { vlanUsersAlias } from '../plan/steps';
 import { findDhcpClients } from './dhcp-records';

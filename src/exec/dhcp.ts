@@ -12,24 +12,10 @@ import {
   realpathSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import type { DockerContainer } from '../guest/docker';
 import { PipeworkError } from '../errors';
-import { dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
+import { DhcpRequest, dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
 import type { DhcpClientRecord } from '../plan/detach';
 import type { ClientState } from './dhcp-records';
-
-/** A DHCP client asked for on the command line, with what it needs to know of the guest. */
-export interface DhcpRequest {
-  client: 'dhcp' | 'udhcpc' | 'dhclient' | 'dhcpcd';
-  /** The -f variants: the client stays running to renew its lease. */
-  foreground: boolean;
-  options: string[];
-  /** Sent as the DHCP hostname and used in pidfile names: the guest as the user named it. */
-  hostname: string;
-  docker?: DockerContainer;
-  /** The container's own root filesystem, where its /etc/resolv.conf is (Docker, LXC). */
-  rootfs?: string;
-}
 
 /** What the client got. stop() ends a client left running and removes its pidfile (undo). */
 export interface DhcpOutcome {

@@ -5,7 +5,7 @@ import { MACVLAN_MODES, MacvlanMode } from '../netlink/kinds/macvlan';
 import { Link } from '../netlink/link';
 import { checkIfname, vethHostName } from './names';
 import { AttachPlan, HostLink, Step, asideName, vlanUsers } from './steps';
-import type { DhcpRequest } from '../exec/dhcp';
+import type { DhcpRequest } from './dhcp';
 
 /** What a caller asks for: the arguments of one `pipework` attach. */
 export interface AttachRequest {

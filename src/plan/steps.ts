@@ -1,8 +1,7 @@
 import { Cidr, formatIp } from '../addressing';
 import { formatMac } from '../netlink/link';
 import { MacvlanMode } from '../netlink/kinds/macvlan';
-import type { DhcpRequest } from '../exec/dhcp';
-import { dhcpCommandLine } from './dhcp';
+import { type DhcpRequest, dhcpCommandLine } from './dhcp';
 
 /** A link in the host netns, known by name and, once it exists, by ifindex. */
 export interface HostLink {
