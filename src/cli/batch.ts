@@ -1,6 +1,6 @@
 import { Command, GlobalOptions, parseArgs } from './args';
 import { readLines } from './lines';
-import { describeError, runOne } from './main';
+import { describeError, runOne } from './commands';
 import { PipeworkError } from '../errors';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
@@ -62,7 +62,20 @@ interface Line {
   error?: Error;
 }
 
-async function* parsedLines(lines: AsyncIterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
+/** How many lines of the file are commands (each yields one result): the progress bar's total. */
+async function countCommands(file: string): Promise<number> {
+  let n = 0;
+  for await (const text of readLines(file)) {
+    try {
+      if (splitLine(text).length) n++;
+    } catch {
+      n++; // reported as a failed line
+    }
+  }
+  return n;
+}
+
+async function* parsedLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
   let no = 0;
   for await (const text of lines) {
     no++;
@@ -94,15 +107,30 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
  * Linux bridge is then looked up once for all the lines, see bulkAttacher). A
  * failed line is rolled back alone and reported as `line N: ...`; the others
  * go on. Unplugged veths are deleted by device group, hundreds at once. A
- * progress line on stderr when it is a terminal; exit status 1 if any line failed.
+ * progress bar on stderr when it is a terminal (a file is counted first for
+ * its total; standard input has none); exit status 1 if any line failed.
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
-  const { Session }: typeof import('../index') = require('../index');
+  const { Session }: typeof import('../session') = require('../session');
+  const session = new Session();
+  try {
+    const progress = process.stderr.isTTY && !opts.json
+      ? (require('./progress') as typeof import('./progress')).progressBar(process.stderr, file === '-' ? undefined : await countCommands(file))
+      : undefined;
+    return await runBatchLines(readLines(file), unplug, opts, io, { session, progress });
+  } finally {
+    session.close();
+  }
+}
+
+/**
+ * The lines of a batch, run as --batch runs them, in the caller's session
+ * (the daemon's /v1/batch); progress: the bar on a terminal.
+ */
+export async function runBatchLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions, io: Out,
+  { session, progress }: { session: import('../session').Session; progress?: import('./progress').Progress }): Promise<number> {
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
-  const lines = readLines(file);
-  const session = new Session();
-  const progress = process.stderr.isTTY && !opts.json;
   const started = process.hrtime.bigint();
   const attachWith = bulkAttacher(session);
   const inOrder = sequencer();
@@ -112,6 +140,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   let failed = 0;
   const report = (no: number, e: unknown) => {
     failed++;
+    progress?.clear();
     io.err(`line ${no}: ${describeError(e, opts.verbose)}`);
   };
 
@@ -146,29 +175,25 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
     return inOrder(key, async () => { await runOne(session, cmd, io, attachWith); return true; });
   };
 
-  try {
-    const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
-    let index = 0;
-    const items = (async function* () {
-      for await (const l of parsedLines(lines, unplug, opts)) {
-        lineOf.set(index++, l.no);
-        yield l;
-      }
-    })();
-    for await (const r of runBounded(items, work)) {
-      const no = lineOf.get(r.index)!;
-      lineOf.delete(r.index);
-      if (!r.ok) report(no, r.error);
-      else if (r.result) done++;
-      if (grouped.length >= 512) await flush();
-      if (progress && (done + failed) % 50 === 0) process.stderr.write(`\r${done} done, ${failed} failed`);
+  const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
+  let index = 0;
+  const items = (async function* () {
+    for await (const l of parsedLines(lines, unplug, opts)) {
+      lineOf.set(index++, l.no);
+      yield l;
     }
-    await flush();
-  } finally {
-    session.close();
+  })();
+  for await (const r of runBounded(items, work)) {
+    const no = lineOf.get(r.index)!;
+    lineOf.delete(r.index);
+    if (!r.ok) report(no, r.error);
+    else if (r.result) done++;
+    if (grouped.length >= 512) await flush();
+    progress?.update(done, failed);
   }
+  await flush();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (progress) process.stderr.write('\r');
+  progress?.end();
   if (!opts.json || failed) io.err(`${done} done, ${failed} failed, in ${seconds.toFixed(2)} s`);
   return failed ? 1 : 0;
 }

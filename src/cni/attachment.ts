@@ -3,7 +3,8 @@
  * API (host netns = the plugin's own, guest = CNI_NETNS). Loaded only for
  * these commands: it brings in the netlink library and the native addon.
  */
-import { Session, type AttachResult } from '../index';
+import { Session } from '../session';
+import type { AttachResult } from '../exec/attach';
 import type { AttachRequest } from '../plan/attach';
 import { RtnlSocket } from '../netlink/socket';
 import { NetlinkError } from '../netlink/error';
@@ -13,19 +14,12 @@ import { AF_INET, AF_INET6, ARPHRD_INFINIBAND } from '../netlink/constants';
 import type { Guest } from '../guest';
 import { parseCidr, parseIp } from '../addressing';
 import { CniError, ErrorCode } from './errors';
-import type { Dns, NetConf, Result, ResultInterface, ResultIp } from './config';
+import type { Attachment, Dns, NetConf, Result, ResultInterface, ResultIp } from './config';
 import type { CniCall } from './delegate';
 import { ipamOf } from './ipam';
 import {
   addRouteRequest, addressesOf, hasRoute, linkByName, openNetns, openNetnsIfPresent, parseRoute, routesOf, type ParsedRoute,
 } from './netns';
-
-/** The attachment parameters from the environment. */
-export interface Attachment {
-  containerId: string;
-  netns: string;
-  ifname: string;
-}
 
 /** Mode dummy: a host interface name that makes the library create a dummy link in the container. */
 export const DUMMY_HOST = 'dummy-pipework';
@@ -124,7 +118,7 @@ function gatewaysOf(ips: ResultIp[]): { 4?: Buffer; 6?: Buffer } {
 export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<Result> {
   const ipam = ipamOf(conf, a, call);
   const guest = openNetns(a.netns);
-  const session = new Session();
+  const session = call.session ?? new Session();
   const host = RtnlSocket.open();
   let guestSock: RtnlSocket | undefined;
   let allocated = false;
@@ -181,7 +175,7 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
   } finally {
     guestSock?.close();
     host.close();
-    session.close();
+    if (!call.session) session.close();
     guest.close();
   }
 }
@@ -244,7 +238,7 @@ export async function del(conf: NetConf, a: Attachment, call: CniCall): Promise<
   try {
     guest = openNetnsIfPresent(a.netns);
     if (guest) {
-      const session = new Session();
+      const session = call.session ?? new Session();
       try {
         const sock = RtnlSocket.open(guest.fd);
         let link: Link | undefined;
@@ -258,7 +252,7 @@ export async function del(conf: NetConf, a: Attachment, call: CniCall): Promise<
           else await session.detach(guest, a.ifname);
         }
       } finally {
-        session.close();
+        if (!call.session) session.close();
       }
     }
     // The netns is gone but may still be torn down by the kernel (asynchronously, veth and all): the veth's host end goes now.

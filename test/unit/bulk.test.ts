@@ -42,7 +42,7 @@ describe('runBounded', () => {
 describe('defaultConcurrency', () => {
   // In a child: Node reads its open-file limit at start (and raises the soft one to the hard one).
   const inChild = (...prefix: string[]) => {
-    const script = `process.stdout.write(String(require(${JSON.stringify(resolve(__dirname, '../../dist/bulk.js'))}).defaultConcurrency()))`;
+    const script = `process.stdout.write(String(require(${JSON.stringify(resolve(__dirname, '../../dist/bulk/index.js'))}).defaultConcurrency()))`;
     const argv = [...prefix, process.execPath, '-e', script];
     return spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' }).stdout;
   };
