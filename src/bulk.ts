@@ -8,6 +8,8 @@ import type { Link } from './netlink/link';
 export interface BulkAttachItem {
   guest: GuestSpec | Guest;
   request: AttachRequest;
+  /** This item's own attach options, over the run's (e.g. a fault injected into one item, in tests). */
+  options?: AttachOptions;
 }
 
 export interface BulkDetachItem {
@@ -22,6 +24,15 @@ export interface BulkOptions {
   stopOnError?: boolean;
   /** Called after each item with the running counts. */
   onProgress?: (done: number, failed: number) => void;
+  /**
+   * Graceful stop: once aborted, no new item starts; those in flight finish
+   * (or, failing, roll back) and the run ends. Items are started in input
+   * order, so those not started are the ones from index (number of results)
+   * on; an item the input was still producing when the signal came is not
+   * started either. To roll back the items in flight instead, abort the
+   * attach option `abort` too.
+   */
+  signal?: AbortSignal;
 }
 
 /** One item's outcome, in completion order; index is its position in the input. */
@@ -54,9 +65,17 @@ export async function* runBounded<I, T>(
     finished.push(r);
     wake?.();
   };
+  const { signal } = opts;
+  // An input that waits (a queue, a pipe) must not hold up a stop.
+  const stopped = signal && new Promise<{ stopped: true }>((resolve) => {
+    if (signal.aborted) resolve({ stopped: true });
+    else signal.addEventListener('abort', () => resolve({ stopped: true }), { once: true });
+  });
   while (true) {
-    while (!exhausted && !stop && inFlight < limit) {
-      const r = await it.next();
+    while (!exhausted && !stop && !signal?.aborted && inFlight < limit) {
+      const pulled = it.next();
+      const r = stopped ? await Promise.race([pulled, stopped]) : await pulled;
+      if ('stopped' in r || signal?.aborted) break;
       if (r.done) {
         exhausted = true;
         break;
@@ -85,8 +104,8 @@ export async function* runBounded<I, T>(
 /** A Linux bridge holds at most this many ports (port number 0 is reserved); the next enslave fails with EXFULL. */
 export const BRIDGE_MAX_PORTS = 1023;
 
-/** One attach of a bulk run. */
-export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest) => Promise<AttachResult>;
+/** One attach of a bulk run; options over the run's. */
+export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest, options?: AttachOptions) => Promise<AttachResult>;
 
 /**
  * Attaches for a bulk run. The first attach to each host interface runs
@@ -100,11 +119,12 @@ export function bulkAttacher(session: Session, opts: AttachOptions = {}): Attach
   const first = new Map<string, Promise<unknown>>();
   // Per host interface, once its first attach succeeded: a Linux bridge and its port count.
   const bridges = new Map<string, { link: Link; ports: number } | undefined>();
-  return async (guest, request) => {
+  return async (guest, request, options) => {
     const name = request.hostInterface;
     const pending = first.get(name);
+    const o = options ? { ...opts, ...options } : opts;
     if (!pending) {
-      const p = session.attach(guest, request, opts).then(async (result) => {
+      const p = session.attach(guest, request, o).then(async (result) => {
         // A failed look only costs the shortcut.
         bridges.set(name, await session.bridge(name).catch(() => undefined));
         return result;
@@ -114,12 +134,12 @@ export function bulkAttacher(session: Session, opts: AttachOptions = {}): Attach
     }
     await pending.catch(() => undefined);
     const bridge = bridges.get(name); // none if the first one failed, or it is no Linux bridge
-    if (!bridge) return session.attach(guest, request, opts);
+    if (!bridge) return session.attach(guest, request, o);
     if (bridge.ports >= BRIDGE_MAX_PORTS)
       throw new PipeworkError(`Bridge ${name} is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports; spread the containers over several bridges.`);
     bridge.ports++;
     try {
-      return await session.attachOnto(bridge.link, guest, request, opts);
+      return await session.attachOnto(bridge.link, guest, request, o);
     } catch (e) {
       bridge.ports--;
       throw e;
@@ -131,7 +151,7 @@ export function bulkAttacher(session: Session, opts: AttachOptions = {}): Attach
 export function attachMany(session: Session, items: Iterable<BulkAttachItem> | AsyncIterable<BulkAttachItem>,
   opts: BulkOptions & AttachOptions = {}): AsyncGenerator<BulkResult<AttachResult>> {
   const attach = bulkAttacher(session, opts);
-  return runBounded(items, (item) => attach(item.guest, item.request), opts);
+  return runBounded(items, (item) => attach(item.guest, item.request, item.options), opts);
 }
 
 /** A device group number no one else uses: a high range plus randomness (not a secret). */

@@ -28,6 +28,7 @@ export type { GuestSpec, Guest } from './guest';
 export type { DetachOutcome } from './exec/detach';
 export type { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult } from './bulk';
 export { PipeworkError };
+export { AttachAborted } from './exec/attach';
 export { NetlinkError };
 export { openGuest } from './guest';
 export { renderStep, STEP_SIDE } from './plan/steps';

@@ -2,6 +2,7 @@ import { Command, GlobalOptions, parseArgs } from './args';
 import { readLines } from './lines';
 import { describeError, runOne } from './main';
 import { PipeworkError } from '../errors';
+import { constants } from 'node:os';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 
@@ -83,6 +84,67 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
   };
 }
 
+/** Line numbers as ranges: lines finish nearly in order, so a long batch makes few. */
+export class LineSet {
+  private readonly ranges: [number, number][] = [];
+  size = 0;
+
+  add(n: number): void {
+    const r = this.ranges;
+    let i = r.length; // first range starting after n
+    while (i > 0 && r[i - 1][0] > n) i--;
+    const prev = r[i - 1];
+    if (prev && n <= prev[1]) return;
+    this.size++;
+    const next = r[i];
+    if (prev && prev[1] === n - 1) {
+      prev[1] = n;
+      if (next && next[0] === n + 1) prev[1] = r.splice(i, 1)[0][1];
+    } else if (next && next[0] === n + 1) next[0] = n;
+    else r.splice(i, 0, [n, n]);
+  }
+
+  /** `1-338, 340` */
+  toString(): string {
+    return this.ranges.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(', ');
+  }
+
+  /** [[first, last], ...] */
+  toJSON(): [number, number][] {
+    return this.ranges;
+  }
+}
+
+/** A line not started because the batch is stopping. */
+class NotStarted extends Error {}
+
+/**
+ * SIGINT, SIGTERM and SIGHUP while a batch runs: the first stops new lines
+ * (those in flight finish), a second one rolls back the attaches in flight
+ * instead; later ones change nothing more. Nothing is ever abandoned half-made.
+ */
+function stopOnSignals(say: (s: string) => void) {
+  const stop = new AbortController();
+  const rollback = new AbortController();
+  const state = { signal: undefined as NodeJS.Signals | undefined, stop: stop.signal, rollback: rollback.signal, dispose };
+  const on = (sig: NodeJS.Signals) => {
+    if (!state.signal) {
+      state.signal = sig;
+      say(`pipework: ${sig}: starting no more lines, finishing those in flight (a second signal rolls them back)`);
+      stop.abort();
+    } else if (!rollback.signal.aborted) {
+      say(`pipework: ${sig}: rolling back the attaches in flight`);
+      rollback.abort();
+    }
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const sig of signals) process.on(sig, on);
+  function dispose() {
+    for (const sig of signals) process.off(sig, on);
+  }
+  return state;
+}
+
 /**
  * `pipework [unplug] --batch FILE|-`: every line in one process and one
  * session, read as a stream (memory stays flat whatever the length), up to
@@ -92,23 +154,31 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
  * failed line is rolled back alone and reported as `line N: ...`; the others
  * go on. Unplugged veths are deleted by device group, hundreds at once. A
  * progress line on stderr when it is a terminal; exit status 1 if any line failed.
+ * Stopped by a signal (see stopOnSignals): a summary of the lines done,
+ * failed, rolled back and not started (with --json, also as a JSON line on
+ * stdout), and exit status 128 + the signal's number.
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
   const { Session }: typeof import('../index') = require('../index');
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
+  const { AttachAborted }: typeof import('../exec/attach') = require('../exec/attach');
   const lines = readLines(file);
   const session = new Session();
   const progress = process.stderr.isTTY && !opts.json;
   const started = process.hrtime.bigint();
-  const attachWith = bulkAttacher(session);
+  const stopping = stopOnSignals(io.err);
+  const attachWith = bulkAttacher(session, { abort: stopping.rollback });
   const inOrder = sequencer();
   const group = deviceGroup();
   let grouped: number[] = []; // line numbers whose veth awaits the group deletion
-  let done = 0;
-  let failed = 0;
+  const done = new LineSet();
+  const failed = new LineSet();
+  const rolledBack = new LineSet();
+  const notStarted = new LineSet();
   const report = (no: number, e: unknown) => {
-    failed++;
+    if (e instanceof NotStarted) return notStarted.add(no);
+    (e instanceof AttachAborted ? rolledBack : failed).add(no);
     io.err(`line ${no}: ${describeError(e, opts.verbose)}`);
   };
 
@@ -119,7 +189,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
     if (!lines.length) return;
     try {
       await session.deleteLinkGroup(group);
-      done += lines.length;
+      for (const no of lines) done.add(no);
     } catch (e) {
       for (const no of lines) report(no, e);
     }
@@ -140,7 +210,12 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
       }
     }
     const key = 'guest' in cmd ? cmd.guest : '';
-    return inOrder(key, async () => { await runOne(session, cmd, io, attachWith); return true; });
+    return inOrder(key, async () => {
+      // Queued behind an earlier line for the same guest when the stop came.
+      if (stopping.signal) throw new NotStarted();
+      await runOne(session, cmd, io, attachWith);
+      return true;
+    });
   };
 
   try {
@@ -148,24 +223,43 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
     let index = 0;
     const items = (async function* () {
       for await (const l of parsedLines(lines, unplug, opts)) {
-        lineOf.set(index++, l.no);
-        yield l;
+        // Stopping: the rest is only counted.
+        if (stopping.signal) notStarted.add(l.no);
+        else {
+          lineOf.set(index++, l.no);
+          yield l;
+        }
       }
     })();
-    for await (const r of runBounded(items, work, { concurrency: 32 })) {
+    for await (const r of runBounded(items, work, { concurrency: 32, signal: stopping.stop })) {
       const no = lineOf.get(r.index)!;
       lineOf.delete(r.index);
       if (!r.ok) report(no, r.error);
-      else if (r.result) done++;
+      else if (r.result) done.add(no);
       if (grouped.length >= 512) await flush();
-      if (progress && (done + failed) % 50 === 0) process.stderr.write(`\r${done} done, ${failed} failed`);
+      if (progress && (done.size + failed.size) % 50 === 0) process.stderr.write(`\r${done.size} done, ${failed.size} failed`);
     }
     await flush();
+    if (stopping.signal) {
+      // Read but never started (the stop came as the line was handed over).
+      for (const no of lineOf.values()) notStarted.add(no);
+      // The rest of the input, unless a terminal that would wait for it.
+      if (!(file === '-' && process.stdin.isTTY)) await items.next();
+    }
   } finally {
+    stopping.dispose();
     session.close();
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (progress) process.stderr.write('\r');
-  if (!opts.json || failed) io.err(`${done} done, ${failed} failed, in ${seconds.toFixed(2)} s`);
-  return failed ? 1 : 0;
+  if (stopping.signal) {
+    const part = (what: string, set: LineSet) => `${set.size} ${what}${set.size ? ` (lines ${set})` : ''}`;
+    io.err(`stopped by ${stopping.signal}: ${part('done', done)}, ${part('failed', failed)}, ` +
+      `${part('rolled back', rolledBack)}, ${part('not started', notStarted)}, in ${seconds.toFixed(2)} s`);
+    if (opts.json) io.out(JSON.stringify({ stopped: stopping.signal, done, failed, rolledBack, notStarted }));
+    return 128 + constants.signals[stopping.signal];
+  }
+  const nFailed = failed.size + rolledBack.size;
+  if (!opts.json || nFailed) io.err(`${done.size} done, ${nFailed} failed, in ${seconds.toFixed(2)} s`);
+  return nFailed ? 1 : 0;
 }

@@ -35,6 +35,11 @@ export interface NetnsPair {
 export interface ExecOptions {
   /** Tests: fail as if step k (0-based) were refused, after the k steps before it took effect. */
   failAtStep?: number;
+  /**
+   * Once aborted, the attach starts no further step: what it did is undone
+   * (an undo is never cut short) and it fails with AttachAborted.
+   */
+  abort?: AbortSignal;
 }
 
 /** The container-side link as it ended up. */
@@ -71,6 +76,14 @@ export class InjectedFault extends Error {
   }
 }
 
+/** An attach stopped by its abort signal, and rolled back. */
+export class AttachAborted extends PipeworkError {
+  constructor() {
+    super('stopped before it was complete, and rolled back');
+    this.name = 'AttachAborted';
+  }
+}
+
 /**
  * Runs a plan. Each side effect registers its undo as soon as the kernel
  * confirms it; on any failure everything done so far is undone in reverse
@@ -91,6 +104,7 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
     const steps = plan.steps;
     for (let i = 0; i < steps.length; ) {
       if (opts.failAtStep === i) throw new InjectedFault(i);
+      if (opts.abort?.aborted) throw new AttachAborted();
       const step = steps[i];
       if (inGuest(step)) {
         // Consecutive guest-side changes go out in one sendmsg.
