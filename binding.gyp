@@ -10,6 +10,14 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra"],
       "cflags_cc!": ["-fno-exceptions"]
+    },
+    {
+      # The CNI plugin binary (plain C, no Node inside): forwards each call to
+      # `pipework daemon`, or execs bin/pipework-cni.js when none runs.
+      "target_name": "pipework-cni-shim",
+      "type": "executable",
+      "sources": ["native/cni-shim.c"],
+      "cflags": ["-std=c11", "-O2", "-Wall", "-Wextra"]
     }
   ]
 }

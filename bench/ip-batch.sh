@@ -21,6 +21,9 @@
 #                     is one `link del group 4242` (a single batched
 #                     unregister in the kernel) instead of one del per veth
 #   --no-teardown     skip teardown: everything goes with the namespaces
+#   --host-addrgen-none  each `link add` line is followed by
+#                     `link set v<n> addrgenmode none` (no IPv6 address on the
+#                     bridge ports, as our library does by default)
 # Output: key=value lines, same keys as bench/floor.c.
 #
 # SAFETY: re-execs itself under `unshare --net --mount` and refuses to run
@@ -29,13 +32,17 @@
 # namespace; nothing is left on the host.
 set -eu
 BENCH_NAME=ip-batch
-BENCH_USAGE="$0 N [PER_BRIDGE] [--verify] [--group-teardown] [--no-teardown]"
+BENCH_USAGE="$0 N [PER_BRIDGE] [--verify] [--group-teardown] [--host-addrgen-none] [--no-teardown]"
 . "$(dirname "$0")/lib/common.sh"
 GROUP=
 TDMODE=per-veth
+ADDRGEN=
 bench_flag() {
-  [ "$1" = --group-teardown ] || return 1
-  GROUP=" group 4242" TDMODE=group
+  case "$1" in
+    --group-teardown) GROUP=" group 4242" TDMODE=group ;;
+    --host-addrgen-none) ADDRGEN=1 ;;
+    *) return 1 ;;
+  esac
 }
 enter_sandbox "$@"
 cover_run_and_sys
@@ -50,6 +57,7 @@ i=0
 while [ "$i" -lt "$N" ]; do
   k=$((i / PB)); h=$((i % PB + 2))
   echo "link add v$i$GROUP master br$k up type veth peer name eth1 netns c$i" >> $W/host.batch
+  [ -z "$ADDRGEN" ] || echo "link set v$i addrgenmode none" >> $W/host.batch
   printf 'addr add 10.%d.%d.%d/16 brd 10.%d.255.255 dev eth1\nlink set eth1 up\nroute replace default via 10.%d.0.1 dev eth1 proto boot\n' \
     "$k" $((h / 256)) $((h % 256)) "$k" "$k" > $W/ns/c$i
   [ "$GROUP" ] || echo "link del v$i" >> $W/teardown.batch

@@ -15,6 +15,7 @@
 #include <linux/netlink.h>
 #include <sched.h>
 #include <string>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -195,6 +196,22 @@ Napi::Value StrError(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), strerror(info[0].As<Napi::Number>().Int32Value()));
 }
 
+// flock(fd, LOCK_EX | LOCK_NB) or flock(fd, LOCK_UN): the advisory lock other
+// programs (the reference host-local IPAM) take on the same file. Never
+// blocks the event loop: false when another holder has it.
+Napi::Value TryLock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean()) throw Napi::TypeError::New(env, "tryLock(fd, lock)");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  bool lock = info[1].As<Napi::Boolean>().Value();
+  for (;;) {
+    if (flock(fd, lock ? LOCK_EX | LOCK_NB : LOCK_UN) == 0) return Napi::Boolean::New(env, true);
+    if (errno == EINTR) continue;
+    if (lock && errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+    throw ErrnoError(env, errno, "flock");
+  }
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   home_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   if (home_netns < 0) throw ErrnoError(env, errno, "open", "/proc/thread-self/ns/net");
@@ -204,6 +221,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openNetnsPath", Napi::Function::New(env, OpenNetnsPath));
   exports.Set("openNetnsPid", Napi::Function::New(env, OpenNetnsPid));
   exports.Set("strerror", Napi::Function::New(env, StrError));
+  exports.Set("tryLock", Napi::Function::New(env, TryLock));
   exports.Set("openNetlinkSocket", Napi::Function::New(env, OpenNetlinkSocket));
     RegisterSpawn(env, exports);
   RegisterTransact(env, exports);

@@ -55,39 +55,28 @@ function makeNamedNetns(n) {
 }
 
 /**
- * Checks what an attach left, from outside the implementation:
- * every bridge has its expected number of ports, all UP and LOWER_UP; the
- * host netns has exactly lo + bridges + N veth ends; and a few containers
- * (first, last and random ones) have eth1 up with the expected address and
- * broadcast, and the default route via the gateway. `inNs(i)` gives the
- * command that runs `ip` inside container i (without ip's arguments).
+ * Checks what an attach left, from outside the implementation, for every
+ * container: `floor check` (bench/floor.c, built by run.js, path in
+ * PW_BENCH_FLOOR) reads back over netlink, in this netns and in each
+ * container's, every bridge's ports (count, UP and LOWER_UP), the number of
+ * host links, and each eth1 (UP and LOWER_UP, address, prefix and broadcast,
+ * the default route via the gateway on eth1). `nsPath(i)` names container
+ * i's netns. expect: { hostIpv6Off, containerIpv6Off } also checks that
+ * those ends have addrgenmode none and no IPv6 address. Returns the fields of
+ * its verify=ok line.
  */
-function verifyAttach(n, pb, inNs, samples = 5) {
-  const nbr = Math.ceil(n / pb);
-  for (let k = 0; k < nbr; k++) {
-    const want = k === nbr - 1 ? n - k * pb : pb;
-    const ports = JSON.parse(must('ip', ['-j', 'link', 'show', 'master', `br${k}`]));
-    const up = ports.filter((p) => p.flags.includes('UP') && p.flags.includes('LOWER_UP')).length;
-    if (ports.length !== want || up !== want) fail(`verify: br${k} has ${ports.length} ports (${up} UP,LOWER_UP), want ${want}`);
-  }
-  const links = JSON.parse(must('ip', ['-j', 'link', 'show'])).length;
-  if (links !== 1 + nbr + n) fail(`verify: ${links} host links, want ${1 + nbr + n}`);
-  const picks = new Set([0, n - 1]);
-  while (picks.size < Math.min(n, samples)) picks.add(Math.floor(Math.random() * n));
-  for (const i of picks) {
-    const k = bridgeOf(i, pb);
-    const [cmd, ...pre] = inNs(i);
-    const addr = JSON.parse(must(cmd, [...pre, '-j', '-4', 'addr', 'show', 'dev', 'eth1']));
-    const a = addr[0] || {};
-    const info = (a.addr_info || []).find((x) => x.local === hostAddr(i, pb));
-    if (!a.flags?.includes('UP') || !a.flags?.includes('LOWER_UP')) fail(`verify: container ${i}: eth1 not UP,LOWER_UP`);
-    if (!info || info.prefixlen !== 16 || info.broadcast !== broadcastOf(k))
-      fail(`verify: container ${i}: eth1 lacks ${hostAddr(i, pb)}/16 brd ${broadcastOf(k)}: ${JSON.stringify(a.addr_info)}`);
-    const routes = JSON.parse(must(cmd, [...pre, '-j', '-4', 'route', 'show', 'default']));
-    if (!routes.some((r) => r.gateway === gatewayOf(k) && r.dev === 'eth1'))
-      fail(`verify: container ${i}: no default route via ${gatewayOf(k)} dev eth1: ${JSON.stringify(routes)}`);
-  }
-  return { bridge_ports: n, host_links: links, containers_checked: picks.size };
+function verifyAttach(n, pb, nsPath, expect = {}) {
+  const floor = process.env.PW_BENCH_FLOOR;
+  if (!floor) fail('PW_BENCH_FLOOR is not set (the floor binary, which checks every container; run.js sets it)');
+  let paths = '';
+  for (let i = 0; i < n; i++) paths += `${nsPath(i)}\n`;
+  const args = ['check', String(n), String(pb), '--gateway-last',
+    ...(expect.hostIpv6Off ? ['--host-addrgen-none'] : []), ...(expect.containerIpv6Off ? ['--guest-addrgen-none'] : [])];
+  const r = run(floor, args, { input: paths });
+  if (r.status !== 0) fail(`verify: ${(r.stderr || '').trim() || `floor check exited ${r.status}`}`);
+  const line = r.stdout.split('\n').find((l) => l.startsWith('verify=ok'));
+  if (!line) fail(`verify: floor check printed no verify=ok: ${r.stdout.trim()}`);
+  return Object.fromEntries(line.split(' ').slice(1).map((t) => t.split('=')));
 }
 
 /** After teardown only lo and the bridges may be left. */

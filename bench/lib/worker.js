@@ -12,6 +12,9 @@
 //   lib       Session.attachMany (announce: false), concurrency 32, guests are
 //             anonymous netns fds from createNetns(); teardown detachMany
 //   lib-arp   the same with announce on (the default)
+//   lib-host-ipv6  the same as lib with hostIpv6: true (the bridge ports get
+//             IPv6 link-local addresses, as before that default)
+//   lib-no-ipv6    the same as lib with ipv6: false (no IPv6 on the container ends)
 //   cli       `node bin/pipework.js --no-arp --batch FILE` as a whole process,
 //             teardown `node bin/pipework.js unplug --batch FILE2`
 //   cni       /usr/lib/cni/bridge + host-local, one ADD (DEL) per container
@@ -60,20 +63,21 @@ function verifyLine(v) {
 }
 
 /** Items for attachMany, made as they are pulled (memory stays flat). */
-function* items(fds, announce) {
+function* items(fds, options) {
   for (let i = 0; i < fds.length; i++) {
     const k = C.bridgeOf(i, pb);
     yield {
       guest: { fd: fds[i] },
-      request: { hostInterface: `br${k}`, addresses: [`${C.hostAddr(i, pb)}/16`], gateway: C.gatewayOf(k), announce },
+      request: { hostInterface: `br${k}`, addresses: [`${C.hostAddr(i, pb)}/16`], gateway: C.gatewayOf(k), ...options },
     };
   }
 }
 
-async function lib(announce) {
+/** options: the request fields of this variant (announce, hostIpv6, ipv6). */
+async function lib(impl, options) {
   const { Session, createNetns } = require(path.join(ROOT, 'dist', 'index.js'));
   C.makeBridges(nbr);
-  header(announce ? 'lib-arp' : 'lib', { announce });
+  header(impl, options);
   const rss0 = rssMb();
   let t0 = C.now();
   const fds = [];
@@ -84,15 +88,13 @@ async function lib(announce) {
   const s = new Session();
   let failed = 0;
   const errors = [];
-  const wrong = [];
   const cpu0 = process.cpuUsage();
   t0 = C.now();
-  for await (const r of s.attachMany(items(fds, announce), { concurrency: 32 })) {
+  // What each attach did is read back from the kernel afterwards (verifyAttach), not taken from its result.
+  for await (const r of s.attachMany(items(fds, options), { concurrency: 32 })) {
     if (!r.ok) {
       failed++;
       if (errors.length < 3) errors.push(`#${r.index}: ${r.error.message}`);
-    } else if (r.result.addresses?.[0] !== `${C.hostAddr(r.index, pb)}/16` || r.result.containerInterface?.name !== 'eth1') {
-      if (wrong.length < 3) wrong.push(`#${r.index}: ${JSON.stringify(r.result)}`);
     }
   }
   t1 = C.now();
@@ -104,9 +106,8 @@ async function lib(announce) {
     cpu_user_ms: C.fmt(cpu.user / 1000), cpu_sys_ms: C.fmt(cpu.system / 1000),
   });
   if (failed) C.fail(`attach: ${failed} of ${n} failed: ${errors.join('; ')}`);
-  if (wrong.length) C.fail(`attach: unexpected results: ${wrong.join('; ')}`);
   const pid = process.pid;
-  verifyLine(C.verifyAttach(n, pb, (i) => ['nsenter', `--net=/proc/${pid}/fd/${fds[i]}`, 'ip']));
+  verifyLine(C.verifyAttach(n, pb, (i) => `/proc/${pid}/fd/${fds[i]}`, { hostIpv6Off: !options.hostIpv6, containerIpv6Off: options.ipv6 === false }));
 
   if (teardown) {
     failed = 0;
@@ -160,7 +161,7 @@ function cli() {
   let r = timedCli(['--no-arp', '--batch', `${W}/attach.batch`]);
   attachLine(r.t0, r.t1, { includes: 'process-start', max_rss_mb: C.fmt(r.rss) });
   if (r.status !== 0) C.fail(`pipework --batch exited ${r.status}: ${r.stderr.trim().slice(0, 2000)}`);
-  verifyLine(C.verifyAttach(n, pb, (i) => ['ip', '-n', `c${i}`]));
+  verifyLine(C.verifyAttach(n, pb, (i) => `/run/netns/c${i}`, { hostIpv6Off: true }));
   if (teardown) {
     r = timedCli(['unplug', '--batch', `${W}/unplug.batch`]);
     teardownLine(r.t0, r.t1, 'group', { includes: 'process-start', teardown_max_rss_mb: C.fmt(r.rss) });
@@ -198,7 +199,7 @@ function cni() {
   }
   let t1 = C.now();
   attachLine(t0, t1, { announces: 'gratuitous-arp' });
-  verifyLine(C.verifyAttach(n, pb, (i) => ['ip', '-n', `c${i}`]));
+  verifyLine(C.verifyAttach(n, pb, (i) => `/run/netns/c${i}`));
   if (teardown) {
     t0 = C.now();
     for (let i = 0; i < n; i++) {
@@ -222,7 +223,7 @@ function pyroute2() {
   const r = C.run(py, [script, 'attach', n, pb, group]);
   if (r.status !== 0) C.fail(`pyroute2 attach: ${r.stderr.trim().slice(-2000)}`);
   process.stdout.write(r.stdout);
-  verifyLine(C.verifyAttach(n, pb, (i) => ['ip', '-n', `c${i}`]));
+  verifyLine(C.verifyAttach(n, pb, (i) => `/run/netns/c${i}`));
   if (teardown) {
     const d = C.run(py, [script, 'teardown', n, group]);
     if (d.status !== 0) C.fail(`pyroute2 teardown: ${d.stderr.trim().slice(-2000)}`);
@@ -309,7 +310,13 @@ async function single() {
   C.out({ samples: JSON.stringify(Object.fromEntries(Object.entries(res).map(([k, v]) => [k, v.map((x) => +x.toFixed(1))]))) });
 }
 
-const modes = { lib: () => lib(false), 'lib-arp': () => lib(true), cli, cni, pyroute2, single };
+const modes = {
+  lib: () => lib('lib', { announce: false }),
+  'lib-arp': () => lib('lib-arp', { announce: true }),
+  'lib-host-ipv6': () => lib('lib-host-ipv6', { announce: false, hostIpv6: true }),
+  'lib-no-ipv6': () => lib('lib-no-ipv6', { announce: false, ipv6: false }),
+  cli, cni, pyroute2, single,
+};
 if (!modes[mode] || (mode !== 'single' && !(n >= 1 && pb >= 1 && pb <= 1023 && nbr <= 250)))
   C.fail(`usage: worker.js ${Object.keys(modes).join('|')} N [PER_BRIDGE<=1023] [--no-teardown]`);
 Promise.resolve(modes[mode]()).catch((e) => C.fail(e.stack || e.message));

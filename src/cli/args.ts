@@ -31,6 +31,10 @@ Options (before the host interface):
   --macvlan-mode MODE    bridge (default), private, vepa or passthru
   --nodad                IPv6 addresses without duplicate address detection
   --no-arp               do not announce the address with a gratuitous ARP
+  --no-ipv6              no IPv6 on the container interface: the kernel makes no
+                         link-local address (no DAD, MLD or router solicitation);
+                         IPv6 addresses are refused. (A veth's host end on a Linux
+                         bridge never gets IPv6 addresses: a bridge port needs none.)
   --timeout S            with --wait: give up (exit 1) after S seconds
   -v, --verbose          say what is done
   -h, --help             this text
@@ -43,6 +47,7 @@ export interface GlobalOptions {
   macvlanMode?: string;
   nodad: boolean;
   arp: boolean;
+  ipv6: boolean;
 }
 
 /** How the address argument asks for DHCP. */
@@ -103,7 +108,7 @@ function dhcpSpec(text: string): DhcpSpec | undefined {
  * Our own options come first; anything unknown starting with `--` is refused.
  */
 export function parseArgs(argv: string[]): Command {
-  const opts: GlobalOptions = { dryRun: false, json: false, verbose: false, nodad: false, arp: true };
+  const opts: GlobalOptions = { dryRun: false, json: false, verbose: false, nodad: false, arp: true, ipv6: true };
   let directPhys = false;
   let wait = false;
   let timeout: number | undefined;
@@ -120,6 +125,7 @@ export function parseArgs(argv: string[]): Command {
     else if (a === '-v' || a === '--verbose') opts.verbose = true;
     else if (a === '--nodad') opts.nodad = true;
     else if (a === '--no-arp') opts.arp = false;
+    else if (a === '--no-ipv6') opts.ipv6 = false;
     else if (a === '--macvlan-mode') opts.macvlanMode = value(a);
     else if (a === '--direct-phys') directPhys = true;
     else if (a === '--wait') wait = true;

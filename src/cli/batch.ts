@@ -49,7 +49,10 @@ function lineCommand(words: string[], unplug: boolean, opts: GlobalOptions): Com
   const cmd = parseArgs(unplug ? ['unplug', ...words] : words);
   if (cmd.kind === 'usage') throw new PipeworkError('not a pipework command (too few arguments)');
   if (!('opts' in cmd) || cmd.kind === 'batch') throw new PipeworkError(`--${cmd.kind} cannot be used in a batch`);
-  cmd.opts = { ...cmd.opts, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined && v !== false)), arp: opts.arp && cmd.opts.arp };
+  cmd.opts = {
+    ...cmd.opts, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined && v !== false)),
+    arp: opts.arp && cmd.opts.arp, ipv6: opts.ipv6 && cmd.opts.ipv6,
+  };
   return cmd;
 }
 
@@ -58,6 +61,19 @@ interface Line {
   no: number;
   cmd?: Command;
   error?: Error;
+}
+
+/** How many lines of the file are commands (each yields one result): the progress bar's total. */
+async function countCommands(file: string): Promise<number> {
+  let n = 0;
+  for await (const text of readLines(file)) {
+    try {
+      if (splitLine(text).length) n++;
+    } catch {
+      n++; // reported as a failed line
+    }
+  }
+  return n;
 }
 
 async function* parsedLines(lines: AsyncIterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
@@ -153,7 +169,8 @@ function stopOnSignals(say: (s: string) => void) {
  * Linux bridge is then looked up once for all the lines, see bulkAttacher). A
  * failed line is rolled back alone and reported as `line N: ...`; the others
  * go on. Unplugged veths are deleted by device group, hundreds at once. A
- * progress line on stderr when it is a terminal; exit status 1 if any line failed.
+ * progress bar on stderr when it is a terminal (a file is counted first for
+ * its total; standard input has none); exit status 1 if any line failed.
  * Stopped by a signal (see stopOnSignals): a summary of the lines done,
  * failed, rolled back and not started (with --json, also as a JSON line on
  * stdout), and exit status 128 + the signal's number.
@@ -163,11 +180,13 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
   const { AttachAborted }: typeof import('../exec/attach') = require('../exec/attach');
+  const progress = process.stderr.isTTY && !opts.json
+    ? (require('./progress') as typeof import('./progress')).progressBar(process.stderr, file === '-' ? undefined : await countCommands(file))
+    : undefined;
   const lines = readLines(file);
   const session = new Session();
-  const progress = process.stderr.isTTY && !opts.json;
   const started = process.hrtime.bigint();
-  const stopping = stopOnSignals(io.err);
+  const stopping = stopOnSignals((text) => { progress?.clear(); io.err(text); });
   const attachWith = bulkAttacher(session, { abort: stopping.rollback });
   const inOrder = sequencer();
   const group = deviceGroup();
@@ -179,6 +198,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   const report = (no: number, e: unknown) => {
     if (e instanceof NotStarted) return notStarted.add(no);
     (e instanceof AttachAborted ? rolledBack : failed).add(no);
+    progress?.clear();
     io.err(`line ${no}: ${describeError(e, opts.verbose)}`);
   };
 
@@ -237,7 +257,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
       if (!r.ok) report(no, r.error);
       else if (r.result) done.add(no);
       if (grouped.length >= 512) await flush();
-      if (progress && (done.size + failed.size) % 50 === 0) process.stderr.write(`\r${done.size} done, ${failed.size} failed`);
+      progress?.update(done.size, failed.size + rolledBack.size);
     }
     await flush();
     if (stopping.signal) {
@@ -251,7 +271,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
     session.close();
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  if (progress) process.stderr.write('\r');
+  progress?.end();
   if (stopping.signal) {
     const part = (what: string, set: LineSet) => `${set.size} ${what}${set.size ? ` (lines ${set})` : ''}`;
     io.err(`stopped by ${stopping.signal}: ${part('done', done)}, ${part('failed', failed)}, ` +

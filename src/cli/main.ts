@@ -145,6 +145,7 @@ async function attach(session: SessionT, cmd: Extract<Command, { kind: 'attach' 
     macvlanMode: opts.macvlanMode as import('../netlink/kinds/macvlan').MacvlanMode | undefined,
     nodad: opts.nodad,
     announce: opts.arp,
+    ipv6: opts.ipv6,
     dhcp: cmd.dhcp && { ...cmd.dhcp, hostname: named.name, docker: named.docker, rootfs: named.rootfs },
     docker: named.docker && { id: named.docker.id, name: named.docker.name },
   };

@@ -14,7 +14,8 @@ import type { Guest } from '../guest';
 import { parseCidr, parseIp } from '../addressing';
 import { CniError, ErrorCode } from './errors';
 import type { Dns, NetConf, Result, ResultInterface, ResultIp } from './config';
-import { delegate, findPlugin, ipamAdd, type CniCall, type Delegation } from './delegate';
+import type { CniCall } from './delegate';
+import { ipamOf } from './ipam';
 import {
   addRouteRequest, addressesOf, hasRoute, linkByName, openNetns, openNetnsIfPresent, parseRoute, routesOf, type ParsedRoute,
 } from './netns';
@@ -108,13 +109,6 @@ function attachRequest(conf: NetConf, hostInterface: string, ifname: string, add
   };
 }
 
-/** The IPAM delegation of this configuration, if it names one. */
-export function ipamDelegation(conf: NetConf, call: CniCall): Delegation | undefined {
-  const type = conf.ipam?.type;
-  if (!type) return undefined;
-  return { type, file: findPlugin(type, call.env), call, cniVersion: conf.cniVersion };
-}
-
 /** The first gateway of each family among the IPAM ips (for routes without `gw`). */
 function gatewaysOf(ips: ResultIp[]): { 4?: Buffer; 6?: Buffer } {
   const out: { 4?: Buffer; 6?: Buffer } = {};
@@ -128,7 +122,7 @@ function gatewaysOf(ips: ResultIp[]): { 4?: Buffer; 6?: Buffer } {
 
 /** ADD: IPAM first (addresses), then the link with its addresses in one attach, then MTU and routes. */
 export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<Result> {
-  const ipam = ipamDelegation(conf, call);
+  const ipam = ipamOf(conf, a, call);
   const guest = openNetns(a.netns);
   const session = new Session();
   const host = RtnlSocket.open();
@@ -144,11 +138,11 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
     let ipamResult: Result = { cniVersion: conf.cniVersion };
     if (ipam) {
       try {
-        ipamResult = await ipamAdd(ipam);
+        ipamResult = await ipam.add();
         allocated = true;
       } catch (e) {
         // Spec, section 4: a delegated plugin that failed on ADD is called again with DEL.
-        await delegate(ipam, 'DEL').catch(() => undefined);
+        await ipam.del().catch(() => undefined);
         throw e;
       }
     }
@@ -182,7 +176,7 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
     return buildResult(conf, a, r, ipamResult, hostVeth, bridge);
   } catch (e) {
     if (attached) await (conf.mode === 'vlan' ? session.unplug(guest, a.ifname) : session.detach(guest, a.ifname)).catch(() => undefined);
-    if (allocated) await delegate(ipam!, 'DEL').catch(() => undefined);
+    if (allocated) await ipam!.del().catch(() => undefined);
     throw e;
   } finally {
     guestSock?.close();
@@ -275,8 +269,7 @@ export async function del(conf: NetConf, a: Attachment, call: CniCall): Promise<
     guest?.close();
   }
   try {
-    const ipam = ipamDelegation(conf, call);
-    if (ipam) await delegate(ipam, 'DEL');
+    await ipamOf(conf, a, call)?.del();
   } catch (e) {
     errors.push(e);
   }
@@ -318,8 +311,7 @@ const fail = (msg: string, details = '') => new CniError(ErrorCode.Internal, msg
 export async function check(conf: NetConf, a: Attachment, call: CniCall): Promise<void> {
   const prev = conf.prevResult;
   if (!prev) throw invalid('required prevResult missing', 'CHECK needs the result of the ADD as prevResult');
-  const ipam = ipamDelegation(conf, call);
-  if (ipam) await delegate(ipam, 'CHECK');
+  await ipamOf(conf, a, call)?.check();
   const interfaces = prev.interfaces ?? [];
   const index = interfaces.findIndex((i) => i.name === a.ifname && i.sandbox === a.netns);
   if (index < 0) throw invalid(`prevResult lists no interface ${a.ifname} in ${a.netns}`);

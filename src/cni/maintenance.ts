@@ -6,12 +6,14 @@
  */
 import { CniError, ErrorCode } from './errors';
 import type { NetConf } from './config';
+import { named } from './ipam';
 import { delegate, findPlugin, pluginVersions, supportsAtLeast, type CniCall, type Delegation } from './delegate';
 
 /** The IPAM plugin, when it implements 1.1.0 (STATUS and GC); undefined for one that predates them. */
 async function modernIpam(conf: NetConf, call: CniCall, unavailable: number | undefined): Promise<Delegation | undefined> {
   const type = conf.ipam?.type;
-  if (!type) return undefined;
+  // host-local runs in this process (host-local.ts): nothing to find or ask.
+  if (!type || type === 'host-local') return undefined;
   let file: string;
   let versions: string[];
   try {
@@ -60,6 +62,13 @@ export async function gc(conf: NetConf, call: CniCall): Promise<void> {
   if (valid !== undefined && !(Array.isArray(valid) && valid.every((v) =>
     typeof v === 'object' && v !== null && typeof v.containerID === 'string' && typeof v.ifname === 'string')))
     throw new CniError(ErrorCode.InvalidConfig, 'cni.dev/valid-attachments must be a list of {containerID, ifname}');
+  if (conf.ipam?.type === 'host-local') {
+    // Without the list every reservation would look stale: nothing is released then.
+    if (valid === undefined) return;
+    const hl: typeof import('./host-local') = require('./host-local');
+    await named('host-local', 'GC', () => hl.hostLocalGc(hl.parseHostLocal(conf, call.env.CNI_ARGS), valid as { containerID: string; ifname: string }[]));
+    return;
+  }
   const ipam = await modernIpam(conf, call, undefined);
   if (ipam) await delegate(ipam, 'GC');
 }

@@ -15,6 +15,8 @@ export interface PipeworkNative {
   openNetnsPid(pid: number): number;
   /** The C library's text for an errno ("File exists"). */
   strerror(errno: number): string;
+  /** flock(fd, LOCK_EX | LOCK_NB) when lock (false: another holder has it), flock(fd, LOCK_UN) otherwise. */
+  tryLock(fd: number, lock: boolean): boolean;
   /** An rtnetlink socket made in netns netnsFd (in ours without it), with extended/capped ACKs and strict checks. */
   openNetlinkSocket(netnsFd?: number): number;
   /**

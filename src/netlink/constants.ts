@@ -64,6 +64,12 @@ export const IFLA_AF_SPEC = 26;
 export const IFLA_INET_CONF = 1;
 /** IPV4_DEVCONF_ARP_NOTIFY: gratuitous ARP when the device comes up. */
 export const IPV4_DEVCONF_ARP_NOTIFY = 22;
+/** In IFLA_AF_SPEC's AF_INET6 nest: how the link's IPv6 addresses (link-local first) are made. */
+export const IFLA_INET6_ADDR_GEN_MODE = 8;
+/** The kernel's default: addresses from the MAC address. */
+export const IN6_ADDR_GEN_MODE_EUI64 = 0;
+/** No address generated: no link-local address, so no DAD, MLD or router solicitation. */
+export const IN6_ADDR_GEN_MODE_NONE = 1;
 
 /** RTM_GETNSID: the netns asked about, by fd; the answer's id. */
 export const NETNSA_NSID = 1;

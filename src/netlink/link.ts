@@ -1,6 +1,6 @@
-import { Attr, attrsLength, bytes, cstring, encodeText, get16, get32, getS32, nest, parseAttrs, s32, str, u32, writeAttrs } from './attributes';
+import { Attr, attrsLength, bytes, cstring, encodeText, get16, get32, getS32, nest, parseAttrs, s32, str, u32, u8, writeAttrs } from './attributes';
 import {
-  AF_INET, AF_UNSPEC, IFF_LOWER_UP, IFLA_AF_SPEC, IFLA_INET_CONF, IPV4_DEVCONF_ARP_NOTIFY, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
+  AF_INET, AF_INET6, AF_UNSPEC, IFF_LOWER_UP, IFLA_AF_SPEC, IFLA_INET_CONF, IFLA_INET6_ADDR_GEN_MODE, IPV4_DEVCONF_ARP_NOTIFY, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
   IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 } from './constants';
@@ -24,6 +24,8 @@ export interface LinkAttrs {
   group?: number;
   /** IPv4 per-device settings (IPV4_DEVCONF_* id -> value), as sysctl net.ipv4.conf.<if>.* */
   inetConf?: Record<number, number>;
+  /** IN6_ADDR_GEN_MODE_*: `ip link set ... addrgenmode`. Not in a creating message: the link has no IPv6 state yet (EAFNOSUPPORT). */
+  addrGenMode?: number;
 }
 
 /** A link kind: its IFLA_INFO_KIND and the IFLA_INFO_DATA it owns. */
@@ -44,10 +46,13 @@ export function linkAttrs(a: LinkAttrs): Attr[] {
   if (a.netnsFd !== undefined) attrs.push(u32(IFLA_NET_NS_FD, a.netnsFd));
   if (a.alias !== undefined) attrs.push(bytes(IFLA_IFALIAS, encodeText(a.alias, false)));
   if (a.group !== undefined) attrs.push(u32(IFLA_GROUP, a.group));
+  const perFamily: Attr[] = [];
   if (a.inetConf !== undefined) {
     const conf = Object.entries(a.inetConf).map(([id, v]) => u32(Number(id), v));
-    attrs.push(nest(IFLA_AF_SPEC, [nest(AF_INET, [nest(IFLA_INET_CONF, conf)])]));
+    perFamily.push(nest(AF_INET, [nest(IFLA_INET_CONF, conf)]));
   }
+  if (a.addrGenMode !== undefined) perFamily.push(nest(AF_INET6, [u8(IFLA_INET6_ADDR_GEN_MODE, a.addrGenMode)]));
+  if (perFamily.length) attrs.push(nest(IFLA_AF_SPEC, perFamily));
   return attrs;
 }
 
@@ -131,6 +136,8 @@ export interface Link {
   alias?: string;
   /** net.ipv4.conf.<if>.arp_notify, when the link has IPv4 settings. */
   arpNotify?: number;
+  /** IN6_ADDR_GEN_MODE_*, when the link has IPv6 settings. */
+  addrGenMode?: number;
 }
 
 const LINK_ATTRS: ReadonlySet<number> = new Set([
@@ -165,7 +172,14 @@ export function parseLink(reply: Reply): Link {
     carrier: attrs.has(IFLA_CARRIER) ? attrs.get(IFLA_CARRIER)![0] === 1 : undefined,
     alias: cstring(attrs.get(IFLA_IFALIAS)) || undefined,
     arpNotify: inetConf(attrs.get(IFLA_AF_SPEC), IPV4_DEVCONF_ARP_NOTIFY),
+    addrGenMode: inet6AddrGenMode(attrs.get(IFLA_AF_SPEC)),
   };
+}
+
+/** IFLA_AF_SPEC: AF_INET6: IFLA_INET6_ADDR_GEN_MODE, one byte. */
+function inet6AddrGenMode(afSpec: Uint8Array | undefined): number | undefined {
+  const inet6 = afSpec && parseAttrs(afSpec).get(AF_INET6);
+  return inet6 && parseAttrs(inet6).get(IFLA_INET6_ADDR_GEN_MODE)?.[0];
 }
 
 /** One IPv4 devconf value from IFLA_AF_SPEC: AF_INET: IFLA_INET_CONF, an array of u32 indexed by id - 1. */

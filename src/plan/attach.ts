@@ -32,6 +32,20 @@ export interface AttachRequest {
   mtu?: number;
   /** Send a gratuitous ARP after a static IPv4 address (default true). */
   announce?: boolean;
+  /**
+   * IPv6 on the container interface (default true). false: the kernel makes
+   * no IPv6 address for it (addrgenmode none: no link-local address, so no
+   * DAD, MLD report or router solicitation flooded through the bridge), and
+   * IPv6 addresses or gateways are refused.
+   */
+  ipv6?: boolean;
+  /**
+   * IPv6 address generation on the veth's host end when it is a port of a
+   * Linux bridge (default false: a bridge port hands its frames to the bridge
+   * and never uses an address of its own; no link-local address means no DAD
+   * and MLD traffic for it).
+   */
+  hostIpv6?: boolean;
   /** Get the address from a DHCP client instead (no addresses then). */
   dhcp?: DhcpRequest;
   /** A Docker container's id and name, recorded on an OVS port as the original does (name as `docker inspect` gives it, with its '/'). */
@@ -87,6 +101,8 @@ export interface CheckedRequest {
   nodad: boolean;
   mtu?: number;
   announce: boolean;
+  ipv6: boolean;
+  hostIpv6: boolean;
   dhcp?: DhcpRequest;
   docker?: { id: string; name: string };
 }
@@ -100,6 +116,8 @@ export function checkRequest(r: AttachRequest): CheckedRequest {
   const gateway = r.gateway === undefined ? undefined : parseIp(r.gateway, 'gateway');
   if (gateway && addresses.length && !addresses.some((a) => a.family === gateway.family))
     throw new PipeworkError(`The gateway ${r.gateway} is not of the same IP family as the address.`);
+  if (r.ipv6 === false && (addresses.some((a) => a.family === 6) || gateway?.family === 6))
+    throw new PipeworkError('An IPv6 address or gateway needs IPv6 on the container interface (drop --no-ipv6 / ipv6: false).');
   if (r.vlan !== undefined && !/^[0-9a-fA-F]{1,4}$/.test(r.vlan)) throw new PipeworkError(`Invalid VLAN id: ${r.vlan}`);
   const mode = r.macvlanMode ?? 'bridge';
   if (!(mode in MACVLAN_MODES)) throw new PipeworkError(`Invalid macvlan mode: ${mode} (private, vepa, bridge or passthru)`);
@@ -116,6 +134,8 @@ export function checkRequest(r: AttachRequest): CheckedRequest {
     nodad: r.nodad ?? false,
     mtu: r.mtu === undefined ? undefined : checkMtu(r.mtu),
     announce: r.announce ?? true,
+    ipv6: r.ipv6 ?? true,
+    hostIpv6: r.hostIpv6 ?? false,
     dhcp: r.dhcp,
     docker: r.docker,
   };
@@ -167,7 +187,8 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
       // Index 0: a bridge this plan creates, resolved by the executor once it exists.
       const master = kind === 'bridge' ? hostLink(o.host!) : kind === 'new-bridge' ? { name: r.hostInterface, index: 0 } : undefined;
       const masterWas = kind === 'bridge' ? { mac: o.host!.mac, mtu: o.host!.mtu } : undefined;
-      steps.push({ op: 'create-veth', hostName, master, masterWas, mtu, peerName: cif, mac: r.mac });
+      const hostAddrGenNone = master !== undefined && !r.hostIpv6;
+      steps.push({ op: 'create-veth', hostName, master, masterWas, mtu, peerName: cif, mac: r.mac, hostAddrGenNone });
       if (kind === 'ovs' || kind === 'new-ovs') {
         steps.push({
           op: 'ovs-add-port', bridge: r.hostInterface, port: hostName,
@@ -227,6 +248,8 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
   // With an IPv4 address, the kernel announces it (gratuitous ARP) as the link comes up.
   const announce = r.announce && r.addresses.some((a) => a.family === 4);
   if (announce) steps.push({ op: 'arp-notify', ifname: cif, enable: true });
+  // Before the link comes up, or the kernel has made its link-local address already.
+  if (!r.ipv6) steps.push({ op: 'ipv6-off', ifname: cif });
   steps.push({ op: 'guest-link-up', name: cif });
   if (announce) steps.push({ op: 'arp-notify', ifname: cif, enable: false });
   if (r.gateway) {

@@ -29,8 +29,14 @@ export type Step =
   | { op: 'create-vlan'; parent: HostLink; name: string; vid: number; mtu: number }
   /** One more container on a VLAN link pipework made: its count lives in the link's alias. */
   | { op: 'vlan-user'; link: HostLink; users: number }
-  /** masterWas: an existing bridge's MAC and MTU, which a bridge left without ports loses (the undo gives them back). */
-  | { op: 'create-veth'; hostName: string; master?: HostLink; masterWas?: { mac?: string; mtu: number }; mtu: number; peerName: string; mac?: Buffer }
+  /**
+   * masterWas: an existing bridge's MAC and MTU, which a bridge left without ports loses (the undo gives them back).
+   * hostAddrGenNone: the host end gets no IPv6 address (set in the same sendmsg, before it has carrier).
+   */
+  | {
+    op: 'create-veth'; hostName: string; master?: HostLink; masterWas?: { mac?: string; mtu: number }; mtu: number; peerName: string;
+    mac?: Buffer; hostAddrGenNone?: boolean;
+  }
   | { op: 'ovs-add-port'; bridge: string; port: string; vlan?: number; externalIds: Record<string, string> }
   | { op: 'create-macvlan'; parent: HostLink; name: string; mode: MacvlanMode; mtu: number; mac?: Buffer }
   | { op: 'create-ipoib'; parent: HostLink; name: string; pkey?: number }
@@ -42,6 +48,8 @@ export type Step =
   | { op: 'replace-default-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
   /** Gratuitous ARP by the kernel itself: arp_notify on while the link comes up, then back as it was. */
   | { op: 'arp-notify'; ifname: string; enable: boolean }
+  /** No IPv6 address generation on the container interface (addrgenmode none), before it comes up. */
+  | { op: 'ipv6-off'; ifname: string }
   /** A DHCP client for the container interface, in the guest netns and a private mount namespace. */
   | { op: 'dhcp'; ifname: string; request: DhcpRequest };
 
@@ -75,6 +83,7 @@ export const STEP_SIDE: Record<Step['op'], 'host' | 'guest'> = {
   'add-gateway-route': 'guest',
   'replace-default-route': 'guest',
   'arp-notify': 'guest',
+  'ipv6-off': 'guest',
   dhcp: 'host',
 };
 
@@ -121,7 +130,8 @@ export function renderStep(step: Step, guestPath: string): string {
       return `ip link set dev ${step.link.name} alias ${vlanUsersAlias(step.users + 1)}`;
     case 'create-veth':
       return `ip link add ${step.hostName}${mtuArg(step.mtu)}${step.master ? ` master ${step.master.name}` : ''} up` +
-        ` type veth peer name ${step.peerName}${mtuArg(step.mtu)}${macArg(step.mac)} ${netns}`;
+        ` type veth peer name ${step.peerName}${mtuArg(step.mtu)}${macArg(step.mac)} ${netns}` +
+        (step.hostAddrGenNone ? ` && ip link set dev ${step.hostName} addrgenmode none` : '');
     case 'ovs-add-port':
       return `ovs-vsctl --if-exists del-port ${step.port} -- add-port ${step.bridge} ${step.port}${step.vlan ? ` tag=${step.vlan}` : ''} -- set Interface ${step.port} ` +
         Object.entries(step.externalIds).map(([k, v]) => `external-ids:${k}=${v}`).join(' ');
@@ -150,5 +160,7 @@ export function renderStep(step: Step, guestPath: string): string {
         : inNs(dhcpCommandLine(step.ifname, step.request).join(' '));
     case 'arp-notify':
       return inNs(`sysctl -w net.ipv4.conf.${step.ifname}.arp_notify=${step.enable ? '1' : '<previous value>'}`);
+    case 'ipv6-off':
+      return inNs(`ip link set dev ${step.ifname} addrgenmode none`);
   }
 }

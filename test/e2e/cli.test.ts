@@ -240,7 +240,7 @@ describe('usage, help and options', () => {
       expect(r.code).toBe(0);
       expect(r.stderr).toBe('');
       expect(r.stdout.startsWith('Syntax:\n')).toBe(true);
-      for (const o of ['--dry-run', '--json', '--batch', '--direct-phys', '--macvlan-mode', '--timeout', 'unplug']) expect(r.stdout).toContain(o);
+      for (const o of ['--dry-run', '--json', '--batch', '--direct-phys', '--macvlan-mode', '--timeout', '--no-ipv6', 'unplug']) expect(r.stdout).toContain(o);
     }
   });
 
@@ -875,7 +875,8 @@ describe('--dry-run and --json', () => {
     const lines = r.stdout.trim().split('\n');
     expect(lines).toEqual(expect.arrayContaining([
       'ip link add name br0 up type bridge',
-      `ip link add veth1pl${c1} master br0 up type veth peer name eth1 address 02:72:6c:cd:9b:8d netns /run/netns/${c1}`,
+      `ip link add veth1pl${c1} master br0 up type veth peer name eth1 address 02:72:6c:cd:9b:8d netns /run/netns/${c1}`
+        + ` && ip link set dev veth1pl${c1} addrgenmode none`,
       `nsenter --net=/run/netns/${c1} ip -4 addr add 10.80.0.2/24 brd 10.80.0.255 dev eth1`,
       `nsenter --net=/run/netns/${c1} ip link set dev eth1 up`,
       `nsenter --net=/run/netns/${c1} ip -4 route add 10.99.0.1/32 dev eth1`,
@@ -1002,6 +1003,30 @@ describe('--batch', () => {
     const objs = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(objs.map((o) => o.guest).sort()).toEqual([c1, c2]);
     expect(ping(c1, '10.91.0.3')).toBe(true);
+  });
+
+  it('--no-ipv6 for one call, for a whole batch and on one batch line: no IPv6 address on those container ends', async () => {
+    const [c1, c2, c3, c4] = setup(4);
+    expectOk(await cli(['--no-ipv6', 'br0', c1, '10.93.0.2/24']));
+    const line = await cli(['--batch', '-'], { input: `--no-ipv6 br0 ${c2} 10.93.0.3/24\nbr0 ${c3} 10.93.0.4/24\n` });
+    expect(line.code).toBe(0);
+    const all = await cli(['--no-ipv6', '--batch', '-'], { input: `br0 ${c4} 10.93.0.5/24\n` });
+    expect(all.code).toBe(0);
+    // c3 asked for nothing: its link-local address comes once the kernel saw carrier
+    const linkLocal = (ns: string) => addrInfo(ns, 'eth1', '-6').filter((a) => a.scope === 'link');
+    for (let t = 0; t < 100 && !linkLocal(c3).length; t++) await new Promise((r) => setTimeout(r, 50));
+    expect(linkLocal(c3)).toHaveLength(1);
+    expect(link(c3, 'eth1')!.inet6_addr_gen_mode).toBe('eui64');
+    for (const c of [c1, c2, c4]) {
+      expect(link(c, 'eth1')!.inet6_addr_gen_mode).toBe('none');
+      expect(addrInfo(c, 'eth1', '-6')).toEqual([]);
+      expect(addrInfo(c, 'eth1')).toEqual([expect.objectContaining({ prefixlen: 24 })]);
+    }
+    // and the bridge ports, by default, none either
+    for (const port of ipj<any[]>(HOST, 'link', 'show', 'master', 'br0')) expect(addrInfo(HOST, port.ifname, '-6')).toEqual([]);
+    const v6 = await cli(['--no-ipv6', 'br0', '-i', 'eth2', c1, '2001:db8::2/64']);
+    expect(v6.code).toBe(1);
+    expect(v6.stderr).toMatch(/needs IPv6 on the container interface/);
   });
 
   it('a file that cannot be read: exit 1, says so', async () => {

@@ -34,6 +34,8 @@ export interface LinkJson {
   operstate?: string;
   link_index?: number;
   linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+  /** With -d: eui64, none, stable_secret or random. */
+  inet6_addr_gen_mode?: string;
 }
 
 export const links = (fd: number): LinkJson[] => ipj(fd, '-d', 'link', 'show');

@@ -114,6 +114,54 @@ describe('veth on a Linux bridge', () => {
   });
 });
 
+describe('IPv6 on the veth ends', () => {
+  const inet6 = (fd: number, dev: string) => ipj<any[]>(fd, '-6', 'addr', 'show', 'dev', dev)[0]?.addr_info ?? [];
+  /** Polls until the link-local address the kernel makes for dev is there (it comes once linkwatch saw carrier). */
+  const linkLocal = async (fd: number, dev: string) => {
+    for (let t = 0; t < 100 && !inet6(fd, dev).some((a) => a.scope === 'link'); t++) await new Promise((r) => setTimeout(r, 50));
+    return inet6(fd, dev).filter((a) => a.scope === 'link');
+  };
+
+  it('gives a bridge port no IPv6 address by default, while the container end gets its link-local address', async () => {
+    const r = await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'] });
+    expect(await linkLocal(guests[0], 'eth1')).toHaveLength(1);
+    expect(link(host, r.hostInterface!)).toMatchObject({ master: 'br1', inet6_addr_gen_mode: 'none' });
+    expect(inet6(host, r.hostInterface!)).toEqual([]);
+  });
+
+  it('keeps address generation on the host end with hostIpv6: true', async () => {
+    const r = await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'], hostIpv6: true });
+    expect(link(host, r.hostInterface!)!.inet6_addr_gen_mode).toBe('eui64');
+    expect(await linkLocal(host, r.hostInterface!)).toHaveLength(1);
+  });
+
+  it('makes no IPv6 address on the container end with ipv6: false (a neighbour attached alongside gets its own)', async () => {
+    await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'], ipv6: false });
+    await session.attach({ fd: guests[1] }, { hostInterface: 'br1', addresses: ['10.66.0.3/24'] });
+    expect(await linkLocal(guests[1], 'eth1')).toHaveLength(1);
+    expect(link(guests[0], 'eth1')!.inet6_addr_gen_mode).toBe('none');
+    expect(inet6(guests[0], 'eth1')).toEqual([]);
+    expect(ipj<any[]>(guests[0], '-4', 'addr', 'show', 'dev', 'eth1')[0].addr_info).toEqual([expect.objectContaining({ local: '10.66.0.2' })]);
+    expect(ping(guests[0], '10.66.0.3')).toBe(true);
+  });
+
+  it('works on links too small for IPv6 (MTU < 1280: no IPv6 state to turn off)', async () => {
+    const r = await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'], mtu: 1200, ipv6: false });
+    expect(link(host, r.hostInterface!)).toMatchObject({ mtu: 1200, master: 'br1' });
+    expect(link(guests[0], 'eth1')!.flags).toContain('UP');
+    expect(inet6(guests[0], 'eth1')).toEqual([]);
+  });
+
+  it('refuses an IPv6 address or gateway with ipv6: false, and leaves nothing behind', async () => {
+    await expect(session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['2001:db8::2/64'], ipv6: false }))
+      .rejects.toThrow(/needs IPv6 on the container interface/);
+    await expect(session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['0/0'], gateway: '2001:db8::1', ipv6: false }))
+      .rejects.toThrow(/needs IPv6 on the container interface/);
+    expect(link(guests[0], 'eth1')).toBeUndefined();
+    expect(link(host, 'br1')).toBeUndefined();
+  });
+});
+
 describe('macvlan on a physical interface', () => {
   it('creates macvlans born in the containers, MTU copied, and they reach each other', async () => {
     fakePhysical('eth0', 1450);

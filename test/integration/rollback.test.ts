@@ -59,8 +59,8 @@ interface Scenario {
 }
 
 const scenarios: Record<string, Scenario> = {
-  'veth on a new bridge, IPv4 with an off-link gateway, MAC': {
-    request: { hostInterface: 'br1', addresses: ['10.66.0.2/24'], gateway: '10.77.0.1', mac: 'U:host1' },
+  'veth on a new bridge, IPv4 with an off-link gateway, MAC, no IPv6': {
+    request: { hostInterface: 'br1', addresses: ['10.66.0.2/24'], gateway: '10.77.0.1', mac: 'U:host1', ipv6: false },
   },
   'veth on an existing bridge, IPv4 and IPv6 with gateway': {
     setup: () => bridgeWithUplink('br0', 1400),
@@ -99,12 +99,12 @@ const scenarios: Record<string, Scenario> = {
     },
     request: { hostInterface: 'br1', hostName: 'vold', addresses: ['10.66.0.2/24'] },
   },
-  '--direct-phys with an address and a MAC': {
+  '--direct-phys with an address, a MAC and no IPv6': {
     setup: () => {
       ip(host, 'link', 'add', 'eth2', 'type', 'veth', 'peer', 'name', 'eth2p');
       ip(host, 'link', 'set', 'eth2', 'up');
     },
-    request: { hostInterface: 'eth2', directPhys: true, addresses: ['10.5.0.2/24'], mac: '02:00:00:00:00:05' },
+    request: { hostInterface: 'eth2', directPhys: true, addresses: ['10.5.0.2/24'], mac: '02:00:00:00:00:05', ipv6: false },
   },
 };
 

@@ -15,7 +15,7 @@ import { deleteLink, setLink } from '../../src/netlink/link';
 import { addAddress, deleteAddress } from '../../src/netlink/address';
 import { routeRequest } from '../../src/netlink/route';
 import { ruleRequest } from '../../src/netlink/rule';
-import { AF_INET, AF_INET6 } from '../../src/netlink/constants';
+import { AF_INET, AF_INET6, IN6_ADDR_GEN_MODE_NONE } from '../../src/netlink/constants';
 import { parseIp, parseMac } from '../../src/addressing';
 import {
   attrsLength, encodeText, get16, get32, getS32, nest, put16, put32, str, text, u32, writeAttrs,
@@ -49,6 +49,7 @@ const cases: Record<string, (c: Fixture['context']) => Request> = {
   'set-up': (c) => setLink(c.ifindex.eth1, { up: true }),
   'set-mac': (c) => setLink(c.ifindex.eth1, { address: mac }),
   'set-mtu': (c) => setLink(c.ifindex.eth1, { mtu: 1400 }),
+  'set-addrgenmode': (c) => setLink(c.ifindex.eth1, { addrGenMode: IN6_ADDR_GEN_MODE_NONE }),
   'link-del': (c) => deleteLink(c.ifindex.eth1),
   addr4: (c) => addAddress({ index: c.ifindex.eth1, family: AF_INET, address: ip('10.0.0.2'), prefixLen: 24, broadcast: ip('10.0.0.255') }),
   addr6: (c) => addAddress({ index: c.ifindex.eth1, family: AF_INET6, address: ip('2001:db8::2'), prefixLen: 64, nodad: true }),

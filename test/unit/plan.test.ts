@@ -20,13 +20,28 @@ describe('planAttach', () => {
     expect(p.steps.map((s) => s.op)).toEqual(['create-veth', 'add-address', 'arp-notify', 'guest-link-up', 'arp-notify', 'replace-default-route']);
     expect(p.steps[0]).toMatchObject({ hostName: 'veth1pl42', peerName: 'eth1', mtu: 9000, master: { name: 'br0', index: 5 } });
     expect(p.steps.map((s) => renderStep(s, p.guestPath))).toEqual([
-      'ip link add veth1pl42 mtu 9000 master br0 up type veth peer name eth1 mtu 9000 netns /proc/42/ns/net',
+      'ip link add veth1pl42 mtu 9000 master br0 up type veth peer name eth1 mtu 9000 netns /proc/42/ns/net'
+        + ' && ip link set dev veth1pl42 addrgenmode none',
       'nsenter --net=/proc/42/ns/net ip -4 addr add 10.0.0.2/24 brd 10.0.0.255 dev eth1',
       'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=1',
       'nsenter --net=/proc/42/ns/net ip link set dev eth1 up',
       'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=<previous value>',
       'nsenter --net=/proc/42/ns/net ip -4 route replace default via 10.0.0.1 dev eth1',
     ]);
+  });
+
+  it('IPv6: none on a Linux bridge port unless hostIpv6; ipv6: false turns it off on the container end before it comes up', () => {
+    const br = observed({ host: link({ name: 'br0', kind: 'bridge' }) });
+    expect(plan({ hostInterface: 'br0' }, br).steps[0]).toMatchObject({ op: 'create-veth', hostAddrGenNone: true });
+    expect(plan({ hostInterface: 'br0', hostIpv6: true }, br).steps[0]).toMatchObject({ op: 'create-veth', hostAddrGenNone: false });
+    expect(plan({ hostInterface: 'br7' }, observed()).steps[1]).toMatchObject({ op: 'create-veth', hostAddrGenNone: true });
+    const ovs = plan({ hostInterface: 'ovs0' }, observed({ host: link({ name: 'ovs0', kind: 'openvswitch' }), hostIsOvs: true }));
+    expect(ovs.steps[0]).toMatchObject({ op: 'create-veth', hostAddrGenNone: false });
+    const off = plan({ hostInterface: 'br0', addresses: ['10.0.0.2/24'], ipv6: false, announce: false }, br);
+    expect(off.steps.map((s) => s.op)).toEqual(['create-veth', 'add-address', 'ipv6-off', 'guest-link-up']);
+    expect(renderStep(off.steps[2], off.guestPath)).toBe('nsenter --net=/proc/42/ns/net ip link set dev eth1 addrgenmode none');
+    expect(() => plan({ hostInterface: 'br0', addresses: ['2001:db8::2/64'], ipv6: false }, br)).toThrow(/needs IPv6 on the container interface/);
+    expect(ops({ hostInterface: 'br0', addresses: ['10.0.0.2/24'] }, br)).not.toContain('ipv6-off');
   });
 
   it('creates a br* bridge that is absent, and refuses other unknown names', () => {

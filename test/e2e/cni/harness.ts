@@ -3,7 +3,8 @@
 // reading kernel state back with iproute2, and a fake IPAM plugin that
 // records what it was given. Only inside scripts/in-netns.js.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { LinkJson } from '../../helpers/kernel';
 
@@ -151,4 +152,28 @@ export function fakeCalls(dir: string, name: string): string[] {
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Named netns (`ip netns add`) and temp dirs a test file makes, all removed by cleanup() (from afterEach). */
+export function scratch(prefix: string) {
+  const namespaces: string[] = [];
+  const dirs: string[] = [];
+  return {
+    addNs(name: string): string {
+      spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+      const r = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`ip netns add ${name}: ${r.stderr}`);
+      namespaces.push(name);
+      return name;
+    },
+    dir(): string {
+      const d = mkdtempSync(join(tmpdir(), `pw-${prefix}-`));
+      dirs.push(d);
+      return d;
+    },
+    cleanup(): void {
+      for (const ns of namespaces.splice(0)) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    },
+  };
 }
