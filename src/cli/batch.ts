@@ -2,7 +2,7 @@ import { Command, GlobalOptions, parseArgs } from './args';
 import { readLines } from './lines';
 import { describeError, runOne } from './main';
 import { PipeworkError } from '../errors';
-import { constants } from 'node:os';
+import { stopOnSignals } from './signals';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 
@@ -135,33 +135,6 @@ export class LineSet {
 class NotStarted extends Error {}
 
 /**
- * SIGINT, SIGTERM and SIGHUP while a batch runs: the first stops new lines
- * (those in flight finish), a second one rolls back the attaches in flight
- * instead; later ones change nothing more. Nothing is ever abandoned half-made.
- */
-function stopOnSignals(say: (s: string) => void) {
-  const stop = new AbortController();
-  const rollback = new AbortController();
-  const state = { signal: undefined as NodeJS.Signals | undefined, stop: stop.signal, rollback: rollback.signal, dispose };
-  const on = (sig: NodeJS.Signals) => {
-    if (!state.signal) {
-      state.signal = sig;
-      say(`pipework: ${sig}: starting no more lines, finishing those in flight (a second signal rolls them back)`);
-      stop.abort();
-    } else if (!rollback.signal.aborted) {
-      say(`pipework: ${sig}: rolling back the attaches in flight`);
-      rollback.abort();
-    }
-  };
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const sig of signals) process.on(sig, on);
-  function dispose() {
-    for (const sig of signals) process.off(sig, on);
-  }
-  return state;
-}
-
-/**
  * `pipework [unplug] --batch FILE|-`: every line in one process and one
  * session, read as a stream (memory stays flat whatever the length), up to
  * 32 lines in flight; lines naming the same guest keep their order, and the
@@ -171,7 +144,7 @@ function stopOnSignals(say: (s: string) => void) {
  * go on. Unplugged veths are deleted by device group, hundreds at once. A
  * progress bar on stderr when it is a terminal (a file is counted first for
  * its total; standard input has none); exit status 1 if any line failed.
- * Stopped by a signal (see stopOnSignals): a summary of the lines done,
+ * Stopped by a signal (see stopOnSignals: a second one rolls back the attaches in flight): a summary of the lines done,
  * failed, rolled back and not started (with --json, also as a JSON line on
  * stdout), and exit status 128 + the signal's number.
  */
@@ -186,7 +159,10 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
   const lines = readLines(file);
   const session = new Session();
   const started = process.hrtime.bigint();
-  const stopping = stopOnSignals((text) => { progress?.clear(); io.err(text); });
+  const stopping = stopOnSignals((text) => { progress?.clear(); io.err(text); }, {
+    stopping: 'starting no more lines, finishing those in flight (a second signal rolls them back)',
+    rollingBack: 'rolling back the attaches in flight',
+  });
   const attachWith = bulkAttacher(session, { abort: stopping.rollback });
   const inOrder = sequencer();
   const group = deviceGroup();
@@ -277,7 +253,7 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
     io.err(`stopped by ${stopping.signal}: ${part('done', done)}, ${part('failed', failed)}, ` +
       `${part('rolled back', rolledBack)}, ${part('not started', notStarted)}, in ${seconds.toFixed(2)} s`);
     if (opts.json) io.out(JSON.stringify({ stopped: stopping.signal, done, failed, rolledBack, notStarted }));
-    return 128 + constants.signals[stopping.signal];
+    return stopping.exitStatus();
   }
   const nFailed = failed.size + rolledBack.size;
   if (!opts.json || nFailed) io.err(`${done.size} done, ${nFailed} failed, in ${seconds.toFixed(2)} s`);

@@ -55,7 +55,12 @@ const METHODS: Record<string, { fn: Handler; log?: boolean }> = {
 };
 
 /** The HTTP side: parses, serializes, answers; never throws. */
-export function createPluginServer(driver: Driver, log?: (line: string) => void): Server {
+/**
+ * The plugin's HTTP server. Requests run one at a time, in arrival order;
+ * once `stop` is aborted, those not started are answered with an error
+ * (Docker retries or reports it) and `idle()` resolves when the one running is done.
+ */
+export function createPluginServer(driver: Driver, log?: (line: string) => void, stop?: AbortSignal): Server & { idle(): Promise<void> } {
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(work: () => Promise<T>): Promise<T> => {
     const run = queue.then(work, work);
@@ -110,7 +115,10 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void)
       }
       const r = body as Record<string, unknown>;
       const what = [r.NetworkID, r.EndpointID].filter((x) => typeof x === 'string').map((x) => (x as string).slice(0, 12)).join('/');
-      serial(async () => method.fn(driver, r)).then(
+      serial(async () => {
+        if (stop?.aborted) throw new PipeworkError('pipework docker-plugin is stopping: request not started');
+        return method.fn(driver, r);
+      }).then(
         (out) => {
           if (method.log) log?.(`${new Date().toISOString()} ${path.slice(1)} ${what}: ok`);
           reply(res, 200, out ?? {});
@@ -126,12 +134,20 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void)
     });
   };
 
-  return createServer((req, res) => {
+  const server = createServer((req, res) => {
     try {
       handle(req, res);
     } catch (e) {
       reply(res, 500, { Err: `internal error: ${(e as Error).message}` });
     }
+  });
+  return Object.assign(server, {
+    async idle() {
+      for (let q = queue; ; q = queue) {
+        await q;
+        if (q === queue) return;
+      }
+    },
   });
 }
 
@@ -177,7 +193,11 @@ function parseOptions(argv: string[]): { socket: string; state: string; quiet: b
   return o;
 }
 
-/** Resolves with the exit status once SIGTERM or SIGINT stops the plugin. */
+/**
+ * Resolves with the exit status (128 + the signal's number) once SIGTERM,
+ * SIGINT or SIGHUP stops the plugin: no request starts after the signal,
+ * the one running finishes.
+ */
 export async function main(argv: string[], io: Out = stdio): Promise<number> {
   let opts: ReturnType<typeof parseOptions>;
   try {
@@ -198,30 +218,32 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     return 1;
   }
   const log = opts.quiet ? undefined : (line: string) => io.err(line);
-  const server = createPluginServer(driver, log);
+  const { stopOnSignals }: typeof import('../cli/signals') = require('../cli/signals');
+  const stopping = stopOnSignals((text) => log?.(`${new Date().toISOString()} ${text}`), {
+    stopping: 'stopping: no new requests, finishing the one in progress',
+  });
+  const server = createPluginServer(driver, log, stopping.stop);
   try {
     await listenUnix(server, opts.socket);
   } catch (e) {
+    stopping.dispose();
     driver.close();
     io.err(`cannot listen on ${opts.socket}: ${(e as Error).message}`);
     return 1;
   }
   log?.(`${new Date().toISOString()} pipework docker-plugin: listening on ${opts.socket}, state in ${opts.state}`);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const stop = (s: NodeJS.Signals) => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      resolve(s);
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
-  log?.(`${new Date().toISOString()} pipework docker-plugin: ${signal}, stopping`);
-  await new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
+  await new Promise((resolve) => stopping.stop.addEventListener('abort', resolve, { once: true }));
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  await server.idle();
+  // Connections whose last answer has gone out are idle now; one that never finishes its request is cut after a while.
+  server.closeIdleConnections();
+  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+  server.closeAllConnections();
+  await closed;
   rmSync(opts.socket, { force: true });
   driver.close();
-  return 0;
+  stopping.dispose();
+  log?.(`${new Date().toISOString()} pipework docker-plugin: stopped`);
+  return stopping.exitStatus();
 }
