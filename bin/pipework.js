@@ -6,6 +6,6 @@
 // with no other program started to find it ($0 is the path it was run by;
 // Node follows links). To Node, line 2 is a string and a comment.
 'use strict';
-require('../dist/cli/main.js')
+require('../dist/main.js')
   .main(process.argv.slice(2))
   .then((code) => { process.exitCode = code; });

@@ -6,7 +6,7 @@
  */
 import dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
-import { Session, createNetns, renderPlan } from './index';
+import { Session, createNetns, renderPlan } from './session';
 import { native } from './native';
 import { RtnlSocket } from './netlink/socket';
 import { addAddress } from './netlink/address';

@@ -1,8 +1,8 @@
 import { Command, GlobalOptions, parseArgs } from './args';
 import { readLines } from './lines';
-import { describeError, runOne } from './main';
+import { describeError, runOne } from './commands';
 import { PipeworkError } from '../errors';
-import { stopOnSignals } from './signals';
+import { Stopping, stopOnSignals } from './signals';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 
@@ -76,7 +76,7 @@ async function countCommands(file: string): Promise<number> {
   return n;
 }
 
-async function* parsedLines(lines: AsyncIterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
+async function* parsedLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
   let no = 0;
   for await (const text of lines) {
     no++;
@@ -144,26 +144,48 @@ class NotStarted extends Error {}
  * go on. Unplugged veths are deleted by device group, hundreds at once. A
  * progress bar on stderr when it is a terminal (a file is counted first for
  * its total; standard input has none); exit status 1 if any line failed.
- * Stopped by a signal (see stopOnSignals: a second one rolls back the attaches in flight): a summary of the lines done,
- * failed, rolled back and not started (with --json, also as a JSON line on
- * stdout), and exit status 128 + the signal's number.
+ * Stopped by a signal (see stopOnSignals: a second one rolls back the
+ * attaches in flight): a summary of the lines done, failed, rolled back and
+ * not started (with --json, also as a JSON line on stdout), and exit status
+ * 128 + the signal's number.
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
-  const { Session }: typeof import('../index') = require('../index');
+  const { Session }: typeof import('../session') = require('../session');
+  const session = new Session();
+  try {
+    const progress = process.stderr.isTTY && !opts.json
+      ? (require('./progress') as typeof import('./progress')).progressBar(process.stderr, file === '-' ? undefined : await countCommands(file))
+      : undefined;
+    const stopping = stopOnSignals((text) => { progress?.clear(); io.err(text); }, {
+      stopping: 'starting no more lines, finishing those in flight (a second signal rolls them back)',
+      rollingBack: 'rolling back the attaches in flight',
+    });
+    try {
+      // On a terminal, the rest of standard input would be waited for: it is left unread.
+      return await runBatchLines(readLines(file), unplug, opts, io, { session, progress, stopping, readRest: !(file === '-' && process.stdin.isTTY) });
+    } finally {
+      stopping.dispose();
+    }
+  } finally {
+    session.close();
+  }
+}
+
+/**
+ * The lines of a batch, run as --batch runs them, in the caller's session
+ * (the daemon's /v1/batch); progress: the bar on a terminal; stopping: a
+ * graceful stop (see stopOnSignals), after which the rest of the lines are
+ * read only to be named as not started (unless readRest is false).
+ */
+export async function runBatchLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions, io: Out,
+  { session, progress, stopping, readRest = true }: {
+    session: import('../session').Session; progress?: import('./progress').Progress; stopping?: Stopping; readRest?: boolean;
+  }): Promise<number> {
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
-  const { AttachAborted }: typeof import('../exec/attach') = require('../exec/attach');
-  const progress = process.stderr.isTTY && !opts.json
-    ? (require('./progress') as typeof import('./progress')).progressBar(process.stderr, file === '-' ? undefined : await countCommands(file))
-    : undefined;
-  const lines = readLines(file);
-  const session = new Session();
+  const { AttachAborted }: typeof import('../exec/context') = require('../exec/context');
   const started = process.hrtime.bigint();
-  const stopping = stopOnSignals((text) => { progress?.clear(); io.err(text); }, {
-    stopping: 'starting no more lines, finishing those in flight (a second signal rolls them back)',
-    rollingBack: 'rolling back the attaches in flight',
-  });
-  const attachWith = bulkAttacher(session, { abort: stopping.rollback });
+  const attachWith = bulkAttacher(session, { abort: stopping?.rollback });
   const inOrder = sequencer();
   const group = deviceGroup();
   let grouped: number[] = []; // line numbers whose veth awaits the group deletion
@@ -208,47 +230,41 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
     const key = 'guest' in cmd ? cmd.guest : '';
     return inOrder(key, async () => {
       // Queued behind an earlier line for the same guest when the stop came.
-      if (stopping.signal) throw new NotStarted();
+      if (stopping?.signal) throw new NotStarted();
       await runOne(session, cmd, io, attachWith);
       return true;
     });
   };
 
-  try {
-    const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
-    let index = 0;
-    const items = (async function* () {
-      for await (const l of parsedLines(lines, unplug, opts)) {
-        // Stopping: the rest is only counted.
-        if (stopping.signal) notStarted.add(l.no);
-        else {
-          lineOf.set(index++, l.no);
-          yield l;
-        }
+  const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
+  let index = 0;
+  const items = (async function* () {
+    for await (const l of parsedLines(lines, unplug, opts)) {
+      // Stopping: the rest is only counted.
+      if (stopping?.signal) notStarted.add(l.no);
+      else {
+        lineOf.set(index++, l.no);
+        yield l;
       }
-    })();
-    for await (const r of runBounded(items, work, { concurrency: 32, signal: stopping.stop })) {
-      const no = lineOf.get(r.index)!;
-      lineOf.delete(r.index);
-      if (!r.ok) report(no, r.error);
-      else if (r.result) done.add(no);
-      if (grouped.length >= 512) await flush();
-      progress?.update(done.size, failed.size + rolledBack.size);
     }
-    await flush();
-    if (stopping.signal) {
-      // Read but never started (the stop came as the line was handed over).
-      for (const no of lineOf.values()) notStarted.add(no);
-      // The rest of the input, unless a terminal that would wait for it.
-      if (!(file === '-' && process.stdin.isTTY)) await items.next();
-    }
-  } finally {
-    stopping.dispose();
-    session.close();
+  })();
+  for await (const r of runBounded(items, work, { concurrency: 32, signal: stopping?.stop })) {
+    const no = lineOf.get(r.index)!;
+    lineOf.delete(r.index);
+    if (!r.ok) report(no, r.error);
+    else if (r.result) done.add(no);
+    if (grouped.length >= 512) await flush();
+    progress?.update(done.size, failed.size + rolledBack.size);
+  }
+  await flush();
+  if (stopping?.signal) {
+    // Read but never started (the stop came as the line was handed over).
+    for (const no of lineOf.values()) notStarted.add(no);
+    if (readRest) await items.next();
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   progress?.end();
-  if (stopping.signal) {
+  if (stopping?.signal) {
     const part = (what: string, set: LineSet) => `${set.size} ${what}${set.size ? ` (lines ${set})` : ''}`;
     io.err(`stopped by ${stopping.signal}: ${part('done', done)}, ${part('failed', failed)}, ` +
       `${part('rolled back', rolledBack)}, ${part('not started', notStarted)}, in ${seconds.toFixed(2)} s`);

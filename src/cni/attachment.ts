@@ -3,7 +3,8 @@
  * API (host netns = the plugin's own, guest = CNI_NETNS). Loaded only for
  * these commands: it brings in the netlink library and the native addon.
  */
-import { Session, type AttachResult } from '../index';
+import { Session } from '../session';
+import type { AttachResult } from '../exec/attach';
 import type { AttachRequest } from '../plan/attach';
 import { RtnlSocket } from '../netlink/socket';
 import { NetlinkError } from '../netlink/error';
@@ -13,19 +14,12 @@ import { AF_INET, AF_INET6, ARPHRD_INFINIBAND } from '../netlink/constants';
 import type { Guest } from '../guest';
 import { parseCidr, parseIp } from '../addressing';
 import { CniError, ErrorCode } from './errors';
-import type { Dns, NetConf, Result, ResultInterface, ResultIp } from './config';
+import type { Attachment, Dns, NetConf, Result, ResultInterface, ResultIp } from './config';
 import type { CniCall } from './delegate';
 import { ipamOf } from './ipam';
 import {
   addRouteRequest, addressesOf, hasRoute, linkByName, openNetns, openNetnsIfPresent, parseRoute, routesOf, type ParsedRoute,
 } from './netns';
-
-/** The attachment parameters from the environment. */
-export interface Attachment {
-  containerId: string;
-  netns: string;
-  ifname: string;
-}
 
 /** Mode dummy: a host interface name that makes the library create a dummy link in the container. */
 export const DUMMY_HOST = 'dummy-pipework';

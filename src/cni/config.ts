@@ -372,3 +372,10 @@ export function parseConfig(raw: Record<string, unknown>, version: string, cniAr
     runtimeConfig,
   };
 }
+
+/** The attachment parameters from the environment. */
+export interface Attachment {
+  containerId: string;
+  netns: string;
+  ifname: string;
+}

@@ -4,9 +4,8 @@
  * is the plugin of that name on CNI_PATH, exec'd (delegate.ts).
  */
 import { CniError } from './errors';
-import type { NetConf, Result } from './config';
+import type { Attachment, NetConf, Result } from './config';
 import { delegate, findPlugin, ipamAdd, type CniCall } from './delegate';
-import type { Attachment } from './attachment';
 
 export interface Ipam {
   type: string;

@@ -11,8 +11,7 @@
 import { readSync, statSync, writeSync } from 'node:fs';
 import { CniError, ErrorCode, toErrorResult } from './errors';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, isSemver } from './version';
-import { checkVersion, decodeJson, ifnameProblem, parseConfig } from './config';
-import type { Attachment } from './attachment';
+import { type Attachment, checkVersion, decodeJson, ifnameProblem, parseConfig } from './config';
 import type { CniCall, CniEnv } from './delegate';
 
 export type { CniEnv };

@@ -11,11 +11,10 @@
  * ending with the state saved, so the plugin can be killed at any moment.
  */
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import { connect } from 'node:net';
-import { lstatSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { rmSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { Driver, DriverError } from './driver';
+import { listenUnix } from '../run/listen';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
@@ -54,9 +53,8 @@ const METHODS: Record<string, { fn: Handler; log?: boolean }> = {
   '/NetworkDriver.FreeNetwork': { fn: () => ({}) },
 };
 
-/** The HTTP side: parses, serializes, answers; never throws. */
 /**
- * The plugin's HTTP server. Requests run one at a time, in arrival order;
+ * The HTTP side: parses, serializes, answers; never throws. Requests run one at a time, in arrival order;
  * once `stop` is aborted, those not started are answered with an error
  * (Docker retries or reports it) and `idle()` resolves when the one running is done.
  */
@@ -151,31 +149,6 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void,
   });
 }
 
-/** Can something be reached on this unix socket? */
-function answering(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** Listens on the socket path: a stale socket file is replaced, a live one or any other file refused. */
-export async function listenUnix(server: Server, path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  let st;
-  try { st = lstatSync(path); } catch { /* absent */ }
-  if (st) {
-    if (!st.isSocket()) throw new PipeworkError(`${path} exists and is not a socket`);
-    if (await answering(path)) throw new PipeworkError(`something already answers on ${path} (another plugin?)`);
-    rmSync(path, { force: true });
-  }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => { server.off('error', reject); resolve(); });
-  });
-}
-
 function parseOptions(argv: string[]): { socket: string; state: string; quiet: boolean } | 'help' {
   const o = { socket: DEFAULT_SOCKET, state: DEFAULT_STATE, quiet: false };
   for (let i = 0; i < argv.length; i++) {
@@ -210,40 +183,62 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     io.out(USAGE);
     return 0;
   }
-  let driver: Driver;
+  const log = opts.quiet ? undefined : (line: string) => io.err(line);
+  let plugin: RunningPlugin;
   try {
-    driver = Driver.open(opts.state);
+    plugin = await startPlugin(opts.socket, opts.state, log);
   } catch (e) {
     io.err((e as Error).message);
     return 1;
   }
-  const log = opts.quiet ? undefined : (line: string) => io.err(line);
   const { stopOnSignals }: typeof import('../cli/signals') = require('../cli/signals');
   const stopping = stopOnSignals((text) => log?.(`${new Date().toISOString()} ${text}`), {
     stopping: 'stopping: no new requests, finishing the one in progress',
   });
-  const server = createPluginServer(driver, log, stopping.stop);
-  try {
-    await listenUnix(server, opts.socket);
-  } catch (e) {
-    stopping.dispose();
-    driver.close();
-    io.err(`cannot listen on ${opts.socket}: ${(e as Error).message}`);
-    return 1;
-  }
-  log?.(`${new Date().toISOString()} pipework docker-plugin: listening on ${opts.socket}, state in ${opts.state}`);
   await new Promise((resolve) => stopping.stop.addEventListener('abort', resolve, { once: true }));
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
-  await server.idle();
-  // Connections whose last answer has gone out are idle now; one that never finishes its request is cut after a while.
-  server.closeIdleConnections();
-  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
-  server.closeAllConnections();
-  await closed;
-  rmSync(opts.socket, { force: true });
-  driver.close();
+  await plugin.stop({ graceful: true });
   stopping.dispose();
   log?.(`${new Date().toISOString()} pipework docker-plugin: stopped`);
   return stopping.exitStatus();
+}
+
+export interface RunningPlugin {
+  /**
+   * Stops listening and removes the socket; no request starts any more (those
+   * waiting are answered with an error). graceful: the one running finishes
+   * first; otherwise connections are cut.
+   */
+  stop(opts: { graceful: boolean }): Promise<void>;
+}
+
+/** The plugin serving on socket, its networks and endpoints in the state file (those of an earlier run picked up). */
+export async function startPlugin(socket: string, state: string, log?: (line: string) => void): Promise<RunningPlugin> {
+  const driver = Driver.open(state);
+  const stopping = new AbortController();
+  const server = createPluginServer(driver, log, stopping.signal);
+  try {
+    await listenUnix(server, socket, { what: 'another plugin' });
+  } catch (e) {
+    driver.close();
+    throw new PipeworkError(`cannot listen on ${socket}: ${(e as Error).message}`);
+  }
+  log?.(`${new Date().toISOString()} pipework docker-plugin: listening on ${socket}, state in ${state}`);
+  return {
+    async stop({ graceful }) {
+      stopping.abort();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      if (graceful) {
+        // Connections Docker keeps alive: the idle ones now and once the request running is answered;
+        // one that never finishes sending its request is cut after a while.
+        server.closeIdleConnections();
+        await server.idle();
+        server.closeIdleConnections();
+        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      }
+      server.closeAllConnections();
+      await closed;
+      rmSync(socket, { force: true });
+      driver.close();
+    },
+  };
 }

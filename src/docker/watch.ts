@@ -15,7 +15,7 @@
  * closed right after.
  */
 import { PipeworkError } from '../errors';
-import type { Session } from '../index';
+import type { Session } from '../session';
 import type { Guest } from '../guest';
 import type { Command } from '../cli/args';
 import { dockerApi, dockerSocket } from '../guest/docker';
@@ -214,7 +214,7 @@ export class Watcher {
         if (cmd.kind === 'attach' && here) entry.plumbed.push(cmd.containerInterface ?? 'eth1');
         this.say(name, `${line}: ok`);
       } catch (e) {
-        const { describeError }: typeof import('../cli/main') = require('../cli/main');
+        const { describeError }: typeof import('../cli/commands') = require('../cli/commands');
         this.say(name, `${line}: ${describeError(e)}`);
       }
     }
@@ -226,7 +226,7 @@ export class Watcher {
 
   /** One command through the CLI's own runOne; the first attach to a host interface runs alone (it may create the bridge). */
   private async runCommand(cmd: Command, name: string): Promise<void> {
-    const { runOne }: typeof import('../cli/main') = require('../cli/main');
+    const { runOne }: typeof import('../cli/commands') = require('../cli/commands');
     const io: Out = { out: (s) => this.say(name, s), err: (s) => this.say(name, s) };
     const work = async () => {
       const code = await runOne(this.session, cmd, io);
@@ -285,7 +285,7 @@ export class Watcher {
           const r = await this.session.unplug(entry.guest, cif);
           this.say(entry.name, `${line}: ${r.action === 'absent' ? 'ok (gone already)' : 'ok'}`);
         } catch (e) {
-          const { describeError }: typeof import('../cli/main') = require('../cli/main');
+          const { describeError }: typeof import('../cli/commands') = require('../cli/commands');
           this.say(entry.name, `${line}: ${describeError(e)}`);
         }
       }
@@ -312,7 +312,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     io.err(`DOCKER_HOST=${host}: pipework watch talks to Docker on a unix socket only (unix://PATH)`);
     return 1;
   }
-  const { Session }: typeof import('../index') = require('../index');
+  const { Session }: typeof import('../session') = require('../session');
   const session = new Session();
   const watcher = new Watcher(session, { cleanup }, (line) => io.out(line));
   const { stopOnSignals }: typeof import('../cli/signals') = require('../cli/signals');

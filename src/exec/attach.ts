@@ -10,7 +10,7 @@ import { routeRequest } from '../netlink/route';
 import {
   Link, deleteLink, deleteLinkByName, dumpLinks, getLinkByIndex, getLinkByName, parseLink, setLink,
 } from '../netlink/link';
-import { createBridge } from '../netlink/kinds/bridge';
+import { BRIDGE_MAX_PORTS, createBridge } from '../netlink/kinds/bridge';
 import { createDummy } from '../netlink/kinds/dummy';
 import { createIpoib } from '../netlink/kinds/ipoib';
 import { createMacvlan } from '../netlink/kinds/macvlan';
@@ -18,30 +18,36 @@ import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
 import { AttachPlan, HostLink, Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
+import { AttachAborted, ExecOptions, InjectedFault, NetnsPair } from './context';
 import { lookupLinks } from './observe';
 import { MOVED_ALIAS_PREFIX } from '../plan/detach';
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
 import { runProgram } from '../run';
-import { BRIDGE_MAX_PORTS } from '../bulk';
 import type { DhcpOutcome } from './dhcp';
 
-/** The sockets and fds an attach works with. */
-export interface NetnsPair {
-  host: RtnlSocket;
-  hostFd: number;
-  guest: RtnlSocket;
-  guestFd: number;
+/** What an attach left in place. */
+export interface AttachResult {
+  guest: string;
+  netns: string;
+  containerInterface: { name: string; index: number; mac?: string; mtu: number };
+  hostInterface?: string;
+  addresses: string[];
+  gateway?: string;
+  /** With DHCP: the DNS servers of the lease, and where they were written (the guest's own resolv.conf). */
+  dns?: string[];
+  resolvConf?: string;
+  /** With converge: the attachment is new, was completed, or was complete already. */
+  status?: 'created' | 'repaired' | 'unchanged';
 }
 
-export interface ExecOptions {
-  /** Tests: fail as if step k (0-based) were refused, after the k steps before it took effect. */
-  failAtStep?: number;
+export interface AttachOptions extends ExecOptions {
   /**
-   * Once aborted, the attach starts no further step: what it did is undone
-   * (an undo is never cut short) and it fails with AttachAborted.
+   * When the attachment asked for exists already (the container interface,
+   * of the right kind, on the requested bridge or parent), complete what is
+   * missing instead of refusing it; a link that is something else is still refused.
    */
-  abort?: AbortSignal;
+  converge?: boolean;
 }
 
 /** The container-side link as it ended up. */
@@ -81,20 +87,6 @@ async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promi
 /** Turning IPv6 address generation off is refused where the link has no IPv6 state (MTU < 1280, IPv6 disabled at boot): nothing to turn off. */
 const noIpv6State = (e?: NetlinkError) => e?.errno === EAFNOSUPPORT;
 
-export class InjectedFault extends Error {
-  constructor(step: number) {
-    super(`injected fault at step ${step}`);
-  }
-}
-
-/** An attach stopped by its abort signal, and rolled back. */
-export class AttachAborted extends PipeworkError {
-  constructor() {
-    super('stopped before it was complete, and rolled back');
-    this.name = 'AttachAborted';
-  }
-}
-
 /**
  * Runs a plan. Each side effect registers its undo as soon as the kernel
  * confirms it; on any failure everything done so far is undone in reverse
@@ -120,7 +112,7 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
       if (inGuest(step)) {
         // Consecutive guest-side changes go out in one sendmsg.
         let end = i;
-        while (end < steps.length && inGuest(steps[end]) && opts.failAtStep !== end) end++;
+        while (end < steps.length && inGuest(steps[end]) && opts.failAtStep !== end && opts.killAfterStep !== end - 1) end++;
         // A veth just made: its index came with the creation reply; its IPv4 settings are the netns defaults.
         const announces = steps.slice(i, end).some((s) => s.op === 'arp-notify');
         const link = guestLink ?? (known.index
@@ -135,9 +127,11 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
         if (failed) throw failed.error;
         if (!after.error) guestLink = parseLink(after.replies[0]);
         i = end;
+        if (opts.killAfterStep === end - 1) process.kill(process.pid, 'SIGKILL');
         continue;
       }
       dhcp = (await runHostStep(step, ns, undo, created, resolve, guest, known)) ?? dhcp;
+      if (opts.killAfterStep === i) process.kill(process.pid, 'SIGKILL');
       i++;
     }
     return { containerInterface: await guest(), hostInterface: plan.hostInterface, dhcp };
@@ -158,6 +152,10 @@ function guestRequest(step: Step, link: Link): { req: Request; undo: () => Reque
     }
     case 'guest-link-up':
       return { req: setLink(index, { up: true }, step.name), undo: () => setLink(index, { up: false }, step.name) };
+    case 'set-guest-link': {
+      const before = { address: step.mac && link.mac ? macBytes(link.mac) : undefined, mtu: step.mtu && link.mtu };
+      return { req: setLink(index, { address: step.mac, mtu: step.mtu }, step.name), undo: () => setLink(index, before, step.name) };
+    }
     case 'add-address': {
       const spec = {
         index, family: family(step.cidr.family), address: step.cidr.bytes, prefixLen: step.cidr.prefixLen,

@@ -3,7 +3,7 @@ import { getNsid, parseNsid } from '../netlink/netns';
 import { NetlinkError } from '../netlink/error';
 import { PipeworkError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
-import { InjectedFault, NetnsPair } from './attach';
+import { InjectedFault, NetnsPair } from './context';
 import { Undo } from './undo';
 import { vlanUsersAlias } from '../plan/steps';
 import { findDhcpClients } from './dhcp-records';
@@ -146,7 +146,7 @@ async function hostLink(ns: NetnsPair, index: number): Promise<Link | undefined>
 }
 
 /** The OVS port named so, with what re-adding it takes; undefined if ovsdb has none. */
-async function ovsPortOf(name: string): Promise<OvsPort | undefined> {
+export async function ovsPortOf(name: string): Promise<OvsPort | undefined> {
   let stdout: string;
   try {
     ({ stdout } = await runProgram('ovs-vsctl', ['--format=json', '--', 'port-to-br', name,

@@ -12,24 +12,10 @@ import {
   realpathSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import type { DockerContainer } from '../guest/docker';
 import { PipeworkError } from '../errors';
-import { dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
+import { DhcpRequest, dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
 import type { DhcpClientRecord } from '../plan/detach';
 import type { ClientState } from './dhcp-records';
-
-/** A DHCP client asked for on the command line, with what it needs to know of the guest. */
-export interface DhcpRequest {
-  client: 'dhcp' | 'udhcpc' | 'dhclient' | 'dhcpcd';
-  /** The -f variants: the client stays running to renew its lease. */
-  foreground: boolean;
-  options: string[];
-  /** Sent as the DHCP hostname and used in pidfile names: the guest as the user named it. */
-  hostname: string;
-  docker?: DockerContainer;
-  /** The container's own root filesystem, where its /etc/resolv.conf is (Docker, LXC). */
-  rootfs?: string;
-}
 
 /** What the client got. stop() ends a client left running and removes its pidfile (undo). */
 export interface DhcpOutcome {
@@ -543,6 +529,22 @@ async function stopRecorded(dir: string, state: ClientState): Promise<void> {
   if (state.pidfile) removePidfile(state.pidfile, [state.pid]);
   rmSync(dir, { recursive: true, force: true });
 }
+
+/** Whether a client findDhcpClients found still runs (the very process recorded). */
+export function dhcpClientRunning(record: DhcpClientRecord): boolean {
+  let state: ClientState;
+  try {
+    state = JSON.parse(readFileSync(join(record.dir, 'state.json'), 'utf8'));
+  } catch {
+    return false;
+  }
+  if (state.helperContainer) return true; // its container's fate is Docker's to tell; unplug removes it
+  const p = state.pid && state.startTime ? identify(state.pid, state.comm, state.netnsIno) : undefined;
+  return !!p && p.startTime === state.startTime;
+}
+
+/** Whether the client stays running after the lease (the -f variants, dhcpcd, Docker's helper). */
+export const dhcpClientStays = (r: Pick<DhcpRequest, 'client' | 'foreground'>) => r.foreground || r.client === 'dhcpcd' || r.client === 'dhcp';
 
 /**
  * Stops a client findDhcpClients found (only if its PID still is that

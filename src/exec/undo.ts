@@ -1,5 +1,5 @@
 import { Request } from '../netlink/message';
-import type { NetnsPair } from './attach';
+import type { NetnsPair } from './context';
 
 type UndoStep = (ns: NetnsPair) => Promise<unknown>;
 

@@ -1,4 +1,17 @@
-import type { DhcpRequest } from '../exec/dhcp';
+import type { DockerContainer } from '../guest/docker';
+
+/** A DHCP client asked for on the command line, with what it needs to know of the guest. */
+export interface DhcpRequest {
+  client: 'dhcp' | 'udhcpc' | 'dhclient' | 'dhcpcd';
+  /** The -f variants: the client stays running to renew its lease. */
+  foreground: boolean;
+  options: string[];
+  /** Sent as the DHCP hostname and used in pidfile names: the guest as the user named it. */
+  hostname: string;
+  docker?: DockerContainer;
+  /** The container's own root filesystem, where its /etc/resolv.conf is (Docker, LXC). */
+  rootfs?: string;
+}
 
 /** Where pidfiles go (the original's /var/run), and dhclient's leases. */
 export const runDir = () => process.env.PIPEWORK_RUN_DIR ?? '/var/run';

@@ -5,3 +5,6 @@ import { Request } from '../message';
 export function createBridge(a: LinkAttrs): Request {
   return createLink(a, { kind: 'bridge' });
 }
+
+/** A Linux bridge holds at most this many ports (port number 0 is reserved); the next enslave fails with EXFULL. */
+export const BRIDGE_MAX_PORTS = 1023;

@@ -1,9 +1,25 @@
-import type { AttachRequest } from './plan/attach';
-import type { AttachOptions, AttachResult, Session } from './index';
-import type { Guest, GuestSpec } from './guest';
-import type { DetachOutcome } from './exec/detach';
-import { PipeworkError } from './errors';
-import type { Link } from './netlink/link';
+import type { AttachRequest } from '../plan/attach';
+import type { AttachOptions, AttachResult } from '../exec/attach';
+import type { Guest, GuestSpec } from '../guest';
+import type { DetachOutcome } from '../exec/detach';
+import { PipeworkError } from '../errors';
+import type { Link } from '../netlink/link';
+import { BRIDGE_MAX_PORTS } from '../netlink/kinds/bridge';
+
+/**
+ * What bulk work needs of a Session (src/session): bulk sits below it, so
+ * that Session.attachMany and detachMany can be made of what is here.
+ */
+export interface BulkSession {
+  attach(guest: GuestSpec | Guest, request: AttachRequest, opts?: AttachOptions): Promise<AttachResult>;
+  /** attach, onto a Linux bridge looked up once for the batch (see bulkAttacher). */
+  attachOnto(bridge: Link | undefined, guest: GuestSpec | Guest, request: AttachRequest, opts?: AttachOptions): Promise<AttachResult>;
+  /** A Linux bridge and its port count; undefined for anything else. */
+  bridge(name: string): Promise<{ link: Link; ports: number } | undefined>;
+  detachOrGroup(guest: GuestSpec | Guest, containerInterface: string | undefined, group: number, opts?: { unplug?: boolean }):
+    Promise<{ outcome: DetachOutcome; grouped: boolean }>;
+  deleteLinkGroup(group: number): Promise<void>;
+}
 
 export interface BulkAttachItem {
   guest: GuestSpec | Guest;
@@ -101,11 +117,8 @@ export async function* runBounded<I, T>(
   }
 }
 
-/** A Linux bridge holds at most this many ports (port number 0 is reserved); the next enslave fails with EXFULL. */
-export const BRIDGE_MAX_PORTS = 1023;
-
 /** One attach of a bulk run; options over the run's. */
-export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest, options?: AttachOptions) => Promise<AttachResult>;
+export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest, opts?: AttachOptions) => Promise<AttachResult>;
 
 /**
  * Attaches for a bulk run. The first attach to each host interface runs
@@ -115,16 +128,16 @@ export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest, option
  * 1023-port limit is refused up front, with a message saying so, instead of
  * failing in the kernel.
  */
-export function bulkAttacher(session: Session, opts: AttachOptions = {}): Attacher {
+export function bulkAttacher(session: BulkSession, bulkOpts: AttachOptions = {}): Attacher {
   const first = new Map<string, Promise<unknown>>();
   // Per host interface, once its first attach succeeded: a Linux bridge and its port count.
   const bridges = new Map<string, { link: Link; ports: number } | undefined>();
-  return async (guest, request, options) => {
+  return async (guest, request, itemOpts) => {
+    const opts = { ...bulkOpts, ...itemOpts };
     const name = request.hostInterface;
     const pending = first.get(name);
-    const o = options ? { ...opts, ...options } : opts;
     if (!pending) {
-      const p = session.attach(guest, request, o).then(async (result) => {
+      const p = session.attach(guest, request, opts).then(async (result) => {
         // A failed look only costs the shortcut.
         bridges.set(name, await session.bridge(name).catch(() => undefined));
         return result;
@@ -134,12 +147,13 @@ export function bulkAttacher(session: Session, opts: AttachOptions = {}): Attach
     }
     await pending.catch(() => undefined);
     const bridge = bridges.get(name); // none if the first one failed, or it is no Linux bridge
-    if (!bridge) return session.attach(guest, request, o);
+    // Converge: an attachment found in place takes no new port, so the count would not hold; the kernel still says when the bridge is full.
+    if (!bridge || opts.converge) return session.attach(guest, request, opts);
     if (bridge.ports >= BRIDGE_MAX_PORTS)
       throw new PipeworkError(`Bridge ${name} is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports; spread the containers over several bridges.`);
     bridge.ports++;
     try {
-      return await session.attachOnto(bridge.link, guest, request, o);
+      return await session.attachOnto(bridge.link, guest, request, opts);
     } catch (e) {
       bridge.ports--;
       throw e;
@@ -148,7 +162,7 @@ export function bulkAttacher(session: Session, opts: AttachOptions = {}): Attach
 }
 
 /** Session.attachMany: every item attached, or rolled back alone (see bulkAttacher). */
-export function attachMany(session: Session, items: Iterable<BulkAttachItem> | AsyncIterable<BulkAttachItem>,
+export function attachMany(session: BulkSession, items: Iterable<BulkAttachItem> | AsyncIterable<BulkAttachItem>,
   opts: BulkOptions & AttachOptions = {}): AsyncGenerator<BulkResult<AttachResult>> {
   const attach = bulkAttacher(session, opts);
   return runBounded(items, (item) => attach(item.guest, item.request, item.options), opts);
@@ -165,7 +179,7 @@ const GROUP_FLUSH = 512;
  * Plain veths are deleted by device group, hundreds per kernel call, instead
  * of one RCU grace period each; their results come when their group goes.
  */
-export async function* detachMany(session: Session, items: Iterable<BulkDetachItem> | AsyncIterable<BulkDetachItem>,
+export async function* detachMany(session: BulkSession, items: Iterable<BulkDetachItem> | AsyncIterable<BulkDetachItem>,
   opts: BulkOptions = {}): AsyncGenerator<BulkResult<DetachOutcome>> {
   const group = deviceGroup();
   let marked: BulkResult<DetachOutcome>[] = [];

@@ -1,5 +1,5 @@
 import ipaddr from 'ipaddr.js';
-import { PipeworkError } from './errors';
+import { PipeworkError } from '../errors';
 
 /** An address with its prefix length, as bytes ready for netlink. */
 export interface Cidr {
