@@ -87,7 +87,7 @@ function cniHandlers(): Pick<Handlers, 'cni' | 'cniTryAgain'> {
   const { CniError, ErrorCode, toErrorResult }: typeof import('../cni/errors') = require('../cni/errors');
   const { LATEST_VERSION }: typeof import('../cni/version') = require('../cni/version');
   return {
-    cni: (env, stdin) => handleCniCall(env, stdin),
+    cni: (env, stdin, session) => handleCniCall(env, stdin, { session }),
     cniTryAgain: (stdin) => {
       let version: unknown;
       try {

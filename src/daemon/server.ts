@@ -38,7 +38,7 @@ type Out = { out: (s: string) => void; err: (s: string) => void };
 /** What the daemon runs that other front ends own, handed over by the entry that starts it. */
 export interface Handlers {
   /** One CNI call: the CNI plugin's own (src/cni/main.ts). */
-  cni(env: Record<string, string>, stdin: string): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  cni(env: Record<string, string>, stdin: string, session: Session): Promise<{ exitCode: number; stdout: string; stderr: string }>;
   /** The CNI error result a runtime retries (code 11), for calls that come while stopping. */
   cniTryAgain(stdin: string): string;
   /** Lines as `pipework [unplug] --batch` runs them, in this session. */
@@ -238,7 +238,7 @@ async function handleCni(s: DaemonState, req: IncomingMessage, res: ServerRespon
   try {
     outcome = s.stopping
       ? { exitCode: 1, stdout: s.handlers.cniTryAgain(stdin), stderr: '' }
-      : await s.handlers.cni(env, stdin);
+      : await s.handlers.cni(env, stdin, s.session);
   } catch (e) {
     end('internal');
     throw e;
