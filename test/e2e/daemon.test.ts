@@ -390,6 +390,29 @@ exec ${SYSTEM_CNI}/host-local "$@"
     });
   });
 
+  it('SIGTERM while a CNI call is still being sent: it is answered (code 11), not cut off, then the daemon exits 0', async () => {
+    const body = JSON.stringify({ env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'late', CNI_NETNS: '/run/netns/none', CNI_IFNAME: 'eth0' }, stdin: '{"cniVersion":"1.1.0"}' });
+    const half = Math.floor(body.length / 2);
+    const s = connect(SOCKET);
+    let answer = '';
+    s.setEncoding('utf8').on('data', (d: string) => { answer += d; });
+    const closed = new Promise((resolve) => s.on('close', resolve));
+    s.write(`POST /v1/cni HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, half)}`);
+    await waitFor(() => (get(SOCKET, '/v1/health').then((h) => h.json.inFlight === 1)), 5000, 'the request to arrive');
+    const exited = daemon.wait();
+    process.kill(daemon.pid, 'SIGTERM');
+    await waitFor(async () => (await get(SOCKET, '/v1/health')).status === 503, 5000, 'the daemon to say it is stopping');
+    s.end(body.slice(half));
+    await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    const outcome = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+    expect(outcome.exitCode).toBe(1);
+    expect(JSON.parse(outcome.stdout)).toMatchObject({ cniVersion: '1.1.0', code: 11 });
+    await exited;
+    expect(daemon.exit).toEqual({ code: 0, signal: null });
+    daemon = await startDaemon();
+  });
+
   it('hosts the Docker plugin: its state is picked up again by a restarted daemon', async () => {
     const dockerSocket = join(dir, 'plugins', 'pipework.sock');
     const state = join(dir, 'docker-state.json');
