@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OVS_DB_SOCK, startDockerd, startOvs, waitFor, type Dockerd } from '../support/daemons';
 import {
-  PipeworkProcess, deleteLinkIfPresent, ipj, linkNamed, links, portsOf, post, sh, socketUp, waitForLog,
+  PipeworkProcess, deleteLinkIfPresent, ipj, linkNamed, links, portsOf, post, sh, socketUp,
 } from './docker/helpers';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {

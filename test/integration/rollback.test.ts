@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Ovs, startOvs } from '../support/daemons';
 import { AttachRequest, STEP_SIDE, Session } from '../../src/index';
-import { ip, ipj, netnsSet, settle, snapshot } from '../helpers/kernel';
+import { ip, netnsSet, settle, snapshot } from '../helpers/kernel';
 
 /** Kinds of attach step a fault was injected at, and kinds undone after a fault at a later step, in this file. */
 const faulted = new Set<string>();
