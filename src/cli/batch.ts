@@ -1,4 +1,4 @@
-import { Command, GlobalOptions, parseArgs } from './args';
+import { type Command, type GlobalOptions, parseArgs } from './args';
 import { readLines } from './lines';
 import { describeError, runOne } from './commands';
 import { PipeworkError } from '../errors';

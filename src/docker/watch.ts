@@ -19,8 +19,8 @@ import type { Session } from '../session';
 import type { Guest } from '../guest';
 import type { Command } from '../cli/args';
 import { dockerApi, dockerSocket } from '../guest/docker';
-import { ContainerInfo, containerCommands, showWords } from './commands';
-import { DockerEvent, EventStream, openEvents } from './events';
+import { type ContainerInfo, containerCommands, showWords } from './commands';
+import { type DockerEvent, type EventStream, openEvents } from './events';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };

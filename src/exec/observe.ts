@@ -1,12 +1,12 @@
 import { inPrefix } from '../addressing';
 import { AF_INET, AF_INET6 } from '../netlink/constants';
 import { NetlinkError } from '../netlink/error';
-import { Link, dumpLinks, getLinkByName, parseLink } from '../netlink/link';
+import { type Link, dumpLinks, getLinkByName, parseLink } from '../netlink/link';
 import { getRoute } from '../netlink/route';
-import { RtnlSocket } from '../netlink/socket';
-import { CheckedRequest, Observed, hostKind } from '../plan/attach';
+import type { RtnlSocket } from '../netlink/socket';
+import { type CheckedRequest, type Observed, hostKind } from '../plan/attach';
 import { vethHostName } from '../plan/names';
-import { Guest } from '../guest';
+import type { Guest } from '../guest';
 import { PipeworkError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
 

@@ -1,11 +1,11 @@
 import { closeSync } from 'node:fs';
-import { SyscallError, native } from '../native';
+import { type SyscallError, native } from '../native';
 import { cstring, get32, getS32, parseAttrs } from './attributes';
 import {
   NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP,
 } from './constants';
 import { NetlinkError } from './error';
-import { Reply, Request, encodeInto, parseReplies, requestLength } from './message';
+import { type Reply, type Request, encodeInto, parseReplies, requestLength } from './message';
 
 /** What came back for one request: its replies, or the kernel's refusal. */
 export interface Outcome {

@@ -1,10 +1,10 @@
-import { Cidr, broadcastOf, inPrefix, parseCidr, parseIp, parseMac } from '../addressing';
+import { type Cidr, broadcastOf, inPrefix, parseCidr, parseIp, parseMac } from '../addressing';
 import { PipeworkError } from '../errors';
 import { ARPHRD_INFINIBAND } from '../netlink/constants';
-import { MACVLAN_MODES, MacvlanMode } from '../netlink/kinds/macvlan';
-import { Link } from '../netlink/link';
+import { MACVLAN_MODES, type MacvlanMode } from '../netlink/kinds/macvlan';
+import type { Link } from '../netlink/link';
 import { checkIfname, vethHostName } from './names';
-import { AttachPlan, HostLink, Step, asideName, vlanUsers } from './steps';
+import { type AttachPlan, type HostLink, type Step, asideName, vlanUsers } from './steps';
 import type { DhcpRequest } from './dhcp';
 
 /** What a caller asks for: the arguments of one `pipework` attach. */
