@@ -122,7 +122,7 @@ export class Watcher {
     // What fails here is Docker going away mid-way (the catch-up after reconnecting redoes it) or a bug.
     const run = (this.tails.get(id) ?? Promise.resolve()).then(work).catch((e) => this.say(id.slice(0, 12), `${(e as Error)?.message ?? e}`));
     this.tails.set(id, run);
-    run.then(() => { if (this.tails.get(id) === run) this.tails.delete(id); });
+    void run.then(() => { if (this.tails.get(id) === run) this.tails.delete(id); });
   }
 
   /** Resolves when no container work is queued. */

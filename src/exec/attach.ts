@@ -113,8 +113,8 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
         const outcomes = await ns.guest.send([...batch.map((b) => b.req), getLinkByName(plan.containerInterface)]);
         const after = outcomes.pop()!;
         outcomes.forEach((o, k) => { if (!o.error) undo.push(batch[k].undo, 'guest'); });
-        const failed = outcomes.find((o, k) => o.error && !(steps[i + k].op === 'ipv6-off' && noIpv6State(o.error)));
-        if (failed) throw failed.error;
+        const failed = outcomes.find((o, k) => o.error && !(steps[i + k].op === 'ipv6-off' && noIpv6State(o.error)))?.error;
+        if (failed) throw failed;
         if (!after.error) guestLink = parseLink(after.replies[0]);
         i = end;
         continue;

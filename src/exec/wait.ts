@@ -29,7 +29,7 @@ export async function waitForInterface(name: string, timeoutMs?: number): Promis
           if (l.name === name && ready(l)) done(true);
         }
       }, look);
-      look();
+      void look();
     });
   } finally {
     sub?.close();
