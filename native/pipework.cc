@@ -156,6 +156,23 @@ Napi::Value OpenNetnsPid(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// peerCredentials(fd): the pid, uid and gid of the process at the other end
+// of a connected unix socket (SO_PEERCRED: as it was when it connected), for
+// the daemon to refuse peers that are neither root nor the socket's owner.
+Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = CheckedFd(info, 0, "socket");
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    throw ErrnoError(env, errno, "getsockopt(SO_PEERCRED)", "fd " + std::to_string(fd));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("pid", Napi::Number::New(env, cred.pid));
+  result.Set("uid", Napi::Number::New(env, cred.uid));
+  result.Set("gid", Napi::Number::New(env, cred.gid));
+  return result;
+}
+
 // openNetlinkSocket(netnsFd?): an rtnetlink socket of netns netnsFd (of ours
 // without it), asking the kernel for extended ACKs (its error text), capped
 // ACKs (no request echoed back), strict checks and a large receive buffer.
@@ -223,6 +240,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("strerror", Napi::Function::New(env, StrError));
   exports.Set("tryLock", Napi::Function::New(env, TryLock));
   exports.Set("openNetlinkSocket", Napi::Function::New(env, OpenNetlinkSocket));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials));
     RegisterSpawn(env, exports);
   RegisterTransact(env, exports);
   return exports;

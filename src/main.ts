@@ -1,6 +1,6 @@
 /**
  * The `pipework` command's entry: hands the subcommands of the Docker front
- * end to it and everything else to the CLI. Each is loaded only when asked
+ * end and the daemon to them and everything else to the CLI. Each is loaded only when asked
  * for: a single call has to start faster than the shell original runs.
  */
 type Out = { out: (s: string) => void; err: (s: string) => void };
@@ -9,5 +9,23 @@ type Out = { out: (s: string) => void; err: (s: string) => void };
 export function main(argv: string[], io?: Out): Promise<number> {
   if (argv[0] === 'docker-plugin') return (require('./docker/plugin') as typeof import('./docker/plugin')).main(argv.slice(1), io);
   if (argv[0] === 'watch') return (require('./docker/watch') as typeof import('./docker/watch')).main(argv.slice(1), io);
+  if (argv[0] === 'daemon') return (require('./daemon/main') as typeof import('./daemon/main')).main(argv.slice(1), daemonHosts(), io);
   return (require('./cli/main') as typeof import('./cli/main')).main(argv, io);
+}
+
+/** What `pipework daemon` hosts besides its own API: batches as --batch runs them, the Docker plugin, the watcher. */
+function daemonHosts(): import('./daemon/main').Hosted {
+  const plugin: typeof import('./docker/plugin') = require('./docker/plugin');
+  return {
+    batch: (lines, unplug, json, io, session) => {
+      const { runBatchLines }: typeof import('./cli/batch') = require('./cli/batch');
+      const { defaultOptions }: typeof import('./cli/args') = require('./cli/args');
+      return runBatchLines(lines, unplug, { ...defaultOptions(), json }, io, { session });
+    },
+    dockerPlugin: { defaultSocket: plugin.DEFAULT_SOCKET, defaultState: plugin.DEFAULT_STATE, start: plugin.startPlugin },
+    watch: (session, cleanup, log) => {
+      const { Watcher }: typeof import('./docker/watch') = require('./docker/watch');
+      return new Watcher(session, { cleanup }, log);
+    },
+  };
 }

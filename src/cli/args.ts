@@ -19,6 +19,7 @@ pipework --batch FILE|-                              one pipework command per li
 pipework --direct-phys <hostinterface> ...           move the interface itself into the container
 pipework docker-plugin [--socket PATH] [--state FILE]  Docker network driver: docker network create -d pipework
 pipework watch [--cleanup]                           plumb containers as their pipework labels ask, as they start
+pipework daemon [--socket PATH] [--docker-plugin] [--watch]  serve CNI calls and the API from one process
 
 <guest>: a PID, a named netns (/run/netns/NAME), a netns path, a Docker container
 name or id, or an LXC container name.
@@ -27,6 +28,10 @@ dhcp[:opts] (Docker only), udhcpc[-f][:opts], dhclient[-f][:opts], dhcpcd[:opts]
 
 Options (before the host interface):
   --dry-run              print the equivalent ip/ovs-vsctl commands, change nothing
+  --converge             if the attachment asked for exists (a run killed half-way, a
+                         re-run), complete what it lacks and exit 0; --json then says
+                         "status": "created", "repaired" or "unchanged"; a link that is
+                         something else is still refused, saying why
   --json                 print the result as one JSON object (one per line with --batch)
   --macvlan-mode MODE    bridge (default), private, vepa or passthru
   --nodad                IPv6 addresses without duplicate address detection
@@ -42,6 +47,7 @@ Options (before the host interface):
 
 export interface GlobalOptions {
   dryRun: boolean;
+  converge: boolean;
   json: boolean;
   verbose: boolean;
   macvlanMode?: string;
@@ -102,13 +108,16 @@ function dhcpSpec(text: string): DhcpSpec | undefined {
   return { client, foreground, options };
 }
 
+/** The options when none is given. */
+export const defaultOptions = (): GlobalOptions => ({ dryRun: false, converge: false, json: false, verbose: false, nodad: false, arp: true, ipv6: true });
+
 /**
  * argv -> command, with the original's strictly positional grammar:
  * `[--direct-phys] HOSTIF [-i CIF] [-l LOCAL] [-a 4|6] GUEST IP[@GW] [MAC][@VLAN]`.
  * Our own options come first; anything unknown starting with `--` is refused.
  */
 export function parseArgs(argv: string[]): Command {
-  const opts: GlobalOptions = { dryRun: false, json: false, verbose: false, nodad: false, arp: true, ipv6: true };
+  const opts = defaultOptions();
   let directPhys = false;
   let wait = false;
   let timeout: number | undefined;
@@ -121,6 +130,7 @@ export function parseArgs(argv: string[]): Command {
   for (; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--dry-run') opts.dryRun = true;
+    else if (a === '--converge') opts.converge = true;
     else if (a === '--json') opts.json = true;
     else if (a === '-v' || a === '--verbose') opts.verbose = true;
     else if (a === '--nodad') opts.nodad = true;

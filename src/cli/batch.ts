@@ -75,7 +75,7 @@ async function countCommands(file: string): Promise<number> {
   return n;
 }
 
-async function* parsedLines(lines: AsyncIterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
+async function* parsedLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions): AsyncGenerator<Line> {
   let no = 0;
   for await (const text of lines) {
     no++;
@@ -112,13 +112,25 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
   const { Session }: typeof import('../session') = require('../session');
+  const session = new Session();
+  try {
+    const progress = process.stderr.isTTY && !opts.json
+      ? (require('./progress') as typeof import('./progress')).progressBar(process.stderr, file === '-' ? undefined : await countCommands(file))
+      : undefined;
+    return await runBatchLines(readLines(file), unplug, opts, io, { session, progress });
+  } finally {
+    session.close();
+  }
+}
+
+/**
+ * The lines of a batch, run as --batch runs them, in the caller's session
+ * (the daemon's /v1/batch); progress: the bar on a terminal.
+ */
+export async function runBatchLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions, io: Out,
+  { session, progress }: { session: import('../session').Session; progress?: import('./progress').Progress }): Promise<number> {
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
-  const progress = process.stderr.isTTY && !opts.json
-    ? (require('./progress') as typeof import('./progress')).progressBar(process.stderr, file === '-' ? undefined : await countCommands(file))
-    : undefined;
-  const lines = readLines(file);
-  const session = new Session();
   const started = process.hrtime.bigint();
   const attachWith = bulkAttacher(session);
   const inOrder = sequencer();
@@ -163,27 +175,23 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
     return inOrder(key, async () => { await runOne(session, cmd, io, attachWith); return true; });
   };
 
-  try {
-    const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
-    let index = 0;
-    const items = (async function* () {
-      for await (const l of parsedLines(lines, unplug, opts)) {
-        lineOf.set(index++, l.no);
-        yield l;
-      }
-    })();
-    for await (const r of runBounded(items, work, { concurrency: 32 })) {
-      const no = lineOf.get(r.index)!;
-      lineOf.delete(r.index);
-      if (!r.ok) report(no, r.error);
-      else if (r.result) done++;
-      if (grouped.length >= 512) await flush();
-      progress?.update(done, failed);
+  const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
+  let index = 0;
+  const items = (async function* () {
+    for await (const l of parsedLines(lines, unplug, opts)) {
+      lineOf.set(index++, l.no);
+      yield l;
     }
-    await flush();
-  } finally {
-    session.close();
+  })();
+  for await (const r of runBounded(items, work, { concurrency: 32 })) {
+    const no = lineOf.get(r.index)!;
+    lineOf.delete(r.index);
+    if (!r.ok) report(no, r.error);
+    else if (r.result) done++;
+    if (grouped.length >= 512) await flush();
+    progress?.update(done, failed);
   }
+  await flush();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   progress?.end();
   if (!opts.json || failed) io.err(`${done} done, ${failed} failed, in ${seconds.toFixed(2)} s`);

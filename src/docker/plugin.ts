@@ -11,11 +11,10 @@
  * ending with the state saved, so the plugin can be killed at any moment.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
-import { lstatSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { rmSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { Driver, DriverError } from './driver';
+import { listenUnix } from '../run/listen';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
@@ -135,31 +134,6 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void)
   });
 }
 
-/** Can something be reached on this unix socket? */
-function answering(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** Listens on the socket path: a stale socket file is replaced, a live one or any other file refused. */
-export async function listenUnix(server: Server, path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  let st;
-  try { st = lstatSync(path); } catch { /* absent */ }
-  if (st) {
-    if (!st.isSocket()) throw new PipeworkError(`${path} exists and is not a socket`);
-    if (await answering(path)) throw new PipeworkError(`something already answers on ${path} (another plugin?)`);
-    rmSync(path, { force: true });
-  }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => { server.off('error', reject); resolve(); });
-  });
-}
-
 function parseOptions(argv: string[]): { socket: string; state: string; quiet: boolean } | 'help' {
   const o = { socket: DEFAULT_SOCKET, state: DEFAULT_STATE, quiet: false };
   for (let i = 0; i < argv.length; i++) {
@@ -190,23 +164,14 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     io.out(USAGE);
     return 0;
   }
-  let driver: Driver;
+  const log = opts.quiet ? undefined : (line: string) => io.err(line);
+  let plugin: RunningPlugin;
   try {
-    driver = Driver.open(opts.state);
+    plugin = await startPlugin(opts.socket, opts.state, log);
   } catch (e) {
     io.err((e as Error).message);
     return 1;
   }
-  const log = opts.quiet ? undefined : (line: string) => io.err(line);
-  const server = createPluginServer(driver, log);
-  try {
-    await listenUnix(server, opts.socket);
-  } catch (e) {
-    driver.close();
-    io.err(`cannot listen on ${opts.socket}: ${(e as Error).message}`);
-    return 1;
-  }
-  log?.(`${new Date().toISOString()} pipework docker-plugin: listening on ${opts.socket}, state in ${opts.state}`);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     const stop = (s: NodeJS.Signals) => {
       process.off('SIGTERM', stop);
@@ -217,11 +182,39 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     process.on('SIGINT', stop);
   });
   log?.(`${new Date().toISOString()} pipework docker-plugin: ${signal}, stopping`);
-  await new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
-  rmSync(opts.socket, { force: true });
-  driver.close();
+  await plugin.stop({ graceful: false });
   return 0;
+}
+
+export interface RunningPlugin {
+  /**
+   * Stops listening and removes the socket. graceful: requests in flight
+   * finish first (the daemon hosting the plugin); otherwise connections are cut.
+   */
+  stop(opts: { graceful: boolean }): Promise<void>;
+}
+
+/** The plugin serving on socket, its networks and endpoints in the state file (those of an earlier run picked up). */
+export async function startPlugin(socket: string, state: string, log?: (line: string) => void): Promise<RunningPlugin> {
+  const driver = Driver.open(state);
+  const server = createPluginServer(driver, log);
+  try {
+    await listenUnix(server, socket, { what: 'another plugin' });
+  } catch (e) {
+    driver.close();
+    throw new PipeworkError(`cannot listen on ${socket}: ${(e as Error).message}`);
+  }
+  log?.(`${new Date().toISOString()} pipework docker-plugin: listening on ${socket}, state in ${state}`);
+  return {
+    async stop({ graceful }) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        if (!graceful) server.closeAllConnections();
+        // Connections Docker keeps alive: the idle ones now, any left once their request had time to end.
+        else setTimeout(() => server.closeAllConnections(), 5000).unref();
+      });
+      rmSync(socket, { force: true });
+      driver.close();
+    },
+  };
 }

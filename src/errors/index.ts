@@ -8,3 +8,11 @@ export class PipeworkError extends Error {
     this.name = 'PipeworkError';
   }
 }
+
+/** Bytes that are not a well-formed netlink message (lengths that run past the buffer): never from the kernel, so a bug or corruption. */
+export class MalformedMessageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MalformedMessageError';
+  }
+}

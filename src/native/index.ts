@@ -26,6 +26,8 @@ export interface PipeworkNative {
    * end to end, each padded to 4 bytes. bytes is copied before this returns.
    */
   netlinkTransact(fd: number, bytes: Uint8Array): Promise<Uint8Array>;
+  /** Who is at the other end of connected unix socket fd (SO_PEERCRED, as of its connect). */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
 }
 
 /** Thrown by the addon: a failed system call. */

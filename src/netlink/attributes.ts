@@ -1,3 +1,4 @@
+import { MalformedMessageError } from '../errors';
 import { NLA_F_NESTED, NLA_TYPE_MASK } from './constants';
 
 // Wire bytes are plain Uint8Arrays read and written a byte at a time: Node's
@@ -136,7 +137,7 @@ export function parseAttrs(buf: Uint8Array, offset = 0, end = buf.length, wanted
 export function forEachAttr(buf: Uint8Array, offset: number, end: number, fn: (type: number, value: Uint8Array) => void, wanted?: ReadonlySet<number>): void {
   while (offset + 4 <= end) {
     const len = get16(buf, offset);
-    if (len < 4 || offset + len > end) throw new RangeError(`malformed netlink attribute at byte ${offset}`);
+    if (len < 4 || offset + len > end) throw new MalformedMessageError(`malformed netlink attribute at byte ${offset}`);
     const type = get16(buf, offset + 2) & NLA_TYPE_MASK;
     if (!wanted || wanted.has(type)) fn(type, buf.subarray(offset + 4, offset + len));
     offset += align4(len);

@@ -1,3 +1,4 @@
+import { MalformedMessageError } from '../errors';
 import { type Attr, attrsLength, get16, get32, put16, put32, writeAttrs } from './attributes';
 import { AF_UNSPEC, NLM_F_ACK, NLM_F_REQUEST } from './constants';
 
@@ -116,7 +117,7 @@ export function parseReplies(buf: Uint8Array): Reply[] {
   let off = 0;
   while (off + NLMSG_HDRLEN <= buf.length) {
     const len = get32(buf, off);
-    if (len < NLMSG_HDRLEN || off + len > buf.length) throw new RangeError(`malformed netlink message at byte ${off}`);
+    if (len < NLMSG_HDRLEN || off + len > buf.length) throw new MalformedMessageError(`malformed netlink message at byte ${off}`);
     out.push({
       type: get16(buf, off + 4),
       flags: get16(buf, off + 6),

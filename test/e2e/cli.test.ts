@@ -509,6 +509,47 @@ describe('Linux bridge', () => {
   });
 });
 
+describe('gratuitous ARP, seen on the bridge', () => {
+  /** tcpdump on `dev` in the host netns, ARP only; resolves once it listens. */
+  async function captureArp(dev: string): Promise<{ lines(): string[]; stop(): Promise<void> }> {
+    const child = spawn('nsenter', [`--net=${nsFile(HOST)}`, '--', 'tcpdump', '-i', dev, '-n', '-l', '--immediate-mode', 'arp'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    for (let i = 0; !/listening on/.test(err); i++) {
+      if (child.exitCode !== null || i > 500) throw new Error(`tcpdump did not start: ${err}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return {
+      lines: () => out.split('\n').filter(Boolean),
+      stop: async () => { child.kill('SIGINT'); await exited(child); },
+    };
+  }
+
+  it.skipIf(!hasBin('tcpdump'))('the default announces the address (who-has itself, tell itself); --no-arp sends none', async () => {
+    const [c1, c2] = setup(2);
+    ip(HOST, 'link', 'add', 'br0', 'type', 'bridge');
+    ip(HOST, 'link', 'set', 'br0', 'up');
+    const cap = await captureArp('br0');
+    // First the one that must stay silent, then the one that announces: once the announcement is seen, the
+    // first attach's link has long been up, and anything it sent was captured before.
+    expectOk(await cli(['--no-arp', 'br0', c1, '10.140.0.2/24']));
+    expectOk(await cli(['br0', c2, '10.140.0.3/24']));
+    const announce = (a: string) => new RegExp(`ARP, Request who-has ${a.replace(/\./g, '\\.')} tell ${a.replace(/\./g, '\\.')}, `);
+    for (let i = 0; !cap.lines().some((l) => announce('10.140.0.3').test(l)); i++) {
+      if (i > 500) throw new Error(`no gratuitous ARP for 10.140.0.3 seen on br0: ${cap.lines().join('\n')}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await cap.stop();
+    expect(cap.lines().filter((l) => l.includes('10.140.0.2'))).toEqual([]);
+    // And the silent one still works: it answers ARP when asked.
+    expect(ping(c2, '10.140.0.2')).toBe(true);
+  });
+});
+
 describe('macvlan and --direct-phys on a "physical" interface (a veth end in the host netns)', () => {
   it('macvlan, mode bridge, MTU copied; two containers on the same NIC reach each other; nothing left in the host', async () => {
     const [c1, c2] = setup(2);

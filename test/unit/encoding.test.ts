@@ -44,6 +44,8 @@ const cases: Record<string, (c: Fixture['context']) => Request> = {
   'macvlan-passthru': (c) => createMacvlan({ name: 'eth1', parent: c.ifindex.eth0, netnsFd: c.netnsFd }, 'passthru'),
   vlan: (c) => createVlan({ name: 'eth0.10', parent: c.ifindex.eth0, mtu: 1500 }, 10),
   ipoib: (c) => createIpoib({ name: 'eth0.8001', parent: c.ifindex.eth0 }, 0x8001, 'datagram'),
+  // As the create-ipoib step sends it (`pipework ib0 GUEST ... @8001`): born in the container's netns, no mode.
+  'ipoib-netns': (c) => createIpoib({ name: 'ib0', parent: c.ifindex.eth0, netnsFd: c.netnsFd }, 0x8001),
   dummy: (c) => createDummy({ name: 'eth1', netnsFd: c.netnsFd }),
   move: (c) => setLink(c.ifindex.eth2, { netnsFd: c.netnsFd, name: 'eth1' }),
   'set-up': (c) => setLink(c.ifindex.eth1, { up: true }),

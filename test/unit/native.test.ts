@@ -1,7 +1,9 @@
 // The addon: namespaces by fd, and the calling thread always back home.
-import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { createServer, connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { native } from '../../src/native';
 import { getS32 } from '../../src/netlink/attributes';
@@ -119,6 +121,31 @@ describe('native addon', () => {
     expect(() => native.openNetnsPath('/etc/hostname')).toThrow(expect.objectContaining({ code: 'ENOTTY', syscall: 'ioctl(NS_GET_NSTYPE)' }));
     expect(() => native.openNetnsPath('/nonexistent')).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'open' }));
     expect(() => native.openNetnsPath('/proc/self/ns/uts')).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+  });
+
+  it('peerCredentials names the process at the other end of a unix socket, and refuses what is not a connected socket', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pw-peercred-'));
+    const server = createServer();
+    try {
+      const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+      await new Promise<void>((resolve) => server.listen(path.join(dir, 's'), resolve));
+      const client = connect(path.join(dir, 's'));
+      const peer = await accepted;
+      const fd = (peer as unknown as { _handle: { fd: number } })._handle.fd;
+      expect(native.peerCredentials(fd)).toEqual({ pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+      client.destroy();
+      peer.destroy();
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(() => native.peerCredentials('3' as unknown as number)).toThrow('socket must be a file descriptor number');
+    const file = openSync('/proc/self/stat', 'r');
+    try {
+      expect(() => native.peerCredentials(file)).toThrow(expect.objectContaining({ code: 'ENOTSOCK', syscall: 'getsockopt(SO_PEERCRED)' }));
+    } finally {
+      closeSync(file);
+    }
   });
 
   it('strerror gives the C library text', () => {

@@ -82,10 +82,11 @@ export function deleteLinkIfPresent(name: string): void {
   if (linkNamed(name)) sh('ip', 'link', 'del', name);
 }
 
-/** POST to a unix-socket HTTP server: status and raw body. */
+/** POST to a unix-socket HTTP server, on a connection of its own (as a CNI shim or Docker makes it): status and raw body. */
 export function post(socketPath: string, path: string, body?: string, method = 'POST'): Promise<{ status: number; text: string; json: any }> {
   return new Promise((done, fail) => {
-    const req = request({ socketPath, path, method, headers: body === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+    const headers = body === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
+    const req = request({ socketPath, path, method, headers, agent: false }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d) => { text += d; });

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// `pipework daemon` under CNI ADD/DEL pairs, as the shim sends them (one
+// connection per call): the daemon's fds, sockets and RSS must stay flat and
+// no interface or IP reservation may be left. `npm run soak:daemon` (10,000
+// pairs by default, SOAK_PAIRS to change); host-local IPAM from Debian's
+// containernetworking-plugins. Run inside scripts/in-netns.js only.
+'use strict';
+const { spawn, execFileSync } = require('node:child_process');
+const { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } = require('node:fs');
+const { request } = require('node:http');
+const { tmpdir } = require('node:os');
+const { join } = require('node:path');
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function post(socketPath, path, body) {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method: body ? 'POST' : 'GET', agent: false, headers: body ? { 'Content-Type': 'application/json' } : {} }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** The daemon's open fds, sockets among them, and resident memory (MB). */
+function sample(pid) {
+  const fds = readdirSync(`/proc/${pid}/fd`).map((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`); } catch { return ''; } });
+  const rss = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+  return { fds: fds.length, sockets: fds.filter((f) => f.startsWith('socket:')).length, rssMB: +rss.toFixed(1) };
+}
+
+async function soak(pairs) {
+  if (process.env.PIPEWORK_IN_NETNS !== '1') throw new Error('run inside scripts/in-netns.js (npm run soak:daemon)');
+  const dir = mkdtempSync(join(tmpdir(), 'pw-dsoak-'));
+  const socket = join(dir, 'pipework.sock');
+  const daemon = spawn(process.execPath, [join(__dirname, '..', 'bin', 'pipework.js'), 'daemon', '--socket', socket], { stdio: 'inherit' });
+  const ns = `pwsoak${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  const conf = JSON.stringify({
+    cniVersion: '1.0.0', name: 'soak', type: 'pipework', bridge: 'brsoak',
+    ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet: '10.66.0.0/16' }]] },
+  });
+  const call = async (command, i) => {
+    const env = { CNI_COMMAND: command, CNI_CONTAINERID: `soak-${i}`, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' };
+    const r = await post(socket, '/v1/cni', JSON.stringify({ env, stdin: conf }));
+    const out = JSON.parse(r.text);
+    if (r.status !== 200 || out.exitCode !== 0) throw new Error(`${command} ${i}: ${r.status} ${r.text}`);
+  };
+  try {
+    for (let t = 0; !existsSync(socket); t++) {
+      if (t > 200 || daemon.exitCode !== null) throw new Error('the daemon did not start');
+      await sleep(50);
+    }
+    await sleep(500);
+    const idle = sample(daemon.pid);
+    const warmup = Math.min(500, Math.floor(pairs / 10));
+    const every = Math.max(1, Math.floor((pairs - warmup) / 20));
+    const samples = [];
+    const t0 = Date.now();
+    for (let i = 0; i < pairs; i++) {
+      if (i >= warmup && (i - warmup) % every === 0) samples.push(sample(daemon.pid));
+      await call('ADD', i);
+      await call('DEL', i);
+    }
+    const seconds = (Date.now() - t0) / 1000;
+    await sleep(500);
+    samples.push(sample(daemon.pid));
+    const first = samples.slice(0, 5);
+    const last = samples.slice(-5);
+    const m = (xs, k) => median(xs.map((x) => x[k]));
+    const leftovers = {
+      links: JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' })).filter((l) => l.ifname !== 'lo').length,
+      reservations: readdirSync(join(dir, 'ipam', 'soak')).filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip')).length,
+    };
+    return {
+      pairs, seconds, msPerPair: +((seconds * 1000) / pairs).toFixed(2), idle,
+      first: { fds: m(first, 'fds'), sockets: m(first, 'sockets'), rssMB: m(first, 'rssMB') },
+      last: { fds: m(last, 'fds'), sockets: m(last, 'sockets'), rssMB: m(last, 'rssMB') },
+      leftovers,
+    };
+  } finally {
+    daemon.kill('SIGTERM');
+    await new Promise((r) => (daemon.exitCode !== null ? r() : daemon.once('exit', r)));
+    execFileSync('ip', ['netns', 'del', ns]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+module.exports = { soak };
+
+if (require.main === module) {
+  soak(Number(process.env.SOAK_PAIRS ?? 10000)).then((r) => {
+    console.log(JSON.stringify(r));
+    const ok = r.idle.rssMB < 80 && r.last.fds <= r.first.fds && r.last.sockets <= r.first.sockets
+      && r.last.rssMB < r.first.rssMB * 1.1 && r.leftovers.links === 0 && r.leftovers.reservations === 0;
+    console.log(ok ? 'PASS: idle RSS under 80 MB; fds, sockets and RSS flat; nothing left' : 'FAIL');
+    process.exit(ok ? 0 : 1);
+  }, (e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,187 @@
+/**
+ * `pipework daemon`: one long-lived process, one Session, serving the API of
+ * ./server.ts on a unix socket; optionally the Docker network plugin and the
+ * Docker events watcher in the same process, so one daemon serves every
+ * engine. SIGTERM (or SIGINT, SIGHUP): work in flight finishes, new work is
+ * refused (CNI calls with code 11, which runtimes retry), then the socket
+ * goes and the process exits 0.
+ */
+import { PipeworkError } from '../errors';
+import { Metrics } from './metrics';
+import { createDaemonServer, type DaemonState, type Handlers } from './server';
+
+type Out = { out: (s: string) => void; err: (s: string) => void };
+const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
+type Session = import('../session').Session;
+
+export const DEFAULT_SOCKET = '/run/pipework/pipework.sock';
+
+/** The other front ends a daemon can host, handed over by the entry (a front end imports none of its peers). */
+export interface Hosted {
+  batch: Handlers['batch'];
+  dockerPlugin: {
+    defaultSocket: string;
+    defaultState: string;
+    start(socket: string, state: string, log?: (line: string) => void): Promise<{ stop(opts: { graceful: boolean }): Promise<void> }>;
+  };
+  watch(session: Session, cleanup: boolean, log: (line: string) => void): { run(): Promise<void>; stop(): void };
+}
+
+export const usage = (h: Hosted) => `Usage: pipework daemon [--socket PATH] [--docker-plugin [--docker-socket PATH] [--docker-state FILE]]
+                       [--watch [--cleanup]] [-q]
+Serves pipework on a unix socket (HTTP/1.1, JSON; only root and the socket's owner may connect):
+the CNI shim's calls, the library's operations, /v1/health and Prometheus /metrics.
+  --socket PATH         the daemon's socket (default ${DEFAULT_SOCKET}, mode 0600)
+  --docker-plugin       also serve the Docker network plugin (as pipework docker-plugin)
+  --docker-socket PATH  its socket (default ${h.dockerPlugin.defaultSocket})
+  --docker-state FILE   its networks and endpoints (default ${h.dockerPlugin.defaultState})
+  --watch               also plumb Docker containers as their labels ask (as pipework watch)
+  --cleanup             with --watch: unplug what was plumbed when a container dies
+  -q, --quiet           log only start, stop and failures
+SIGTERM: requests in flight finish, new ones are refused (CNI: error 11, try again), exit 0.`;
+
+interface Options {
+  socket: string;
+  dockerPlugin?: { socket: string; state: string };
+  watch?: { cleanup: boolean };
+  quiet: boolean;
+}
+
+function parseOptions(argv: string[], h: Hosted): Options | 'help' {
+  let socket = DEFAULT_SOCKET;
+  let docker = false;
+  let dockerSocket: string | undefined;
+  let dockerState: string | undefined;
+  let watch = false;
+  let cleanup = false;
+  let quiet = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length || argv[i + 1] === '') throw new PipeworkError(`${a} needs a value.`);
+      return argv[++i];
+    };
+    if (a === '--socket') socket = value();
+    else if (a === '--docker-plugin') docker = true;
+    else if (a === '--docker-socket') dockerSocket = value();
+    else if (a === '--docker-state') dockerState = value();
+    else if (a === '--watch') watch = true;
+    else if (a === '--cleanup') cleanup = true;
+    else if (a === '-q' || a === '--quiet') quiet = true;
+    else if (a === '-h' || a === '--help') return 'help';
+    else throw new PipeworkError(`Unexpected argument: ${a} (see pipework daemon --help)`);
+  }
+  if (!docker && (dockerSocket || dockerState)) throw new PipeworkError('--docker-socket and --docker-state go with --docker-plugin');
+  if (!watch && cleanup) throw new PipeworkError('--cleanup goes with --watch');
+  return {
+    socket,
+    quiet,
+    dockerPlugin: docker ? { socket: dockerSocket ?? h.dockerPlugin.defaultSocket, state: dockerState ?? h.dockerPlugin.defaultState } : undefined,
+    watch: watch ? { cleanup } : undefined,
+  };
+}
+
+/** The CNI side of the daemon: the plugin's own call, and the answer while stopping. */
+function cniHandlers(): Pick<Handlers, 'cni' | 'cniTryAgain'> {
+  const { handleCniCall }: typeof import('../cni/main') = require('../cni/main');
+  const { CniError, ErrorCode, toErrorResult }: typeof import('../cni/errors') = require('../cni/errors');
+  const { LATEST_VERSION }: typeof import('../cni/version') = require('../cni/version');
+  return {
+    cni: (env, stdin) => handleCniCall(env, stdin),
+    cniTryAgain: (stdin) => {
+      let version: unknown;
+      try {
+        version = (JSON.parse(stdin) as { cniVersion?: unknown })?.cniVersion;
+      } catch {
+        version = undefined;
+      }
+      const e = new CniError(ErrorCode.TryAgainLater, 'the pipework daemon is stopping', 'try again: a new daemon or the pipework-cni plugin will answer');
+      return `${JSON.stringify(toErrorResult(e, typeof version === 'string' ? version : LATEST_VERSION))}\n`;
+    },
+  };
+}
+
+/** Runs the daemon until a stop signal; resolves with the exit status. */
+export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Promise<number> {
+  let opts: Options | 'help';
+  try {
+    opts = parseOptions(argv, hosted);
+  } catch (e) {
+    io.err((e as Error).message);
+    return 1;
+  }
+  if (opts === 'help') {
+    io.out(usage(hosted));
+    return 0;
+  }
+  const stamp = (line: string) => io.err(`${new Date().toISOString()} pipework daemon: ${line}`);
+  const { Session }: typeof import('../session') = require('../session');
+  const { listenUnix }: typeof import('../run/listen') = require('../run/listen');
+  const session = new Session();
+  const state: DaemonState = {
+    session,
+    metrics: new Metrics(),
+    handlers: { ...cniHandlers(), batch: hosted.batch },
+    ownerUid: process.geteuid!(),
+    stopping: false,
+    log: stamp,
+  };
+  const server = createDaemonServer(state);
+  let plugin: Awaited<ReturnType<Hosted['dockerPlugin']['start']>> | undefined;
+  let watcher: ReturnType<Hosted['watch']> | undefined;
+  let watching: Promise<void> | undefined;
+  try {
+    await listenUnix(server, opts.socket, { mode: 0o600, what: 'another pipework daemon' });
+  } catch (e) {
+    session.close();
+    io.err(`pipework daemon: cannot listen on ${opts.socket}: ${(e as Error).message}`);
+    return 1;
+  }
+  try {
+    if (opts.dockerPlugin) plugin = await hosted.dockerPlugin.start(opts.dockerPlugin.socket, opts.dockerPlugin.state, opts.quiet ? undefined : io.err);
+  } catch (e) {
+    await closeServer(server);
+    require('node:fs').rmSync(opts.socket, { force: true });
+    session.close();
+    io.err(`pipework daemon: ${(e as Error).message}`);
+    return 1;
+  }
+  if (opts.watch) {
+    watcher = hosted.watch(session, opts.watch.cleanup, opts.quiet ? () => undefined : io.err);
+    watching = watcher.run();
+  }
+  stamp(`listening on ${opts.socket} (pid ${process.pid})${plugin ? `, Docker plugin on ${opts.dockerPlugin!.socket}` : ''}${watcher ? ', watching Docker' : ''}`);
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const stop = (s: NodeJS.Signals) => {
+      if (state.stopping) {
+        stamp(`${s} again: still finishing ${state.metrics.inFlight()} request(s)`);
+        return;
+      }
+      state.stopping = true;
+      resolve(s);
+    };
+    for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, stop);
+  });
+  stamp(`${signal}: finishing ${state.metrics.inFlight()} request(s) in flight, refusing new ones`);
+  // New CNI calls are answered (code 11) until the last one in flight has ended.
+  await new Promise<void>((resolve) => {
+    state.onIdle = () => { if (state.metrics.inFlight() === 0) resolve(); };
+    state.onIdle();
+  });
+  await closeServer(server);
+  require('node:fs').rmSync(opts.socket, { force: true });
+  watcher?.stop();
+  await Promise.all([watching, plugin?.stop({ graceful: true })]);
+  session.close();
+  stamp('stopped');
+  return 0;
+}
+
+/** Stops listening; connections kept alive by clients are closed (nothing is in flight on them any more). */
+function closeServer(server: import('node:http').Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
