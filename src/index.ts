@@ -17,3 +17,5 @@ export { PipeworkError } from './errors';
 export { NetlinkError } from './netlink/error';
 export { openGuest } from './guest';
 export { renderStep, STEP_SIDE } from './plan/steps';
+export { renderGcStep } from './plan/gc';
+export type { GcStep } from './plan/gc';
