@@ -27,7 +27,7 @@ const ENODEV = 19;
 const dhcpModule = (): typeof import('../exec/dhcp') => require('../exec/dhcp');
 
 /** A guest as given: a spec to open, or a Guest already open (the caller closes it). */
-type GuestArg = GuestSpec | Guest;
+export type GuestArg = GuestSpec | Guest;
 const isGuest = (g: GuestArg): g is Guest => typeof g === 'object' && 'tag' in g && 'close' in g;
 
 /**
