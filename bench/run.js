@@ -21,7 +21,8 @@
 //                           teardowns (shells, CNI) run; above it their
 //                           namespaces are just closed. Group teardowns run
 //                           at every N (BENCH_GROUP_TEARDOWN=0: same limit)
-//   BENCH_ONLY=floor,lib    run only these implementations
+//   BENCH_ONLY=floor,lib    run only these implementations (cni-daemon: the
+//                           CNI door section, bench/cni-daemon.js)
 //   BENCH_SINGLE_REPS=5     repetitions of the single-call comparison
 //   BENCH_REPEAT=R          runs of each (implementation, N), interleaved;
 //                           the table shows the run with the median attach.
@@ -308,6 +309,7 @@ async function main() {
     if (results.single.samples) results.single.samples = JSON.parse(results.single.samples);
     if (r.status !== 0) log(`  FAILED: ${results.single.error}`);
   }
+  if (!ONLY || ONLY.has('cni-daemon')) results.cni_daemon = await require('./cni-daemon').run(runChild, log);
   results.meta.finished = new Date().toISOString();
   results.meta.loadavg_end = os.loadavg();
   report();
@@ -442,7 +444,11 @@ function report() {
     }
   }
 
+  const cniTargets = [];
+  if (results.cni_daemon) require('./cni-daemon').report(results.cni_daemon, say, (name, verdict, detail) => cniTargets.push({ name, verdict, detail }));
+
   targets();
+  results.targets.push(...cniTargets);
   say('\nTargets');
   for (const t of results.targets) say(`  ${t.verdict.padEnd(13)} ${t.name}: ${t.detail}`);
 

@@ -13,6 +13,16 @@ export type { DetachPlan, DetachStep } from './plan/detach';
 export type { GuestSpec, Guest } from './guest';
 export type { DetachOutcome } from './exec/detach';
 export type { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult } from './bulk';
+// Types that the signatures above name, so the API reference (TypeDoc) documents them too.
+export type { GuestArg } from './session';
+export type { DhcpRequest } from './plan/dhcp';
+export type { ExecOptions } from './exec/context';
+export type { HostLink } from './plan/steps';
+export type { OvsPort, DhcpClientRecord } from './plan/detach';
+export type { MacvlanMode } from './netlink/kinds/macvlan';
+export type { Cidr } from './addressing';
+export type { Link } from './netlink/link';
+export type { DockerContainer } from './guest/docker';
 export { PipeworkError } from './errors';
 export { NetlinkError } from './netlink/error';
 export { openGuest } from './guest';

@@ -99,7 +99,7 @@ export async function* runBounded<I, T>(
 }
 
 /** One attach of a bulk run. */
-export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest) => Promise<AttachResult>;
+export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest, opts?: AttachOptions) => Promise<AttachResult>;
 
 /**
  * Attaches for a bulk run. The first attach to each host interface runs
@@ -109,11 +109,12 @@ export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest) => Pro
  * 1023-port limit is refused up front, with a message saying so, instead of
  * failing in the kernel.
  */
-export function bulkAttacher(session: BulkSession, opts: AttachOptions = {}): Attacher {
+export function bulkAttacher(session: BulkSession, bulkOpts: AttachOptions = {}): Attacher {
   const first = new Map<string, Promise<unknown>>();
   // Per host interface, once its first attach succeeded: a Linux bridge and its port count.
   const bridges = new Map<string, { link: Link; ports: number } | undefined>();
-  return async (guest, request) => {
+  return async (guest, request, itemOpts) => {
+    const opts = { ...bulkOpts, ...itemOpts };
     const name = request.hostInterface;
     const pending = first.get(name);
     if (!pending) {
@@ -127,7 +128,8 @@ export function bulkAttacher(session: BulkSession, opts: AttachOptions = {}): At
     }
     await pending.catch(() => undefined);
     const bridge = bridges.get(name); // none if the first one failed, or it is no Linux bridge
-    if (!bridge) return session.attach(guest, request, opts);
+    // Converge: an attachment found in place takes no new port, so the count would not hold; the kernel still says when the bridge is full.
+    if (!bridge || opts.converge) return session.attach(guest, request, opts);
     if (bridge.ports >= BRIDGE_MAX_PORTS)
       throw new PipeworkError(`Bridge ${name} is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports; spread the containers over several bridges.`);
     bridge.ports++;

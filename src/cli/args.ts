@@ -28,6 +28,10 @@ dhcp[:opts] (Docker only), udhcpc[-f][:opts], dhclient[-f][:opts], dhcpcd[:opts]
 
 Options (before the host interface):
   --dry-run              print the equivalent ip/ovs-vsctl commands, change nothing
+  --converge             if the attachment asked for exists (a run killed half-way, a
+                         re-run), complete what it lacks and exit 0; --json then says
+                         "status": "created", "repaired" or "unchanged"; a link that is
+                         something else is still refused, saying why
   --json                 print the result as one JSON object (one per line with --batch)
   --macvlan-mode MODE    bridge (default), private, vepa or passthru
   --nodad                IPv6 addresses without duplicate address detection
@@ -43,6 +47,7 @@ Options (before the host interface):
 
 export interface GlobalOptions {
   dryRun: boolean;
+  converge: boolean;
   json: boolean;
   verbose: boolean;
   macvlanMode?: string;
@@ -104,7 +109,7 @@ function dhcpSpec(text: string): DhcpSpec | undefined {
 }
 
 /** The options when none is given. */
-export const defaultOptions = (): GlobalOptions => ({ dryRun: false, json: false, verbose: false, nodad: false, arp: true, ipv6: true });
+export const defaultOptions = (): GlobalOptions => ({ dryRun: false, converge: false, json: false, verbose: false, nodad: false, arp: true, ipv6: true });
 
 /**
  * argv -> command, with the original's strictly positional grammar:
@@ -125,6 +130,7 @@ export function parseArgs(argv: string[]): Command {
   for (; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--dry-run') opts.dryRun = true;
+    else if (a === '--converge') opts.converge = true;
     else if (a === '--json') opts.json = true;
     else if (a === '-v' || a === '--verbose') opts.verbose = true;
     else if (a === '--nodad') opts.nodad = true;

@@ -63,15 +63,21 @@ export async function runOne(session: SessionT, cmd: Command, io: Out, attachWit
         return 0;
       }
       case 'attach':
-        return await attach(session, cmd, named, io, attachWith ?? ((g, r) => session.attach(g, r)));
+        return await attach(session, cmd, named, io, attachWith);
     }
   } finally {
     guest.close();
   }
 }
 
+/** Tests only: PIPEWORK_TEST_KILL_AFTER_STEP=k makes an attach die by SIGKILL right after its step k, as a crash would. */
+function killAfterStep(): number | undefined {
+  const k = process.env.PIPEWORK_TEST_KILL_AFTER_STEP;
+  return k === undefined ? undefined : Number(k);
+}
+
 async function attach(session: SessionT, cmd: Extract<Command, { kind: 'attach' }>, named: import('../guest/resolve').NamedGuest, io: Out,
-  attachWith: import('../bulk').Attacher): Promise<number> {
+  attachWith?: import('../bulk').Attacher): Promise<number> {
   const { opts } = cmd;
   let hostInterface = cmd.hostInterface;
   if (hostInterface.startsWith('mac:')) hostInterface = await session.hostInterfaceByMac(hostInterface.slice(4));
@@ -99,15 +105,18 @@ async function attach(session: SessionT, cmd: Extract<Command, { kind: 'attach' 
   };
   if (opts.dryRun) {
     const { renderPlan }: typeof import('../session') = require('../session');
-    io.out(renderPlan(await session.plan(named.guest, request)));
+    const plan = renderPlan(await session.plan(named.guest, request, { converge: opts.converge }));
+    if (plan) io.out(plan);
     return 0;
   }
-  const result = await attachWith(named.guest, request);
+  const attachOpts = { converge: opts.converge, killAfterStep: killAfterStep() };
+  const result = await (attachWith ?? ((g, r, o) => session.attach(g, r, o)))(named.guest, request, attachOpts);
   if (opts.json) io.out(JSON.stringify({ ...result, guest: named.name }));
   else if (opts.verbose) {
     const c = result.containerInterface;
     io.err(`${named.name}: ${c.name} (${c.mac}, mtu ${c.mtu})${result.hostInterface ? ` <-> ${result.hostInterface}` : ''}` +
-      `${result.addresses.length ? ` ${result.addresses.join(' ')}` : ''}${result.gateway ? ` via ${result.gateway}` : ''}`);
+      `${result.addresses.length ? ` ${result.addresses.join(' ')}` : ''}${result.gateway ? ` via ${result.gateway}` : ''}` +
+      `${result.status ? ` (${result.status})` : ''}`);
   }
   return 0;
 }

@@ -118,7 +118,7 @@ function gatewaysOf(ips: ResultIp[]): { 4?: Buffer; 6?: Buffer } {
 export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<Result> {
   const ipam = ipamOf(conf, a, call);
   const guest = openNetns(a.netns);
-  const session = new Session();
+  const session = call.session ?? new Session();
   const host = RtnlSocket.open();
   let guestSock: RtnlSocket | undefined;
   let allocated = false;
@@ -175,7 +175,7 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
   } finally {
     guestSock?.close();
     host.close();
-    session.close();
+    if (!call.session) session.close();
     guest.close();
   }
 }
@@ -238,7 +238,7 @@ export async function del(conf: NetConf, a: Attachment, call: CniCall): Promise<
   try {
     guest = openNetnsIfPresent(a.netns);
     if (guest) {
-      const session = new Session();
+      const session = call.session ?? new Session();
       try {
         const sock = RtnlSocket.open(guest.fd);
         let link: Link | undefined;
@@ -252,7 +252,7 @@ export async function del(conf: NetConf, a: Attachment, call: CniCall): Promise<
           else await session.detach(guest, a.ifname);
         }
       } finally {
-        session.close();
+        if (!call.session) session.close();
       }
     }
     // The netns is gone but may still be torn down by the kernel (asynchronously, veth and all): the veth's host end goes now.

@@ -8,6 +8,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { CniError, ErrorCode } from './errors';
 import { LATEST_VERSION, compareVersions } from './version';
 import { checkResult, type Result } from './config';
+import type { Session } from '../session';
 
 /** The environment of one CNI call (CNI_* and whatever else the runtime gave the plugin). */
 export type CniEnv = Record<string, string | undefined>;
@@ -17,6 +18,8 @@ export interface CniCall {
   stdin: Buffer;
   env: CniEnv;
   stderr(chunk: string): void;
+  /** A long-lived caller's session (the daemon's, shared by its calls); without it a call opens its own. */
+  session?: Session;
 }
 
 export interface DelegateOutcome {

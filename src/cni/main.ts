@@ -13,6 +13,7 @@ import { CniError, ErrorCode, toErrorResult } from './errors';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, isSemver } from './version';
 import { type Attachment, checkVersion, decodeJson, ifnameProblem, parseConfig } from './config';
 import type { CniCall, CniEnv } from './delegate';
+import type { Session } from '../session';
 
 export type { CniEnv };
 
@@ -52,14 +53,15 @@ interface Io {
   out(s: string): void;
   /** Raw text for stderr (lines end in their newline). */
   err(s: string): void;
+  session?: Session;
 }
 
 /**
  * One CNI call, as the plugin binary would run it for this environment and
  * stdin, touching nothing of the process it runs in (the plugin and the
- * daemon both call it).
+ * daemon both call it; the daemon hands over its session).
  */
-export async function handleCniCall(env: CniEnv, stdin: CniStdin): Promise<CniOutcome> {
+export async function handleCniCall(env: CniEnv, stdin: CniStdin, opts: { session?: Session } = {}): Promise<CniOutcome> {
   let stdout = '';
   let stderr = '';
   const readStdin = typeof stdin === 'function' ? stdin : async () => (typeof stdin === 'string' ? Buffer.from(stdin) : stdin);
@@ -68,6 +70,7 @@ export async function handleCniCall(env: CniEnv, stdin: CniStdin): Promise<CniOu
     readStdin,
     out: (s) => { stdout += `${s}\n`; },
     err: (s) => { stderr += s; },
+    session: opts.session,
   }).catch((e: unknown) => {
     stdout += `${JSON.stringify(toErrorResult(e, LATEST_VERSION))}\n`;
     return 1;
@@ -140,7 +143,7 @@ async function runCommand(io: Io): Promise<number> {
       throw new CniError(ErrorCode.IoFailure, 'error reading the network config from stdin', (e as Error).message);
     }
     const raw = decodeJson(stdin);
-    const call: CniCall = { stdin, env: io.env, stderr: io.err };
+    const call: CniCall = { stdin, env: io.env, stderr: io.err, session: io.session };
     if (typeof raw.cniVersion === 'string') version = raw.cniVersion;
     const minimum = cmd === 'STATUS' || cmd === 'GC' ? { version: '1.1.0', command: cmd } : undefined;
     // CNI_ARGS matter to ADD only: a DEL or CHECK must not fail on them.

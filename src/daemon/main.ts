@@ -87,7 +87,7 @@ function cniHandlers(): Pick<Handlers, 'cni' | 'cniTryAgain'> {
   const { CniError, ErrorCode, toErrorResult }: typeof import('../cni/errors') = require('../cni/errors');
   const { LATEST_VERSION }: typeof import('../cni/version') = require('../cni/version');
   return {
-    cni: (env, stdin) => handleCniCall(env, stdin),
+    cni: (env, stdin, session) => handleCniCall(env, stdin, { session }),
     cniTryAgain: (stdin) => {
       let version: unknown;
       try {
@@ -124,6 +124,7 @@ export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Pro
     handlers: { ...cniHandlers(), batch: hosted.batch },
     ownerUid: process.geteuid!(),
     stopping: false,
+    active: 0,
     log: stamp,
   };
   const server = createDaemonServer(state);
@@ -155,7 +156,7 @@ export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Pro
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     const stop = (s: NodeJS.Signals) => {
       if (state.stopping) {
-        stamp(`${s} again: still finishing ${state.metrics.inFlight()} request(s)`);
+        stamp(`${s} again: still finishing ${state.active} request(s)`);
         return;
       }
       state.stopping = true;
@@ -163,10 +164,10 @@ export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Pro
     };
     for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, stop);
   });
-  stamp(`${signal}: finishing ${state.metrics.inFlight()} request(s) in flight, refusing new ones`);
-  // New CNI calls are answered (code 11) until the last one in flight has ended.
+  stamp(`${signal}: finishing ${state.active} request(s) in flight, refusing new ones`);
+  // New CNI calls are answered (code 11) until the last request received has been answered.
   await new Promise<void>((resolve) => {
-    state.onIdle = () => { if (state.metrics.inFlight() === 0) resolve(); };
+    state.onIdle = () => { if (state.active === 0) resolve(); };
     state.onIdle();
   });
   await closeServer(server);

@@ -44,13 +44,6 @@ export class Metrics {
     };
   }
 
-  /** Operations running now, all kinds together. */
-  inFlight(): number {
-    let n = 0;
-    for (const s of this.ops.values()) n += s.inFlight;
-    return n;
-  }
-
   render(): string {
     const out: string[] = [];
     const family = (name: string, type: string, help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);

@@ -38,7 +38,7 @@ type Out = { out: (s: string) => void; err: (s: string) => void };
 /** What the daemon runs that other front ends own, handed over by the entry that starts it. */
 export interface Handlers {
   /** One CNI call: the CNI plugin's own (src/cni/main.ts). */
-  cni(env: Record<string, string>, stdin: string): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  cni(env: Record<string, string>, stdin: string, session: Session): Promise<{ exitCode: number; stdout: string; stderr: string }>;
   /** The CNI error result a runtime retries (code 11), for calls that come while stopping. */
   cniTryAgain(stdin: string): string;
   /** Lines as `pipework [unplug] --batch` runs them, in this session. */
@@ -53,7 +53,9 @@ export interface DaemonState {
   ownerUid: number;
   /** Set on SIGTERM: new work is refused (CNI with code 11), work in flight finishes. */
   stopping: boolean;
-  /** Called whenever an operation ends (the daemon exits once none is left while stopping). */
+  /** Requests received and not yet answered (a body still coming in counts: it may be a CNI call). */
+  active: number;
+  /** Called whenever a request has been answered (the daemon exits once none is left while stopping). */
   onIdle?: () => void;
   log?: (line: string) => void;
 }
@@ -238,7 +240,7 @@ async function handleCni(s: DaemonState, req: IncomingMessage, res: ServerRespon
   try {
     outcome = s.stopping
       ? { exitCode: 1, stdout: s.handlers.cniTryAgain(stdin), stderr: '' }
-      : await s.handlers.cni(env, stdin);
+      : await s.handlers.cni(env, stdin, s.session);
   } catch (e) {
     end('internal');
     throw e;
@@ -262,7 +264,7 @@ async function route(s: DaemonState, req: IncomingMessage, res: ServerResponse):
       status: s.stopping ? 'stopping' : 'ok',
       pid: process.pid,
       uptimeSeconds: Math.round(process.uptime()),
-      inFlight: s.metrics.inFlight(),
+      inFlight: s.active - 1,
     });
     return;
   }
@@ -296,6 +298,7 @@ async function route(s: DaemonState, req: IncomingMessage, res: ServerResponse):
 
 /** Root and the socket's owner may talk to the daemon; anyone else gets 403 and a closed connection. */
 function peerAllowed(socket: Socket, ownerUid: number): boolean {
+  // Node gives no public way to an accepted socket's fd: its handle has it (a unix socket's always does).
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) return false;
   const { uid } = native.peerCredentials(fd);
@@ -311,7 +314,12 @@ export function createDaemonServer(s: DaemonState): Server {
       res.once('finish', () => req.socket.destroySoon());
       return;
     }
-    route(s, req, res).then(() => s.onIdle?.(), (e: unknown) => {
+    s.active++;
+    res.once('close', () => {
+      s.active--;
+      s.onIdle?.();
+    });
+    route(s, req, res).catch((e: unknown) => {
       const status = e instanceof HttpError ? e.status : e instanceof PipeworkError ? 400 : 500;
       const err = e as Error & { code?: unknown };
       if (status === 500) s.log?.(`${req.method} ${req.url}: ${err?.stack ?? err}`);
@@ -319,7 +327,6 @@ export function createDaemonServer(s: DaemonState): Server {
       // After a refused body the rest of it may still be coming: answer and close.
       reply(res, status, body, status === 413 ? { Connection: 'close' } : {});
       if (status === 413) res.once('finish', () => req.socket.destroy());
-      s.onIdle?.();
     });
   });
   server.headersTimeout = 10_000;

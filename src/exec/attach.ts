@@ -37,9 +37,18 @@ export interface AttachResult {
   /** With DHCP: the DNS servers of the lease, and where they were written (the guest's own resolv.conf). */
   dns?: string[];
   resolvConf?: string;
+  /** With converge: the attachment is new, was completed, or was complete already. */
+  status?: 'created' | 'repaired' | 'unchanged';
 }
 
-export interface AttachOptions extends ExecOptions {}
+export interface AttachOptions extends ExecOptions {
+  /**
+   * When the attachment asked for exists already (the container interface,
+   * of the right kind, on the requested bridge or parent), complete what is
+   * missing instead of refusing it; a link that is something else is still refused.
+   */
+  converge?: boolean;
+}
 
 /** The container-side link as it ended up. */
 export interface AttachOutcome {
@@ -102,7 +111,7 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
       if (inGuest(step)) {
         // Consecutive guest-side changes go out in one sendmsg.
         let end = i;
-        while (end < steps.length && inGuest(steps[end]) && opts.failAtStep !== end) end++;
+        while (end < steps.length && inGuest(steps[end]) && opts.failAtStep !== end && opts.killAfterStep !== end - 1) end++;
         // A veth just made: its index came with the creation reply; its IPv4 settings are the netns defaults.
         const announces = steps.slice(i, end).some((s) => s.op === 'arp-notify');
         const link = guestLink ?? (known.index
@@ -117,9 +126,11 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
         if (failed) throw failed.error;
         if (!after.error) guestLink = parseLink(after.replies[0]);
         i = end;
+        if (opts.killAfterStep === end - 1) process.kill(process.pid, 'SIGKILL');
         continue;
       }
       dhcp = (await runHostStep(step, ns, undo, created, resolve, guest, known)) ?? dhcp;
+      if (opts.killAfterStep === i) process.kill(process.pid, 'SIGKILL');
       i++;
     }
     return { containerInterface: await guest(), hostInterface: plan.hostInterface, dhcp };
@@ -140,6 +151,10 @@ function guestRequest(step: Step, link: Link): { req: Request; undo: () => Reque
     }
     case 'guest-link-up':
       return { req: setLink(index, { up: true }, step.name), undo: () => setLink(index, { up: false }, step.name) };
+    case 'set-guest-link': {
+      const before = { address: step.mac && link.mac ? macBytes(link.mac) : undefined, mtu: step.mtu && link.mtu };
+      return { req: setLink(index, { address: step.mac, mtu: step.mtu }, step.name), undo: () => setLink(index, before, step.name) };
+    }
     case 'add-address': {
       const spec = {
         index, family: family(step.cidr.family), address: step.cidr.bytes, prefixLen: step.cidr.prefixLen,

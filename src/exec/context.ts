@@ -11,6 +11,8 @@ export interface NetnsPair {
 export interface ExecOptions {
   /** Tests: fail as if step k (0-based) were refused, after the k steps before it took effect. */
   failAtStep?: number;
+  /** Tests: the process dies (SIGKILL) right after step k (0-based) took effect, as a crash would leave it. */
+  killAfterStep?: number;
 }
 
 /** The failure ExecOptions.failAtStep stands in for. */

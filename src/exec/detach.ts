@@ -146,7 +146,7 @@ async function hostLink(ns: NetnsPair, index: number): Promise<Link | undefined>
 }
 
 /** The OVS port named so, with what re-adding it takes; undefined if ovsdb has none. */
-async function ovsPortOf(name: string): Promise<OvsPort | undefined> {
+export async function ovsPortOf(name: string): Promise<OvsPort | undefined> {
   let stdout: string;
   try {
     ({ stdout } = await runProgram('ovs-vsctl', ['--format=json', '--', 'port-to-br', name,

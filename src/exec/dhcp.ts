@@ -530,6 +530,22 @@ async function stopRecorded(dir: string, state: ClientState): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** Whether a client findDhcpClients found still runs (the very process recorded). */
+export function dhcpClientRunning(record: DhcpClientRecord): boolean {
+  let state: ClientState;
+  try {
+    state = JSON.parse(readFileSync(join(record.dir, 'state.json'), 'utf8'));
+  } catch {
+    return false;
+  }
+  if (state.helperContainer) return true; // its container's fate is Docker's to tell; unplug removes it
+  const p = state.pid && state.startTime ? identify(state.pid, state.comm, state.netnsIno) : undefined;
+  return !!p && p.startTime === state.startTime;
+}
+
+/** Whether the client stays running after the lease (the -f variants, dhcpcd, Docker's helper). */
+export const dhcpClientStays = (r: Pick<DhcpRequest, 'client' | 'foreground'>) => r.foreground || r.client === 'dhcpcd' || r.client === 'dhcp';
+
 /**
  * Stops a client findDhcpClients found (only if its PID still is that
  * process) and removes its pidfile and scratch dir; gone already is success.

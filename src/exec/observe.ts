@@ -1,10 +1,16 @@
 import { inPrefix } from '../addressing';
-import { AF_INET, AF_INET6 } from '../netlink/constants';
+import { AF_INET, AF_INET6, AF_UNSPEC } from '../netlink/constants';
 import { NetlinkError } from '../netlink/error';
 import { Link, dumpLinks, getLinkByName, parseLink } from '../netlink/link';
 import { getRoute } from '../netlink/route';
 import { RtnlSocket } from '../netlink/socket';
-import { CheckedRequest, Observed, hostKind } from '../plan/attach';
+import { CheckedRequest, Existing, Observed, hostKind } from '../plan/attach';
+import { dumpAddresses, parseAddress } from '../netlink/address';
+import { dumpRoutes, parseRouteEntry } from '../netlink/route';
+import { getNsid, parseNsid } from '../netlink/netns';
+import { findDhcpClients } from './dhcp-records';
+import { ovsPortOf } from './detach';
+import type { NetnsPair } from './context';
 import { vethHostName } from '../plan/names';
 import { Guest } from '../guest';
 import { PipeworkError } from '../errors';
@@ -50,13 +56,13 @@ export async function isOvsBridge(name: string, link?: Link): Promise<boolean> {
  * once; the veth host-end name is then assumed free (a taken one makes the
  * kernel refuse the veth with EEXIST, and the caller plans again from a full look).
  */
-export async function observe(host: RtnlSocket, guestSock: RtnlSocket, guest: Guest, r: CheckedRequest, bridge?: Link): Promise<Observed> {
+export async function observe(ns: NetnsPair, guest: Guest, r: CheckedRequest, bridge?: Link): Promise<Observed> {
+  const { host, guest: guestSock } = ns;
   let o: Observed;
   if (bridge) {
     o = { host: bridge, hostIsOvs: false, guestTag: guest.tag, guestPath: guest.path };
   } else {
-    const cif = r.containerInterface ?? 'eth1';
-    const localName = r.hostName ?? vethHostName(cif, guest.tag);
+    const localName = r.hostName ?? vethHostName(r.containerInterface ?? 'eth1', guest.tag);
     const vlanName = r.vlan !== undefined ? `${r.hostInterface}.${r.vlan}` : undefined;
     const [hostLink, localLink, vlanLink] = await lookupLinks(host, [r.hostInterface, localName, ...(vlanName ? [vlanName] : [])]);
     o = {
@@ -65,10 +71,15 @@ export async function observe(host: RtnlSocket, guestSock: RtnlSocket, guest: Gu
       guestTag: guest.tag,
       guestPath: guest.path,
     };
-    const kind = hostKind(r.hostInterface, o);
+    // A link moved in with --direct-phys is gone from the host: converge looks for it in the guest.
+    const kind = r.converge && r.directPhys && !hostLink ? 'phys' : hostKind(r.hostInterface, o);
     if (kind === 'new-ovs') o.ovsAvailable = ovsRunning();
     if (['bridge', 'new-bridge', 'ovs', 'new-ovs'].includes(kind)) o.localLink = localLink;
     if (kind === 'phys') o.vlanLink = vlanLink;
+    if (r.converge) {
+      const guestCif = r.containerInterface ?? (kind === 'ipoib' ? 'ib0' : 'eth1');
+      o.existing = await observeExisting(ns, r, guestCif, kind === 'ovs' ? localName : undefined);
+    }
   }
   const gw = r.gateway;
   if (gw && !r.addresses.some((a) => inPrefix(gw.bytes, a))) {
@@ -84,3 +95,34 @@ export async function observe(host: RtnlSocket, guestSock: RtnlSocket, guest: Gu
   return o;
 }
 
+
+/**
+ * Converge: the container interface if it exists, with its addresses, its
+ * routes, where its IFLA_LINK points in the host, and (OVS) the port named
+ * like the veth host end; undefined if there is no such interface.
+ */
+async function observeExisting(ns: NetnsPair, r: CheckedRequest, cif: string, ovsPortName?: string): Promise<Existing | undefined> {
+  const [linkOut, nsidOut] = await ns.guest.send([getLinkByName(cif), getNsid(ns.hostFd)]);
+  if (linkOut.error) {
+    if (linkOut.error.errno === ENODEV) return undefined;
+    throw linkOut.error;
+  }
+  const link = parseLink(linkOut.replies[0]);
+  const hostNsid = nsidOut.error ? undefined : parseNsid(nsidOut.replies[0]);
+  // One dump at a time per socket (the kernel answers a second one EBUSY while the first goes on); AF_UNSPEC: every family.
+  const addresses = await ns.guest.request(dumpAddresses());
+  const routes = await ns.guest.request(dumpRoutes(AF_UNSPEC));
+  const ex: Existing = {
+    link,
+    hostParent: link.parent && hostNsid !== undefined && link.linkNetnsid === hostNsid ? link.parent : undefined,
+    addresses: addresses.map(parseAddress).filter((a) => a.index === link.index),
+    routes: routes.map(parseRouteEntry).filter((e) => e.oif === link.index),
+  };
+  if (ovsPortName) ex.ovsPort = await ovsPortOf(ovsPortName);
+  if (r.dhcp) {
+    const { dhcpClientRunning, dhcpClientStays }: typeof import('./dhcp') = require('./dhcp');
+    ex.dhcpDone = findDhcpClients(r.dhcp.hostname, cif).some(dhcpClientRunning) ||
+      (!dhcpClientStays(r.dhcp) && ex.addresses.some((a) => a.family === AF_INET));
+  }
+  return ex;
+}

@@ -1,9 +1,9 @@
-import { bytes } from './attributes';
+import { bytes, get32, parseAttrs } from './attributes';
 import {
   AF_INET, IFA_ADDRESS, IFA_BROADCAST, IFA_F_NODAD, IFA_LOCAL, NLM_F_CREATE, NLM_F_EXCL, RTM_DELADDR,
   RTM_GETADDR, RTM_NEWADDR, NLM_F_DUMP, NLM_F_REQUEST,
 } from './constants';
-import { Request, ifaddrmsg, request } from './message';
+import { Reply, Request, ifaddrmsg, request } from './message';
 
 export interface AddressSpec {
   index: number;
@@ -33,4 +33,21 @@ export function deleteAddress(a: AddressSpec, label = `${a.index}`): Request {
 /** `ip addr show`: every address of a netns (one family or all). */
 export function dumpAddresses(family = 0): Request {
   return { type: RTM_GETADDR, flags: NLM_F_REQUEST | NLM_F_DUMP, header: ifaddrmsg(family, 0, 0, 0, 0), attrs: [], op: 'RTM_GETADDR dump' };
+}
+
+/** An address as a dump reports it. */
+export interface AddressEntry {
+  index: number;
+  family: number;
+  prefixLen: number;
+  /** IFA_LOCAL (IFA_ADDRESS where there is none, as IPv6 reports it). */
+  address: Uint8Array;
+}
+
+const ADDRESS_ATTRS: ReadonlySet<number> = new Set([IFA_ADDRESS, IFA_LOCAL]);
+
+export function parseAddress(reply: Reply): AddressEntry {
+  const p = reply.payload;
+  const attrs = parseAttrs(p, 8, p.length, ADDRESS_ATTRS);
+  return { family: p[0], prefixLen: p[1], index: get32(p, 4), address: attrs.get(IFA_LOCAL) ?? attrs.get(IFA_ADDRESS) ?? new Uint8Array() };
 }

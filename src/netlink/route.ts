@@ -1,11 +1,11 @@
-import { Attr, bytes, nest, u32 } from './attributes';
+import { Attr, bytes, get32, nest, parseAttrs, u32 } from './attributes';
 import {
   AF_INET, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, RTAX_MTU, RTA_DST,
   RTA_GATEWAY, RTA_METRICS, RTA_OIF, RTA_PREFSRC, RTA_PRIORITY, RTA_TABLE, RTM_DELROUTE, RTM_GETROUTE,
   RTM_NEWROUTE, RTNH_F_ONLINK, RTN_UNICAST, RTPROT_BOOT, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN,
   RT_TABLE_UNSPEC, RTN_UNSPEC,
 } from './constants';
-import { Request, rtmsg, request } from './message';
+import { Reply, Request, rtmsg, request } from './message';
 
 export type RouteCommand = 'add' | 'replace' | 'change' | 'append' | 'del';
 
@@ -79,4 +79,26 @@ export function getRoute(family: number, dst: Buffer): Request {
 export function dumpRoutes(family: number): Request {
   const header = rtmsg({ family, dstLen: 0, table: 0, protocol: 0, scope: 0, type: 0 });
   return { type: RTM_GETROUTE, flags: NLM_F_REQUEST | NLM_F_DUMP, header, attrs: [], op: 'RTM_GETROUTE dump' };
+}
+
+/** A route as a dump reports it (the fields an attach sets). */
+export interface RouteEntry {
+  family: number;
+  dstLen: number;
+  dst?: Uint8Array;
+  gateway?: Uint8Array;
+  oif?: number;
+  table: number;
+}
+
+const ROUTE_ATTRS: ReadonlySet<number> = new Set([RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_TABLE]);
+
+export function parseRouteEntry(reply: Reply): RouteEntry {
+  const p = reply.payload;
+  const attrs = parseAttrs(p, 12, p.length, ROUTE_ATTRS);
+  const u32Of = (v?: Uint8Array) => (v && v.length >= 4 ? get32(v, 0) : undefined);
+  return {
+    family: p[0], dstLen: p[1], dst: attrs.get(RTA_DST), gateway: attrs.get(RTA_GATEWAY), oif: u32Of(attrs.get(RTA_OIF)),
+    table: u32Of(attrs.get(RTA_TABLE)) ?? p[4],
+  };
 }

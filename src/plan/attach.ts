@@ -1,10 +1,13 @@
 import { Cidr, broadcastOf, inPrefix, parseCidr, parseIp, parseMac } from '../addressing';
 import { PipeworkError } from '../errors';
-import { ARPHRD_INFINIBAND } from '../netlink/constants';
+import { ARPHRD_INFINIBAND, RT_TABLE_MAIN } from '../netlink/constants';
 import { MACVLAN_MODES, MacvlanMode } from '../netlink/kinds/macvlan';
-import { Link } from '../netlink/link';
+import { Link, formatMac } from '../netlink/link';
+import type { AddressEntry } from '../netlink/address';
+import type { RouteEntry } from '../netlink/route';
 import { checkIfname, vethHostName } from './names';
 import { AttachPlan, HostLink, Step, asideName, vlanUsers } from './steps';
+import { MOVED_ALIAS_PREFIX, OvsPort } from './detach';
 import type { DhcpRequest } from './dhcp';
 
 /** What a caller asks for: the arguments of one `pipework` attach. */
@@ -69,6 +72,23 @@ export interface Observed {
   guestPath: string;
   /** Per gateway outside every new prefix: true if an existing guest route reaches it. */
   gatewayRoutable?: boolean;
+  /** With converge: the container interface as found in the guest, and what is on it. */
+  existing?: Existing;
+}
+
+/** A container interface that already exists, as converge sees it. */
+export interface Existing {
+  link: Link;
+  /** Its IFLA_LINK when that is an index in the host netns: a veth's host end, a macvlan's or IPoIB's lower device. */
+  hostParent?: number;
+  /** The addresses on it. */
+  addresses: AddressEntry[];
+  /** The guest's routes through it. */
+  routes: RouteEntry[];
+  /** Open vSwitch: the port named like the veth host end, as ovsdb has it. */
+  ovsPort?: OvsPort;
+  /** DHCP: the client's work is done (a recorded client still runs, or the link has an IPv4 address from a client that exits once leased). */
+  dhcpDone?: boolean;
 }
 
 export type HostKind = 'bridge' | 'ovs' | 'ipoib' | 'phys' | 'new-bridge' | 'new-ovs' | 'dummy';
@@ -105,9 +125,11 @@ export interface CheckedRequest {
   hostIpv6: boolean;
   dhcp?: DhcpRequest;
   docker?: { id: string; name: string };
+  /** Complete an attachment that already exists instead of refusing it (see planAttach). */
+  converge: boolean;
 }
 
-export function checkRequest(r: AttachRequest): CheckedRequest {
+export function checkRequest(r: AttachRequest, converge = false): CheckedRequest {
   checkIfname(r.hostInterface, 'host interface');
   if (r.containerInterface !== undefined) checkIfname(r.containerInterface, 'container interface');
   if (r.hostName !== undefined) checkIfname(r.hostName, 'local interface');
@@ -138,6 +160,7 @@ export function checkRequest(r: AttachRequest): CheckedRequest {
     hostIpv6: r.hostIpv6 ?? false,
     dhcp: r.dhcp,
     docker: r.docker,
+    converge,
   };
 }
 
@@ -154,9 +177,61 @@ function vlanId(text: string): number {
 
 const hostLink = (l: Link): HostLink => ({ name: l.name, index: l.index });
 
-/** Request + observed state -> the steps of the attach. Pure. */
+const sameBytes = (a: Uint8Array | undefined, b: Uint8Array) => !!a && a.length === b.length && a.every((x, k) => x === b[k]);
+
+/**
+ * With converge, an existing container interface must be the very attachment
+ * asked for: the reason it is not, or undefined if it is.
+ */
+function notThatAttachment(kind: HostKind, r: CheckedRequest, o: Observed, ex: Existing, hostName?: string): string | undefined {
+  const { link } = ex;
+  const what = `${link.name} in the container is ${link.kind ? `a ${link.kind} link` : 'a link of no kind'}`;
+  switch (kind) {
+    case 'bridge':
+    case 'new-bridge':
+    case 'ovs':
+    case 'new-ovs':
+      if (link.kind !== 'veth') return `${what}, not a veth`;
+      if (!o.localLink || ex.hostParent !== o.localLink.index) return `${what} whose peer is not ${hostName} in the host`;
+      if (kind === 'new-bridge' || kind === 'new-ovs') return `${what} whose host end ${hostName} is not on ${r.hostInterface} (no such bridge)`;
+      if (kind === 'bridge' && o.localLink.master !== o.host!.index) return `${what} whose host end ${hostName} is not on bridge ${r.hostInterface}`;
+      if (kind === 'ovs' && ex.ovsPort && ex.ovsPort.bridge !== r.hostInterface) return `${what} whose host end ${hostName} is a port of ${ex.ovsPort.bridge}`;
+      return undefined;
+    case 'phys': {
+      const vlanName = r.vlan === undefined ? undefined : `${r.hostInterface}.${vlanId(r.vlan)}`;
+      if (r.directPhys) {
+        return link.alias === `${MOVED_ALIAS_PREFIX}${vlanName ?? r.hostInterface}` ? undefined : `${what} not moved there from ${vlanName ?? r.hostInterface}`;
+      }
+      const parent = vlanName ? o.vlanLink : o.host;
+      if (link.kind !== 'macvlan') return `${what}, not a macvlan`;
+      return parent && ex.hostParent === parent.index ? undefined : `${what} not on ${vlanName ?? r.hostInterface}`;
+    }
+    case 'ipoib':
+      if (link.kind !== 'ipoib') return `${what}, not an IPoIB child`;
+      return ex.hostParent === o.host!.index ? undefined : `${what} not on ${r.hostInterface}`;
+    case 'dummy':
+      return link.kind === 'dummy' ? undefined : `${what}, not a dummy`;
+  }
+}
+
+/** The OVS port as the attach would make it: whether the existing one is that. */
+function ovsPortIs(port: OvsPort | undefined, step: Extract<Step, { op: 'ovs-add-port' }>): boolean {
+  return !!port && port.bridge === step.bridge && port.tag === step.vlan &&
+    Object.entries(step.externalIds).every(([k, v]) => port.externalIds[k] === v);
+}
+
+/**
+ * Request + observed state -> the steps of the attach. Pure.
+ *
+ * With converge and the container interface found (observed.existing): if it
+ * is the attachment asked for, only what is missing is planned (address,
+ * link up, gateway routes, MAC, MTU, OVS port and tag, VLAN user record, DHCP
+ * client); if it is not, the attach is refused, saying why.
+ */
 export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
-  const kind = hostKind(r.hostInterface, o);
+  const ex = r.converge ? o.existing : undefined;
+  // A link moved in with --direct-phys is no longer in the host: it is the attachment found.
+  const kind = ex && r.directPhys && !o.host ? 'phys' : hostKind(r.hostInterface, o);
   const cif = r.containerInterface ?? (kind === 'ipoib' ? 'ib0' : 'eth1');
   const steps: Step[] = [];
   let hostInterface: string | undefined;
@@ -167,6 +242,11 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
   if (r.directPhys && kind !== 'phys')
     throw new PipeworkError(`--direct-phys needs an existing physical interface; ${r.hostInterface} is not one.`);
 
+  const vethName = ['bridge', 'new-bridge', 'ovs', 'new-ovs'].includes(kind) ? r.hostName ?? vethHostName(cif, o.guestTag) : undefined;
+  if (ex) {
+    const why = notThatAttachment(kind, r, o, ex, vethName);
+    if (why) throw new PipeworkError(`${cif} exists but is not the attachment asked for: ${why}.`);
+  }
   const mtu = r.mtu ?? o.host?.mtu ?? 0;
   switch (kind) {
     case 'bridge':
@@ -178,19 +258,23 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
         if (!o.ovsAvailable) throw new PipeworkError('Need OVS installed on the system to create an ovs bridge');
         steps.push({ op: 'create-ovs-bridge', name: r.hostInterface });
       }
-      const hostName = r.hostName ?? vethHostName(cif, o.guestTag);
-      if (o.localLink) {
-        if (o.localLink.up) throw new PipeworkError(`Link ${hostName} exists and is up`);
-        asideLink = { name: asideName(o.localLink.index), index: o.localLink.index };
-        steps.push({ op: 'move-aside-host-link', link: hostLink(o.localLink), aside: asideLink.name, peerName: cif });
+      const hostName = vethName!;
+      if (ex) {
+        if (!o.localLink!.up) steps.push({ op: 'host-link-up', link: hostLink(o.localLink!) });
+      } else {
+        if (o.localLink) {
+          if (o.localLink.up) throw new PipeworkError(`Link ${hostName} exists and is up`);
+          asideLink = { name: asideName(o.localLink.index), index: o.localLink.index };
+          steps.push({ op: 'move-aside-host-link', link: hostLink(o.localLink), aside: asideLink.name, peerName: cif });
+        }
+        // Index 0: a bridge this plan creates, resolved by the executor once it exists.
+        const master = kind === 'bridge' ? hostLink(o.host!) : kind === 'new-bridge' ? { name: r.hostInterface, index: 0 } : undefined;
+        const masterWas = kind === 'bridge' ? { mac: o.host!.mac, mtu: o.host!.mtu } : undefined;
+        const hostAddrGenNone = master !== undefined && !r.hostIpv6;
+        steps.push({ op: 'create-veth', hostName, master, masterWas, mtu, peerName: cif, mac: r.mac, hostAddrGenNone });
       }
-      // Index 0: a bridge this plan creates, resolved by the executor once it exists.
-      const master = kind === 'bridge' ? hostLink(o.host!) : kind === 'new-bridge' ? { name: r.hostInterface, index: 0 } : undefined;
-      const masterWas = kind === 'bridge' ? { mac: o.host!.mac, mtu: o.host!.mtu } : undefined;
-      const hostAddrGenNone = master !== undefined && !r.hostIpv6;
-      steps.push({ op: 'create-veth', hostName, master, masterWas, mtu, peerName: cif, mac: r.mac, hostAddrGenNone });
       if (kind === 'ovs' || kind === 'new-ovs') {
-        steps.push({
+        const port: Extract<Step, { op: 'ovs-add-port' }> = {
           op: 'ovs-add-port', bridge: r.hostInterface, port: hostName,
           vlan: r.vlan === undefined ? undefined : vlanId(r.vlan),
           externalIds: {
@@ -200,12 +284,14 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
             'pipework.nspid': o.guestTag,
             ...(r.vlan !== undefined ? { 'pipework.vlan': r.vlan } : {}),
           },
-        });
+        };
+        if (!ex || !ovsPortIs(ex.ovsPort, port)) steps.push(port);
       }
       hostInterface = hostName;
       break;
     }
     case 'phys': {
+      if (ex && r.directPhys) break; // moved in already: only the guest side may be missing
       let parent = hostLink(o.host!);
       let parentUp = o.host!.up;
       if (r.vlan !== undefined) {
@@ -218,7 +304,8 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
           parent = hostLink(o.vlanLink);
           parentUp = o.vlanLink.up;
           const users = vlanUsers(o.vlanLink.alias);
-          if (users !== undefined && !r.directPhys) steps.push({ op: 'vlan-user', link: parent, users });
+          // The count goes up before the macvlan is made: a macvlan found on the link is counted already.
+          if (users !== undefined && !r.directPhys && !ex) steps.push({ op: 'vlan-user', link: parent, users });
         } else {
           steps.push({ op: 'create-vlan', parent, name, vid, mtu });
           parent = { name, index: 0 };
@@ -226,6 +313,7 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
         }
       }
       if (!parentUp) steps.push({ op: 'host-link-up', link: parent });
+      if (ex) break;
       if (r.directPhys) steps.push({ op: 'move-link', link: parent, name: cif, mac: r.mac });
       else steps.push({ op: 'create-macvlan', parent, name: cif, mode: r.macvlanMode, mtu, mac: r.mac });
       break;
@@ -234,31 +322,47 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
       const pkey = r.vlan === undefined ? undefined : parseInt(r.vlan, 16);
       if (pkey === 0) throw new PipeworkError(`Invalid partition key: ${r.vlan}`);
       if (!o.host!.up) steps.push({ op: 'host-link-up', link: hostLink(o.host!) });
-      steps.push({ op: 'create-ipoib', parent: hostLink(o.host!), name: cif, pkey });
+      if (!ex) steps.push({ op: 'create-ipoib', parent: hostLink(o.host!), name: cif, pkey });
       break;
     }
     case 'dummy':
-      steps.push({ op: 'create-dummy', name: cif, mac: r.mac });
+      if (!ex) steps.push({ op: 'create-dummy', name: cif, mac: r.mac });
       break;
   }
+  if (ex) {
+    // What the creation would have set: the MAC asked for, the MTU a veth or macvlan gets.
+    const mac = r.mac && ex.link.mac !== formatMac(r.mac) ? r.mac : undefined;
+    const setsMtu = (kind === 'phys' && !r.directPhys) || vethName !== undefined;
+    const wantMtu = setsMtu && mtu && ex.link.mtu !== mtu ? mtu : undefined;
+    if (mac || wantMtu) steps.push({ op: 'set-guest-link', name: cif, mac, mtu: wantMtu });
+  }
+  const present = (c: Cidr) => ex?.addresses.some((a) => a.prefixLen === c.prefixLen && sameBytes(a.address, c.bytes));
   for (const cidr of r.addresses) {
+    if (present(cidr)) continue;
     steps.push({ op: 'add-address', ifname: cif, cidr, broadcast: broadcastOf(cidr), nodad: r.nodad && cidr.family === 6 });
   }
   // The original's order: addresses, link up, routes (a route needs its device up).
   // With an IPv4 address, the kernel announces it (gratuitous ARP) as the link comes up.
-  const announce = r.announce && r.addresses.some((a) => a.family === 4);
-  if (announce) steps.push({ op: 'arp-notify', ifname: cif, enable: true });
-  // Before the link comes up, or the kernel has made its link-local address already.
-  if (!r.ipv6) steps.push({ op: 'ipv6-off', ifname: cif });
-  steps.push({ op: 'guest-link-up', name: cif });
-  if (announce) steps.push({ op: 'arp-notify', ifname: cif, enable: false });
+  if (!ex?.link.up) {
+    const announce = r.announce && r.addresses.some((a) => a.family === 4);
+    if (announce) steps.push({ op: 'arp-notify', ifname: cif, enable: true });
+    // Before the link comes up, or the kernel has made its link-local address already.
+    if (!r.ipv6) steps.push({ op: 'ipv6-off', ifname: cif });
+    steps.push({ op: 'guest-link-up', name: cif });
+    if (announce) steps.push({ op: 'arp-notify', ifname: cif, enable: false });
+  }
   if (r.gateway) {
     const gw = r.gateway;
+    const route = (dstLen: number, want: (e: RouteEntry) => boolean) =>
+      ex?.routes.some((e) => e.dstLen === dstLen && e.oif === ex.link.index && want(e));
     const onLink = r.addresses.some((a) => inPrefix(gw.bytes, a)) || o.gatewayRoutable === true;
-    if (!onLink) steps.push({ op: 'add-gateway-route', ifname: cif, gateway: gw.bytes, family: gw.family });
-    steps.push({ op: 'replace-default-route', ifname: cif, gateway: gw.bytes, family: gw.family });
+    if (!onLink && !route(gw.bytes.length * 8, (e) => sameBytes(e.dst, gw.bytes)))
+      steps.push({ op: 'add-gateway-route', ifname: cif, gateway: gw.bytes, family: gw.family });
+    if (!route(0, (e) => e.table === RT_TABLE_MAIN && sameBytes(e.gateway, gw.bytes)))
+      steps.push({ op: 'replace-default-route', ifname: cif, gateway: gw.bytes, family: gw.family });
   }
-  if (r.dhcp) steps.push({ op: 'dhcp', ifname: cif, request: r.dhcp });
+  if (r.dhcp && !ex?.dhcpDone) steps.push({ op: 'dhcp', ifname: cif, request: r.dhcp });
   if (asideLink) steps.push({ op: 'delete-host-link', link: asideLink });
-  return { guestPath: o.guestPath, containerInterface: cif, hostInterface, steps };
+  const status = !r.converge ? undefined : !ex ? 'created' : steps.length ? 'repaired' : 'unchanged';
+  return { guestPath: o.guestPath, containerInterface: cif, hostInterface, steps, ...(status ? { status } : {}) };
 }

@@ -42,6 +42,8 @@ export type Step =
   | { op: 'create-dummy'; name: string; mac?: Buffer }
   | { op: 'move-link'; link: HostLink; name: string; mac?: Buffer }
   | { op: 'guest-link-up'; name: string }
+  /** Converge: the MAC or MTU the container interface would have been created with. */
+  | { op: 'set-guest-link'; name: string; mac?: Buffer; mtu?: number }
   | { op: 'add-address'; ifname: string; cidr: Cidr; broadcast?: Uint8Array; nodad: boolean }
   | { op: 'add-gateway-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
   | { op: 'replace-default-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
@@ -60,6 +62,8 @@ export interface AttachPlan {
   /** The host-side link the plan creates (veth host end), if any. */
   hostInterface?: string;
   steps: Step[];
+  /** With converge: whether the attachment is new, was completed, or was complete already. */
+  status?: 'created' | 'repaired' | 'unchanged';
 }
 
 /** Where each kind of step acts: every kind there is (the fault-injection tests enumerate them from here). */
@@ -78,6 +82,7 @@ export const STEP_SIDE: Record<Step['op'], 'host' | 'guest'> = {
   'create-dummy': 'host',
   'move-link': 'host',
   'guest-link-up': 'guest',
+  'set-guest-link': 'guest',
   'add-address': 'guest',
   'add-gateway-route': 'guest',
   'replace-default-route': 'guest',
@@ -145,6 +150,8 @@ export function renderStep(step: Step, guestPath: string): string {
       return `ip link set dev ${step.link.name} ${netns} name ${step.name}${macArg(step.mac)}`;
     case 'guest-link-up':
       return inNs(`ip link set dev ${step.name} up`);
+    case 'set-guest-link':
+      return inNs(`ip link set dev ${step.name}${macArg(step.mac)}${step.mtu ? mtuArg(step.mtu) : ''}`);
     case 'add-address': {
       const brd = step.broadcast ? ` brd ${formatIp(step.broadcast)}` : '';
       return inNs(`ip -${step.cidr.family} addr add ${step.cidr.address}/${step.cidr.prefixLen}${brd} dev ${step.ifname}${step.nodad ? ' nodad' : ''}`);

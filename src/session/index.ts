@@ -25,7 +25,7 @@ const ENODEV = 19;
 const dhcpModule = (): typeof import('../exec/dhcp') => require('../exec/dhcp');
 
 /** A guest as given: a spec to open, or a Guest already open (the caller closes it). */
-type GuestArg = GuestSpec | Guest;
+export type GuestArg = GuestSpec | Guest;
 const isGuest = (g: GuestArg): g is Guest => typeof g === 'object' && 'tag' in g && 'close' in g;
 
 /**
@@ -48,9 +48,9 @@ export class Session {
   }
 
   /** The attach plan, without changing anything (for --dry-run). */
-  async plan(guest: GuestArg, request: AttachRequest): Promise<AttachPlan> {
-    const checked = checkRequest(request);
-    return this.withGuest(guest, async (g, ns) => planAttach(checked, await observe(this.host, ns.guest, g, checked)));
+  async plan(guest: GuestArg, request: AttachRequest, opts: Pick<AttachOptions, 'converge'> = {}): Promise<AttachPlan> {
+    const checked = checkRequest(request, opts.converge);
+    return this.withGuest(guest, async (g, ns) => planAttach(checked, await observe(ns, g, checked)));
   }
 
   /** `pipework HOSTIF [-i CIF] [-l LOCAL] GUEST IP/LEN[@GW] [MAC][@VLAN]`: all of it, or nothing. */
@@ -65,13 +65,19 @@ export class Session {
    * rolled back, is planned again from a full look.
    */
   async attachOnto(bridge: Link | undefined, guest: GuestArg, request: AttachRequest, opts: AttachOptions = {}): Promise<AttachResult> {
-    const checked = checkRequest(request);
+    const checked = checkRequest(request, opts.converge);
     if (checked.dhcp) dhcpModule().checkDhcpRequest(checked.dhcp); // a missing client refused before any link is made
     return this.withGuest(guest, async (g, ns) => {
-      const run = async (known?: Link) => executeAttach(planAttach(checked, await observe(this.host, ns.guest, g, checked, known)), ns, opts);
+      let status: AttachPlan['status'];
+      const run = async (known?: Link) => {
+        const plan = planAttach(checked, await observe(ns, g, checked, known));
+        status = plan.status;
+        return executeAttach(plan, ns, opts);
+      };
       let outcome: AttachOutcome;
       try {
-        outcome = await run(bridge);
+        // Converge looks at the guest first: no shortcut.
+        outcome = await run(checked.converge ? undefined : bridge);
       } catch (e) {
         if (!bridge || !(e instanceof NetlinkError && (e.errno === EEXIST || e.errno === ENODEV))) throw e;
         outcome = await run();
@@ -85,6 +91,7 @@ export class Session {
         addresses: dhcp ? dhcp.addresses : checked.addresses.map((a) => `${a.address}/${a.prefixLen}`),
         gateway: checked.gateway && formatIp(checked.gateway.bytes),
         ...(dhcp ? { dns: dhcp.dns, resolvConf: dhcp.resolvConf } : {}),
+        ...(status ? { status } : {}),
       };
     });
   }

@@ -12,13 +12,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, SYSTEM_CNI, addrs, cni, link, scratch, type CniEnv, type CniRun } from './cni/harness';
+import { BIN, SHIM, SYSTEM_CNI, addrs, cni, link, scratch, type CniEnv, type CniRun } from './cni/harness';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/cni-shim.test.ts changes network namespaces: only inside scripts/in-netns.js');
 }
 
-export const SHIM = resolve(__dirname, '../../build/Release/pipework-cni-shim');
 if (!existsSync(SHIM)) throw new Error(`${SHIM} is missing: npm install builds it`);
 const CONTRACT_DAEMON = resolve(__dirname, 'cni/contract-daemon.js');
 

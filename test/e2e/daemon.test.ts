@@ -11,8 +11,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../support/daemons';
-import { PipeworkProcess, post } from './docker/helpers';
+import { startDockerd, waitFor, type Dockerd } from '../support/daemons';
+import { PipeworkProcess, containerPid, ipv4Of, portsOf, post } from './docker/helpers';
 import { SYSTEM_CNI, addrs, cni, ipj, link, reservations, sh } from './cni/harness';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
@@ -26,8 +26,9 @@ const HOST = `/proc/${process.pid}/ns/net`;
 let daemon: PipeworkProcess;
 let starts = 0;
 
-async function startDaemon(args: string[] = [], socket = SOCKET): Promise<PipeworkProcess> {
-  const p = new PipeworkProcess(['daemon', '--socket', socket, ...args], join(dir, `daemon-${++starts}.log`));
+async function startDaemon(args: string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<PipeworkProcess> {
+  const socket = SOCKET;
+  const p = new PipeworkProcess(['daemon', '--socket', socket, ...args], join(dir, `daemon-${++starts}.log`), env);
   await waitFor(async () => {
     p.check();
     return existsSync(socket) && (await get(socket, '/v1/health').catch(() => undefined))?.status === 200;
@@ -78,7 +79,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await daemon?.stop();
   if (process.env.PW_SHOW_LOG) console.log(daemon?.output());
-  for (const l of ['brpwd', 'brpwc', 'brpwk', 'brpws', 'brpwt']) spawnSync('ip', ['link', 'del', l], { stdio: 'ignore' });
+  for (const l of ['brpwd', 'brpwc', 'brpwk', 'brpws', 'brpwt', 'brpwe']) spawnSync('ip', ['link', 'del', l], { stdio: 'ignore' });
   rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
@@ -389,6 +390,29 @@ exec ${SYSTEM_CNI}/host-local "$@"
     });
   });
 
+  it('SIGTERM while a CNI call is still being sent: it is answered (code 11), not cut off, then the daemon exits 0', async () => {
+    const body = JSON.stringify({ env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'late', CNI_NETNS: '/run/netns/none', CNI_IFNAME: 'eth0' }, stdin: '{"cniVersion":"1.1.0"}' });
+    const half = Math.floor(body.length / 2);
+    const s = connect(SOCKET);
+    let answer = '';
+    s.setEncoding('utf8').on('data', (d: string) => { answer += d; });
+    const closed = new Promise((resolve) => s.on('close', resolve));
+    s.write(`POST /v1/cni HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, half)}`);
+    await waitFor(() => (get(SOCKET, '/v1/health').then((h) => h.json.inFlight === 1)), 5000, 'the request to arrive');
+    const exited = daemon.wait();
+    process.kill(daemon.pid, 'SIGTERM');
+    await waitFor(async () => (await get(SOCKET, '/v1/health')).status === 503, 5000, 'the daemon to say it is stopping');
+    s.end(body.slice(half));
+    await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    const outcome = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+    expect(outcome.exitCode).toBe(1);
+    expect(JSON.parse(outcome.stdout)).toMatchObject({ cniVersion: '1.1.0', code: 11 });
+    await exited;
+    expect(daemon.exit).toEqual({ code: 0, signal: null });
+    daemon = await startDaemon();
+  });
+
   it('hosts the Docker plugin: its state is picked up again by a restarted daemon', async () => {
     const dockerSocket = join(dir, 'plugins', 'pipework.sock');
     const state = join(dir, 'docker-state.json');
@@ -439,5 +463,32 @@ exec ${SYSTEM_CNI}/host-local "$@"
     expect(link(ns, 'eth0')).toBeUndefined();
     expect(reservations(DATA, 'pws')).toEqual({});
     sh('ip', 'netns', 'del', 'pws1');
+  });
+
+  describe('with dockerd', () => {
+    let d: Dockerd | undefined;
+    beforeAll(async () => { d = await startDockerd(); }, 120_000);
+    afterAll(async () => { await d?.stop(); }, 120_000);
+
+    it('one daemon for every engine: a container on a pipework network (plugin) and one with a pipework label (watcher) reach each other', async () => {
+      await daemon.stop();
+      const state = join(dir, 'engines-state.json');
+      daemon = await startDaemon(['--docker-plugin', '--docker-state', state, '--watch', '--cleanup'], d!.env);
+      await d!.docker(['network', 'create', '-d', 'pipework', '-o', 'parent=brpwe', '--subnet', '10.61.8.0/24', '--gateway', '10.61.8.1', 'pwe']);
+      await d!.docker(['run', '-d', '--name', 'de1', '--network', 'pwe', 'busybox', 'sleep', '1000']);
+      await d!.docker(['run', '-d', '--name', 'de2', '--network', 'none', '--label', 'pipework=brpwe 10.61.8.50/24', 'busybox', 'sleep', '1000']);
+      const pid2 = await containerPid(d!.docker, 'de2');
+      const plumbed = () => { try { return ipv4Of(pid2, 'eth1').includes('10.61.8.50/24'); } catch { return false; } }; // no eth1 yet
+      await waitFor(plumbed, 20_000, 'the watcher to plumb de2');
+      expect(portsOf('brpwe')).toHaveLength(2); // the plugin's endpoint and the watcher's veth, on one bridge
+      await d!.docker(['exec', 'de1', 'ping', '-c', '1', '-W', '3', '10.61.8.50']);
+      await d!.docker(['rm', '-f', 'de2']);
+      await waitFor(() => portsOf('brpwe').length === 1, 20_000, 'the watcher to unplug de2');
+      await d!.docker(['rm', '-f', 'de1']);
+      await d!.docker(['network', 'rm', 'pwe']);
+      expect(JSON.parse(readFileSync(state, 'utf8')).networks).toEqual({});
+      await daemon.stop();
+      expect(daemon.exit).toEqual({ code: 0, signal: null });
+    });
   });
 });

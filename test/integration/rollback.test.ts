@@ -56,6 +56,8 @@ interface Scenario {
   request: AttachRequest;
   /** Fields left out of the comparison, and why. */
   derived?: string[];
+  /** Attach with converge (the setup leaves an attachment to complete). */
+  converge?: boolean;
 }
 
 const scenarios: Record<string, Scenario> = {
@@ -99,6 +101,14 @@ const scenarios: Record<string, Scenario> = {
     },
     request: { hostInterface: 'br1', hostName: 'vold', addresses: ['10.66.0.2/24'] },
   },
+  'converge: a veth left down at both ends, without its MAC, address and routes': {
+    setup: () => {
+      bridgeWithUplink('br0', 1500);
+      ip(host, 'link', 'add', 'vconv', 'master', 'br0', 'type', 'veth', 'peer', 'name', 'eth1', 'netns', `/proc/${process.pid}/fd/${guest}`);
+    },
+    request: { hostInterface: 'br0', hostName: 'vconv', addresses: ['10.66.0.2/24'], gateway: '10.77.0.1', mac: '02:00:00:00:00:07' },
+    converge: true,
+  },
   '--direct-phys with an address, a MAC and no IPv6': {
     setup: () => {
       ip(host, 'link', 'add', 'eth2', 'type', 'veth', 'peer', 'name', 'eth2p');
@@ -109,21 +119,21 @@ const scenarios: Record<string, Scenario> = {
 };
 
 describe('rollback at every step', () => {
-  for (const [name, { setup, request, derived = [] }] of Object.entries(scenarios)) {
+  for (const [name, { setup, request, derived = [], converge }] of Object.entries(scenarios)) {
     it(name, async () => {
       setup?.();
       const state = () => JSON.parse(JSON.stringify({ host: snapshot(host), guest: snapshot(guest) }, (k, v) => (derived.includes(k) ? undefined : v)));
       const before = state();
-      const plan = await session.plan({ fd: guest }, request);
+      const plan = await session.plan({ fd: guest }, request, { converge });
       expect(plan.steps.length).toBeGreaterThan(2);
       for (let k = 0; k < plan.steps.length; k++) {
         injectAt(plan.steps.map((st) => st.op), k);
-        await expect(session.attach({ fd: guest }, request, { failAtStep: k }), `fault at step ${k} (${plan.steps[k].op})`)
+        await expect(session.attach({ fd: guest }, request, { failAtStep: k, converge }), `fault at step ${k} (${plan.steps[k].op})`)
           .rejects.toThrow(`injected fault at step ${k}`);
         expect(state(), `state after a fault at step ${k} (${plan.steps[k].op})`).toEqual(before);
       }
       // And the same request without a fault does change things.
-      await session.attach({ fd: guest }, request);
+      await session.attach({ fd: guest }, request, { converge });
       expect(snapshot(guest)).not.toEqual(before.guest);
     });
   }

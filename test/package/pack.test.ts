@@ -61,8 +61,14 @@ describe('the tarball', () => {
     expect(elfMachine(arm64)).toBe(183);
     // Node-API: the module registers through napi, not a version-bound node::ABI symbol.
     for (const f of [x64, arm64]) expect(readFileSync(f).includes('napi_register_module_v1')).toBe(true);
-    // Every executable target of binding.gyp travels with the addon, for both architectures.
-    expect(readdirSync(join(dir, 'package/prebuilds/linux-arm64')).sort()).toEqual(readdirSync(join(dir, 'package/prebuilds/linux-x64')).sort());
+    // Every executable target of binding.gyp (the CNI shim) travels with the addon, for both architectures.
+    const gyp = JSON.parse(readFileSync(join(ROOT, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, ''));
+    const executables: string[] = gyp.targets.filter((t: { type?: string }) => t.type === 'executable').map((t: { target_name: string }) => t.target_name);
+    for (const [arch, machine] of [['x64', 62], ['arm64', 183]] as const) {
+      const there = readdirSync(join(dir, `package/prebuilds/linux-${arch}`));
+      expect(there.sort()).toEqual(['pipework.glibc.node', ...executables].sort());
+      for (const e of executables) expect(elfMachine(join(dir, `package/prebuilds/linux-${arch}`, e))).toBe(machine);
+    }
   });
 });
 
@@ -108,10 +114,14 @@ describe('installed on a host without g++, make or python3', () => {
     expect(bad.stdout).toMatch(/cjs\.cts.*TS2322/);
   }, 180_000);
 
-  it('npx pipework --version and pipework-cni VERSION', () => {
+  it('npx pipework --version, pipework-cni VERSION, and the same through the prebuilt CNI shim', () => {
     expect(run('npx', ['--offline', 'pipework', '--version']).trim()).toBe(pkg.version);
     const version = JSON.parse(run('npx', ['--offline', 'pipework-cni'], { input: '{"cniVersion":"1.0.0"}', env: { CNI_COMMAND: 'VERSION' } }));
     expect(version.supportedVersions).toEqual(expect.arrayContaining(['1.0.0', '1.1.0']));
+    // The prebuilt CNI shim, with no daemon to answer, runs the same Node plugin of its package.
+    const shim = join(project, 'node_modules/pipework/prebuilds/linux-x64/pipework-cni-shim');
+    const viaShim = run(shim, [], { input: '{"cniVersion":"1.0.0"}', env: { CNI_COMMAND: 'VERSION', PIPEWORK_SOCKET: join(work, 'no-daemon.sock') } });
+    expect(JSON.parse(viaShim)).toEqual(version);
   });
 
   it('attaches a throwaway netns for real', () => {

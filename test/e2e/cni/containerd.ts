@@ -62,6 +62,10 @@ export interface ContainerdOptions {
   hostNetns: string;
   /** Builds the conflist given host-local's data dir. */
   conflist: (ipamDir: string) => object;
+  /** The executable installed as the `pipework` plugin (default bin/pipework-cni.js). */
+  plugin?: string;
+  /** More environment for ctr, which passes it on to the plugins it runs. */
+  env?: Record<string, string>;
 }
 
 /** A process we may signal: PID plus start time (a reused PID is never hit). */
@@ -128,7 +132,7 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   mkdirSync(cniBin, { recursive: true });
   mkdirSync(ipamDir);
   // The plugin under its CNI type name, and the two Debian plugins ctr needs (loopback: ctr's lo network).
-  symlinkSync(BIN, join(cniBin, 'pipework'));
+  symlinkSync(opts.plugin ?? BIN, join(cniBin, 'pipework'));
   for (const p of ['host-local', 'loopback']) symlinkSync(join(SYSTEM_CNI, p), join(cniBin, p));
   const conflist = join(dir, '10-pipework.conflist');
   writeFileSync(conflist, JSON.stringify(opts.conflist(ipamDir), null, 2));
@@ -151,7 +155,7 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   let daemon: ChildProcess | undefined;
   let daemonExit: Promise<void> | undefined;
   const foreground = new Map<string, { child: ChildProcess; exited: Promise<number | null> }>();
-  const env = { ...process.env, PIPEWORK_CNI_LOG: cniLogFile };
+  const env = { ...process.env, PIPEWORK_CNI_LOG: cniLogFile, ...opts.env };
   const prefix = () => ['nsenter', `--net=${nsFile(opts.hostNetns)}`, `--mount=${etc!.mntNs}`, `--uts=${etc!.utsNs}`, '--'];
   const ctr = (args: string[], o: { allowFailure?: boolean; timeoutMs?: number } = {}) => {
     const [cmd, ...rest] = [...prefix(), 'ctr', '-a', socket, '-n', namespace, ...args];

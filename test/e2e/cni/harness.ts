@@ -2,13 +2,16 @@
 // runtime would (an executable with CNI_* variables and a config on stdin),
 // reading kernel state back with iproute2, and a fake IPAM plugin that
 // records what it was given. Only inside scripts/in-netns.js.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { LinkJson } from '../../helpers/kernel';
 
 export const BIN = resolve(__dirname, '../../../bin/pipework-cni.js');
+/** The native shim (native/cni-shim.c), built by npm install. */
+export const SHIM = resolve(__dirname, '../../../build/Release/pipework-cni-shim');
 /** Debian's containernetworking-plugins. */
 export const SYSTEM_CNI = '/usr/lib/cni';
 
@@ -176,4 +179,28 @@ export function scratch(prefix: string) {
       for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
     },
   };
+}
+
+/** `pipework daemon --socket SOCKET` in the netns `host`; resolves once the socket accepts connections. */
+export async function startPipeworkDaemon(host: string, socket: string): Promise<ChildProcess> {
+  const d = spawn('nsenter', [`--net=${nsFile(host)}`, '--', process.execPath, resolve(__dirname, '../../../bin/pipework.js'), 'daemon', '--socket', socket, '-q'],
+    { stdio: ['ignore', 'inherit', 'inherit'] });
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (d.exitCode !== null) throw new Error(`pipework daemon exited ${d.exitCode}`);
+    const up = await new Promise<boolean>((ok) => {
+      const s = connect(socket).once('connect', () => { s.destroy(); ok(true); }).once('error', () => ok(false));
+    });
+    if (up) return d;
+    if (Date.now() > deadline) throw new Error('pipework daemon did not listen within 30 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Ends a child with SIGTERM (it finishes what is in flight) and waits for it. */
+export async function stopChild(c: ChildProcess | undefined): Promise<void> {
+  if (!c || c.exitCode !== null || c.signalCode !== null) return;
+  const gone = new Promise((r) => c.once('exit', r));
+  c.kill('SIGTERM');
+  await gone;
 }

@@ -1,0 +1,224 @@
+#!/usr/bin/env node
+'use strict';
+// bench/cni-daemon.js: the CNI door, side by side in one sandbox, calls
+// alternating, host-local IPAM in both:
+//   ours  build/Release/pipework-cni-shim -> `pipework daemon` (bin/pipework.js)
+//   ref   the reference bridge plugin (/usr/lib/cni/bridge), Debian's Go build
+// Each call is a fresh process as a runtime makes it (spawned, stdin written,
+// stdout read, exit awaited), timed from spawn to exit.
+//   1. PODS pods one after another (ADD ours, ADD ref, alternating which goes
+//      first), left attached: ADD medians, and the per-pod cost of the first
+//      and last tenth (flat = no growth of our own); then DEL of them all.
+//   2. Bursts of 30 parallel ADDs, ours then ref then ours...: p50, p99 per pod.
+//   3. The shim with no daemon (it execs bin/pipework-cni.js) against
+//      bin/pipework-cni.js run directly: ADD medians.
+//   4. The daemon's RSS idle, after start and after all the above.
+// `npm run bench` runs it as one section (bench/run.js); alone:
+//   node bench/cni-daemon.js            (BENCH_CNI_PODS=1000, BENCH_CNI_BURSTS=3)
+const path = require('node:path');
+const fs = require('node:fs');
+const net = require('node:net');
+const { spawn } = require('node:child_process');
+
+const ROOT = path.resolve(__dirname, '..');
+const SHIM = path.join(ROOT, 'build', 'Release', 'pipework-cni-shim');
+const NODE_PLUGIN = path.join(ROOT, 'bin', 'pipework-cni.js');
+const REF = '/usr/lib/cni';
+const BURST = 30;
+
+// ---- the section, as bench/run.js calls it ----
+
+/** Runs this file in a sandbox of its own; resolves with its results (or {status: 'failed', error}). */
+async function run(runChild, log) {
+  if (!fs.existsSync(SHIM)) return { status: 'not built (npm install builds build/Release/pipework-cni-shim)' };
+  if (!fs.existsSync(`${REF}/bridge`)) return { status: 'reference CNI plugins not installed' };
+  log('CNI door: shim + pipework daemon vs the reference bridge plugin, host-local in both, calls alternating');
+  const r = await runChild(process.execPath, [__filename], 60 * 60e3);
+  const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
+  if (r.status !== 0 || !line) return { status: 'failed', error: (r.stderr.trim() || `exit ${r.status}`).split('\n').slice(-5).join(' | ') };
+  return { status: 'ok', ...JSON.parse(line) };
+}
+
+const f = (x, d = 1) => (typeof x === 'number' ? x.toFixed(d) : '-');
+
+/** The section's table and its targets (T(name, verdict, detail)). */
+function report(r, say, T) {
+  say('\nCNI door: ms per call, each a fresh process from spawn to exit (ours: shim + pipework daemon; reference: /usr/lib/cni/bridge; host-local in both)');
+  if (!r || r.status !== 'ok') {
+    say(`  ${r ? r.status : 'not run'}${r?.error ? `: ${r.error}` : ''}`);
+    return;
+  }
+  say(`  load average at start ${r.load.map((x) => x.toFixed(1)).join('/')}, at end ${r.loadEnd.map((x) => x.toFixed(1)).join('/')}; ${r.pods} pods`);
+  const rows = [
+    ['ADD, median', r.add.ours, r.add.ref],
+    ['DEL, median', r.del.ours, r.del.ref],
+    [`burst of ${BURST} ADDs, p50 per pod`, r.burst.ours.p50, r.burst.ref.p50],
+    [`burst of ${BURST} ADDs, p99 per pod`, r.burst.ours.p99, r.burst.ref.p99],
+    [`ADD, first ${r.tenth} pods, median`, r.flat.ours.first, r.flat.ref.first],
+    [`ADD, last ${r.tenth} pods, median`, r.flat.ours.last, r.flat.ref.last],
+  ];
+  say(`  ${'call'.padEnd(34)} ${'ours'.padStart(8)} ${'reference'.padStart(10)} ${'ratio'.padStart(7)}`);
+  for (const [name, a, b] of rows) say(`  ${name.padEnd(34)} ${f(a).padStart(8)} ${f(b).padStart(10)} ${`${f(a / b, 2)}x`.padStart(7)}`);
+  say(`  shim without a daemon (execs pipework-cni): ADD median ${f(r.fallback.shim)} ms; pipework-cni alone ${f(r.fallback.node)} ms`);
+  say(`  pipework daemon RSS: ${f(r.rss.start)} MB idle after start, ${f(r.rss.end)} MB idle after all the calls`);
+
+  const half = (name, a, b) => T(name, a <= 0.5 * b ? 'PASS' : 'MISS', `${f(a)} vs ${f(b)} ms = ${f(a / b, 2)}x (target 0.5x)`);
+  half('CNI ADD through shim + daemon at most 0.5x the reference bridge plugin (median)', r.add.ours, r.add.ref);
+  half('CNI DEL through shim + daemon at most 0.5x the reference (median)', r.del.ours, r.del.ref);
+  half(`CNI burst of ${BURST} parallel ADDs, p50 per pod at most 0.5x the reference`, r.burst.ours.p50, r.burst.ref.p50);
+  half(`CNI burst of ${BURST} parallel ADDs, p99 per pod at most 0.5x the reference`, r.burst.ours.p99, r.burst.ref.p99);
+  const growth = r.flat.ours.last / r.flat.ours.first;
+  const refGrowth = r.flat.ref.last / r.flat.ref.first;
+  // Flat: what growth there is comes from the kernel and the shared state (the reference grows as much), not from us.
+  T(`CNI ${r.pods} pods one after another: per-pod cost flat`, growth <= Math.max(1.25, refGrowth * 1.1) ? 'PASS' : 'MISS',
+    `ours ${f(r.flat.ours.first)} -> ${f(r.flat.ours.last)} ms (${f(growth, 2)}x), reference ${f(r.flat.ref.first)} -> ${f(r.flat.ref.last)} ms (${f(refGrowth, 2)}x)`);
+  T('CNI shim without a daemon at most pipework-cni + 5 ms', r.fallback.shim <= r.fallback.node + 5 ? 'PASS' : 'MISS',
+    `${f(r.fallback.shim)} vs ${f(r.fallback.node)} ms (+${f(r.fallback.shim - r.fallback.node)} ms)`);
+  const rss = Math.max(r.rss.start, r.rss.end);
+  T('pipework daemon idle RSS under 80 MB', rss < 80 ? 'PASS' : 'MISS', `${f(r.rss.start)} MB after start, ${f(r.rss.end)} MB after ${r.calls} calls`);
+}
+
+module.exports = { run, report };
+
+// ---- the measurement, in its own sandbox ----
+
+if (require.main === module) measure().catch((e) => {
+  process.stderr.write(`bench cni-daemon: ${e.stack || e}\n`);
+  process.exit(1);
+});
+
+async function measure() {
+  const { enterSandbox, sh } = require('./lib/sandbox');
+  const { median } = require('./lib/common');
+  const W = enterSandbox(__filename);
+  const os = require('node:os');
+  const load = os.loadavg();
+  const pods = Number(process.env.BENCH_CNI_PODS || 1000);
+  const bursts = Number(process.env.BENCH_CNI_BURSTS || 3);
+  const fallbackReps = Number(process.env.BENCH_CNI_FALLBACK_REPS || 15);
+  const socket = `${W}/pipework.sock`;
+  let calls = 0;
+
+  // Named netns for every pod of every phase, made in one go (untimed).
+  const names = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+  const all = [...names('o', pods), ...names('r', pods), ...names('bo', BURST), ...names('br', BURST), ...names('fs', fallbackReps), ...names('fn', fallbackReps)];
+  sh('ip', ['-batch', '-'], { input: all.map((n) => `netns add ${n}\n`).join('') });
+
+  const conf = (type, bridge, net, subnet) => JSON.stringify({
+    cniVersion: '1.0.0', name: net, type, bridge, ...(type === 'bridge' ? { isGateway: false, ipMasq: false, hairpinMode: false } : {}),
+    ipam: { type: 'host-local', subnet, dataDir: `${W}/ipam` },
+  });
+  const ours = conf('pipework', 'pwbr0', 'ours', '10.211.0.0/16');
+  const ref = conf('bridge', 'refbr0', 'ref', '10.210.0.0/16');
+  const fallbackConf = conf('pipework', 'pwbr1', 'fallback', '10.212.0.0/16');
+
+  /** One plugin process: resolves with ms from spawn to exit; throws on a non-zero exit. */
+  const call = (bin, command, netns, input, extraEnv = {}) => new Promise((resolve, reject) => {
+    const env = {
+      PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: `id-${netns}`, CNI_NETNS: `/run/netns/${netns}`,
+      CNI_IFNAME: 'eth0', CNI_PATH: REF, PIPEWORK_SOCKET: socket, ...extraEnv,
+    };
+    const t0 = process.hrtime.bigint();
+    const child = spawn(bin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
+    child.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      calls++;
+      if (code !== 0) reject(new Error(`${path.basename(bin)} ${command} ${netns}: exit ${code}: ${out.trim()} ${err.trim()}`));
+      else resolve({ ms, out });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(input);
+  });
+  const withPrev = (input, out) => JSON.stringify({ ...JSON.parse(input), prevResult: JSON.parse(out) });
+
+  // The daemon, ready when its socket accepts.
+  const daemon = spawn(process.execPath, [path.join(ROOT, 'bin', 'pipework.js'), 'daemon', '--socket', socket, '-q'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const daemonGone = new Promise((r) => daemon.once('exit', r));
+  for (let i = 0; ; i++) {
+    if (daemon.exitCode !== null) throw new Error(`pipework daemon exited ${daemon.exitCode}`);
+    const up = await new Promise((r) => net.connect(socket).once('connect', function () { this.destroy(); r(true); }).once('error', () => r(false)));
+    if (up) break;
+    if (i > 600) throw new Error('pipework daemon did not listen within 30 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))[1]) / 1024;
+  await new Promise((r) => setTimeout(r, 1000));
+  const rssStart = rssMb();
+
+  // Warm-up: the first calls pay for cold caches on both sides.
+  const w1 = await call(SHIM, 'ADD', 'bo0', ours);
+  const w2 = await call(`${REF}/bridge`, 'ADD', 'br0', ref);
+  await call(SHIM, 'DEL', 'bo0', withPrev(ours, w1.out));
+  await call(`${REF}/bridge`, 'DEL', 'br0', withPrev(ref, w2.out));
+
+  // 1. Pods one after another, alternating; kept attached; then DELs alternating.
+  const addO = [];
+  const addR = [];
+  const outO = [];
+  const outR = [];
+  for (let i = 0; i < pods; i++) {
+    const a = () => call(SHIM, 'ADD', `o${i}`, ours).then((r) => { addO.push(r.ms); outO.push(r.out); });
+    const b = () => call(`${REF}/bridge`, 'ADD', `r${i}`, ref).then((r) => { addR.push(r.ms); outR.push(r.out); });
+    if (i % 2) { await b(); await a(); } else { await a(); await b(); }
+  }
+  const delO = [];
+  const delR = [];
+  for (let i = 0; i < pods; i++) {
+    const a = () => call(SHIM, 'DEL', `o${i}`, withPrev(ours, outO[i])).then((r) => delO.push(r.ms));
+    const b = () => call(`${REF}/bridge`, 'DEL', `r${i}`, withPrev(ref, outR[i])).then((r) => delR.push(r.ms));
+    if (i % 2) { await b(); await a(); } else { await a(); await b(); }
+  }
+
+  // 2. Bursts: BURST ADDs at once, per-pod latency; DELs after each, untimed.
+  const burstO = [];
+  const burstR = [];
+  const burst = async (bin, prefix, input, into) => {
+    const rs = await Promise.all(names(prefix, BURST).map((ns) => call(bin, 'ADD', ns, input)));
+    into.push(...rs.map((r) => r.ms));
+    await Promise.all(names(prefix, BURST).map((ns, i) => call(bin, 'DEL', ns, withPrev(input, rs[i].out))));
+  };
+  for (let k = 0; k < bursts; k++) {
+    if (k % 2) { await burst(`${REF}/bridge`, 'br', ref, burstR); await burst(SHIM, 'bo', ours, burstO); }
+    else { await burst(SHIM, 'bo', ours, burstO); await burst(`${REF}/bridge`, 'br', ref, burstR); }
+  }
+
+  // 4. RSS idle after all of it.
+  await new Promise((r) => setTimeout(r, 2000));
+  const rssEnd = rssMb();
+
+  // 3. No daemon: the shim execs the Node plugin; against the Node plugin run directly.
+  const nowhere = { PIPEWORK_SOCKET: `${W}/no-daemon.sock` };
+  const fbS = [];
+  const fbN = [];
+  for (let i = 0; i < fallbackReps; i++) {
+    const a = () => call(SHIM, 'ADD', `fs${i}`, fallbackConf, nowhere).then((r) => fbS.push(r.ms));
+    const b = () => call(NODE_PLUGIN, 'ADD', `fn${i}`, fallbackConf, nowhere).then((r) => fbN.push(r.ms));
+    if (i % 2) { await b(); await a(); } else { await a(); await b(); }
+  }
+
+  daemon.kill('SIGTERM');
+  await daemonGone;
+
+  const q = (xs, p) => {
+    const s = [...xs].sort((x, y) => x - y);
+    return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+  };
+  const tenth = Math.max(1, Math.floor(pods / 10));
+  process.stdout.write(`${JSON.stringify({
+    pods, tenth, calls, load, loadEnd: os.loadavg(),
+    add: { ours: median(addO), ref: median(addR) },
+    del: { ours: median(delO), ref: median(delR) },
+    burst: { ours: { p50: q(burstO, 50), p99: q(burstO, 99) }, ref: { p50: q(burstR, 50), p99: q(burstR, 99) } },
+    flat: {
+      ours: { first: median(addO.slice(0, tenth)), last: median(addO.slice(-tenth)) },
+      ref: { first: median(addR.slice(0, tenth)), last: median(addR.slice(-tenth)) },
+    },
+    fallback: { shim: median(fbS), node: median(fbN) },
+    rss: { start: rssStart, end: rssEnd },
+  })}\n`);
+}
