@@ -16,7 +16,7 @@ const IP = '/sbin/ip';
 const BIN = require('/pipework/package.json').bin;
 const CLI = `/pipework/${typeof BIN === 'string' ? BIN : BIN.pipework}`;
 const CNI = `/pipework/${BIN['pipework-cni']}`;
-const { Session, NetlinkError, PipeworkError } = require('/pipework/dist/index.js');
+const { Session, NetlinkError, PipeworkError, STEP_SIDE } = require('/pipework/dist/index.js');
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -277,35 +277,35 @@ test('dummy-cli', async () => {
 
 test('vlan-mtu-cli', async () => {
   // `@vid` on a NIC: the VLAN link copies the NIC's MTU, and is the macvlan's parent.
-  netns('c30');
+  netns('c40');
   fakeNic('nicw');
   ip(null, 'link', 'set', 'nicw', 'mtu', '1450');
-  pipeworkOk('nicw', 'c30', '10.1.30.2/24', '@7');
+  pipeworkOk('nicw', 'c40', '10.1.30.2/24', '@7');
   const v = link(null, 'nicw.7');
   eq([v?.linkinfo?.info_kind, v?.linkinfo?.info_data?.id, v?.mtu], ['vlan', 7, 1450], 'nicw.7 kind, id, MTU');
-  eq(link('c30', 'eth1')?.link_index, v.ifindex, 'c30 eth1 parent');
-  eq(link('c30', 'eth1')?.mtu, 1450, 'c30 eth1 MTU');
-  pipeworkOk('unplug', 'c30');
+  eq(link('c40', 'eth1')?.link_index, v.ifindex, 'c40 eth1 parent');
+  eq(link('c40', 'eth1')?.mtu, 1450, 'c40 eth1 MTU');
+  pipeworkOk('unplug', 'c40');
   check(!link(null, 'nicw.7'), 'nicw.7 outlived its only container');
 });
 
 test('vlan-foreign-lib', async () => {
   // A VLAN link someone else made is used, and never deleted by unplug (it has no pipework alias).
-  netns('c31');
-  fakeNic('nicf');
-  ip(null, 'link', 'add', 'link', 'nicf', 'name', 'nicf.20', 'type', 'vlan', 'id', '20');
-  await session.attach({ netns: 'c31' }, { hostInterface: 'nicf', vlan: '20', addresses: ['10.1.31.2/24'] });
-  eq(link('c31', 'eth1')?.link_index, link(null, 'nicf.20').ifindex, 'c31 eth1 parent');
-  eq(await session.unplug({ netns: 'c31' }), { action: 'deleted', kind: 'macvlan' }, 'unplug');
-  check(link(null, 'nicf.20'), 'unplug deleted a VLAN link pipework did not make');
+  netns('c41');
+  fakeNic('nicg');
+  ip(null, 'link', 'add', 'link', 'nicg', 'name', 'nicg.20', 'type', 'vlan', 'id', '20');
+  await session.attach({ netns: 'c41' }, { hostInterface: 'nicg', vlan: '20', addresses: ['10.1.31.2/24'] });
+  eq(link('c41', 'eth1')?.link_index, link(null, 'nicg.20').ifindex, 'c41 eth1 parent');
+  eq(await session.unplug({ netns: 'c41' }), { action: 'deleted', kind: 'macvlan' }, 'unplug');
+  check(link(null, 'nicg.20'), 'unplug deleted a VLAN link pipework did not make');
 });
 
 test('dummy-lib', async () => {
-  netns('c32');
-  const r = await session.attach({ netns: 'c32' }, { hostInterface: 'dummy0', addresses: ['10.2.1.2/24'] });
-  eq([r.containerInterface.name, link('c32', 'eth1')?.linkinfo?.info_kind], ['eth1', 'dummy'], 'c32 eth1');
-  eq(addrs4('c32', 'eth1'), ['10.2.1.2/24'], 'c32 addresses');
-  eq(await session.detach({ netns: 'c32' }), { action: 'deleted', kind: 'dummy' }, 'detach');
+  netns('c42');
+  const r = await session.attach({ netns: 'c42' }, { hostInterface: 'dummy0', addresses: ['10.2.1.2/24'] });
+  eq([r.containerInterface.name, link('c42', 'eth1')?.linkinfo?.info_kind], ['eth1', 'dummy'], 'c42 eth1');
+  eq(addrs4('c42', 'eth1'), ['10.2.1.2/24'], 'c42 addresses');
+  eq(await session.detach({ netns: 'c42' }), { action: 'deleted', kind: 'dummy' }, 'detach');
 });
 
 /** `pipework-cni` as a runtime runs it: CNI_* variables, the configuration on stdin; its JSON answer. */
@@ -323,39 +323,39 @@ const cniConf = (extra, subnet) => ({
 
 test('cni-vlan', async () => {
   // mode vlan: a macvlan on <master>.<vlan> (made for the first container, deleted with the last), tags on the wire.
-  netns('c33', 'c34');
+  netns('c43', 'c44');
   fakeNic('nicc', { peerNs: 'swc' });
   ip('swc', 'link', 'add', 'link', 'niccp', 'name', 'niccp.40', 'type', 'vlan', 'id', '40');
   ip('swc', 'addr', 'add', '10.5.40.1/24', 'dev', 'niccp.40');
   ip('swc', 'link', 'set', 'niccp.40', 'up');
   const conf = cniConf({ mode: 'vlan', master: 'nicc', vlan: 40 }, '10.5.40.0/24');
-  const r = cni('ADD', 'c33', conf);
-  cni('ADD', 'c34', conf);
+  const r = cni('ADD', 'c43', conf);
+  cni('ADD', 'c44', conf);
   const v = link(null, 'nicc.40');
   eq([v?.linkinfo?.info_kind, v?.linkinfo?.info_data?.id, v?.link], ['vlan', 40, 'nicc'], 'nicc.40 kind, id, parent');
-  const e = link('c33', 'eth0');
-  eq([e?.linkinfo?.info_kind, e?.link_index, e?.address], ['macvlan', v.ifindex, r.interfaces[0].mac], 'c33 eth0 kind, parent, MAC as the result says');
-  eq(addrs4('c33', 'eth0'), [r.ips[0].address], 'c33 addresses as the result says');
-  check(ping('c33', '10.5.40.1'), 'c33 cannot ping 10.5.40.1 on VLAN 40 behind the NIC');
-  cni('CHECK', 'c33', { ...conf, prevResult: r });
-  cni('DEL', 'c33', { ...conf, prevResult: r });
-  check(!link('c33', 'eth0'), 'eth0 still in c33 after DEL');
-  check(link(null, 'nicc.40'), 'nicc.40 went while c34 still uses it');
-  cni('DEL', 'c34', conf);
+  const e = link('c43', 'eth0');
+  eq([e?.linkinfo?.info_kind, e?.link_index, e?.address], ['macvlan', v.ifindex, r.interfaces[0].mac], 'c43 eth0 kind, parent, MAC as the result says');
+  eq(addrs4('c43', 'eth0'), [r.ips[0].address], 'c43 addresses as the result says');
+  check(ping('c43', '10.5.40.1'), 'c43 cannot ping 10.5.40.1 on VLAN 40 behind the NIC');
+  cni('CHECK', 'c43', { ...conf, prevResult: r });
+  cni('DEL', 'c43', { ...conf, prevResult: r });
+  check(!link('c43', 'eth0'), 'eth0 still in c43 after DEL');
+  check(link(null, 'nicc.40'), 'nicc.40 went while c44 still uses it');
+  cni('DEL', 'c44', conf);
   check(!link(null, 'nicc.40'), 'nicc.40 outlived its last container');
-  cni('DEL', 'c34', conf); // a second DEL succeeds
+  cni('DEL', 'c44', conf); // a second DEL succeeds
 });
 
 test('cni-dummy', async () => {
-  netns('c35');
+  netns('c45');
   const conf = cniConf({ mode: 'dummy' }, '10.5.41.0/24');
-  const r = cni('ADD', 'c35', conf);
-  eq(r.interfaces, [{ name: 'eth0', mac: link('c35', 'eth0')?.address, sandbox: '/run/netns/c35' }], 'result interfaces');
-  eq(link('c35', 'eth0')?.linkinfo?.info_kind, 'dummy', 'c35 eth0 kind');
-  eq(addrs4('c35', 'eth0'), [r.ips[0].address], 'c35 addresses as the result says');
+  const r = cni('ADD', 'c45', conf);
+  eq(r.interfaces, [{ name: 'eth0', mac: link('c45', 'eth0')?.address, sandbox: '/run/netns/c45' }], 'result interfaces');
+  eq(link('c45', 'eth0')?.linkinfo?.info_kind, 'dummy', 'c45 eth0 kind');
+  eq(addrs4('c45', 'eth0'), [r.ips[0].address], 'c45 addresses as the result says');
   eq(links(null).filter((l) => l.linkinfo?.info_kind === 'dummy').map((l) => l.ifname), [], 'dummy links in the host');
-  cni('DEL', 'c35', conf);
-  check(!link('c35', 'eth0'), 'eth0 still in c35 after DEL');
+  cni('DEL', 'c45', conf);
+  check(!link('c45', 'eth0'), 'eth0 still in c45 after DEL');
 });
 
 /** One call of Docker's remote network driver protocol over the plugin's unix socket. */
@@ -378,7 +378,7 @@ test('docker-plugin-vlan', async () => {
   // `docker network create -d pipework -o parent=nicd -o vlan=50`, as dockerd drives the plugin: the VLAN link is
   // made with the network, Join's macvlan sits on it, and the link goes with the network. Docker's part (moving
   // the interface into the sandbox, naming and addressing it, and taking it out again) is done here with iproute2.
-  netns('c36');
+  netns('c46');
   fakeNic('nicd', { peerNs: 'swd' });
   ip('swd', 'link', 'add', 'link', 'nicdp', 'name', 'nicdp.50', 'type', 'vlan', 'id', '50');
   ip('swd', 'addr', 'add', '10.6.50.1/24', 'dev', 'nicdp.50');
@@ -402,19 +402,19 @@ test('docker-plugin-vlan', async () => {
     const v = link(null, 'nicd.50');
     eq([v?.linkinfo?.info_kind, v?.linkinfo?.info_data?.id, v?.link], ['vlan', 50, 'nicd'], 'nicd.50 kind, id, parent');
     await dockerCall(sock, 'NetworkDriver.CreateEndpoint', { NetworkID, EndpointID, Interface: { Address: '10.6.50.2/24' } });
-    const joined = await dockerCall(sock, 'NetworkDriver.Join', { NetworkID, EndpointID, SandboxKey: '/run/netns/c36' });
+    const joined = await dockerCall(sock, 'NetworkDriver.Join', { NetworkID, EndpointID, SandboxKey: '/run/netns/c46' });
     const src = joined.InterfaceName.SrcName;
     const m = link(null, src);
     eq([m?.linkinfo?.info_kind, m?.link], ['macvlan', 'nicd.50'], `${src} kind and parent`);
-    ip(null, 'link', 'set', src, 'netns', 'c36');
-    ip('c36', 'link', 'set', src, 'name', `${joined.InterfaceName.DstPrefix}0`);
-    ip('c36', 'addr', 'add', '10.6.50.2/24', 'dev', 'eth0');
-    ip('c36', 'link', 'set', 'eth0', 'up');
-    check(ping('c36', '10.6.50.1'), 'c36 cannot ping 10.6.50.1 on VLAN 50 behind the NIC');
+    ip(null, 'link', 'set', src, 'netns', 'c46');
+    ip('c46', 'link', 'set', src, 'name', `${joined.InterfaceName.DstPrefix}0`);
+    ip('c46', 'addr', 'add', '10.6.50.2/24', 'dev', 'eth0');
+    ip('c46', 'link', 'set', 'eth0', 'up');
+    check(ping('c46', '10.6.50.1'), 'c46 cannot ping 10.6.50.1 on VLAN 50 behind the NIC');
     // Docker takes the interface out of the sandbox before Leave: down, its SrcName again, back in the host.
-    ip('c36', 'link', 'set', 'eth0', 'down');
-    ip('c36', 'link', 'set', 'eth0', 'name', src);
-    ip('c36', 'link', 'set', src, 'netns', '1');
+    ip('c46', 'link', 'set', 'eth0', 'down');
+    ip('c46', 'link', 'set', 'eth0', 'name', src);
+    ip('c46', 'link', 'set', src, 'netns', '1');
     await dockerCall(sock, 'NetworkDriver.Leave', { NetworkID, EndpointID });
     check(!link(null, src), `${src} outlived Leave`);
     await dockerCall(sock, 'NetworkDriver.DeleteEndpoint', { NetworkID, EndpointID });
@@ -566,6 +566,66 @@ test('refusals-before-the-kernel', async () => {
     }
     check(err instanceof PipeworkError && err.message.includes(text), `${JSON.stringify(req)}: ${err ? err.message : 'accepted'}`);
     sameState(host, snapshot(null), 'host');
+  }
+});
+
+// Kinds of attach step a fault was injected at here, and kinds undone after a fault at a later step.
+const vmFaulted = new Set();
+const vmUndone = new Set();
+
+/** A fault at every step of the attach: host, container (and `extra()`, e.g. ovsdb rows) exactly as before each time. */
+async function faultEveryStep(ns, request, extra = () => null) {
+  const ops = (await session.plan({ netns: ns }, request)).steps.map((st) => st.op);
+  const before = [snapshot(null), snapshot(ns), extra()];
+  for (let k = 0; k < ops.length; k++) {
+    vmFaulted.add(ops[k]);
+    ops.slice(0, k).forEach((op) => vmUndone.add(op));
+    let err;
+    await session.attach({ netns: ns }, request, { failAtStep: k }).catch((e) => { err = e; });
+    check(err?.message === `injected fault at step ${k}`, `fault at step ${k} (${ops[k]}): ${err ? err.message : 'no error'}`);
+    const after = [snapshot(null), snapshot(ns), extra()];
+    ['host', ns, 'ovsdb'].forEach((w, i) => sameState(before[i], after[i], `${w} after a fault at step ${k} (${ops[k]})`));
+  }
+  return ops;
+}
+
+test('faults-every-step-vlan-lib', async () => {
+  // A NIC that is down: it comes up for the VLAN link, which is created, then the macvlan on it.
+  netns('c30', 'c31');
+  fakeNic('nicf', { peerNs: 'swf', up: false });
+  const req = (a) => ({ hostInterface: 'nicf', vlan: '60', addresses: [a], gateway: '10.1.60.1' });
+  eq((await faultEveryStep('c30', req('10.1.60.2/24'))).slice(0, 3), ['host-link-up', 'create-vlan', 'create-macvlan'], 'first steps');
+  await session.attach({ netns: 'c30' }, req('10.1.60.2/24'));
+  eq(link(null, 'nicf.60')?.ifalias, 'pipework:vlan-users=1', 'alias of nicf.60');
+  // A second container on the VLAN link pipework made: its user count goes up, and back down at each fault.
+  eq((await faultEveryStep('c31', req('10.1.60.3/24'))).slice(0, 2), ['vlan-user', 'create-macvlan'], 'first steps of the second');
+  eq(link(null, 'nicf.60')?.ifalias, 'pipework:vlan-users=1', 'alias of nicf.60 after the faults');
+  await session.attach({ netns: 'c31' }, req('10.1.60.3/24'));
+  eq(link(null, 'nicf.60')?.ifalias, 'pipework:vlan-users=2', 'alias of nicf.60 with both');
+  check(ping('c31', '10.1.60.2'), 'c31 cannot ping c30 over the VLAN');
+});
+
+test('faults-every-step-dummy-lib', async () => {
+  netns('c32');
+  eq((await faultEveryStep('c32', { hostInterface: 'dummy7', addresses: ['10.2.7.2/24'], mac: '02:00:00:00:07:02' }))[0], 'create-dummy', 'first step');
+  await session.attach({ netns: 'c32' }, { hostInterface: 'dummy7', addresses: ['10.2.7.2/24'], mac: '02:00:00:00:07:02' });
+  eq(link('c32', 'eth1')?.address, '02:00:00:00:07:02', 'c32 eth1 MAC');
+});
+
+test('faults-every-step-new-ovs-bridge-lib', async () => {
+  if (!ovsStarted) throw new Skip('OVS did not start (see the ovs test)');
+  netns('c33');
+  const rows = () => ['Bridge', 'Port', 'Interface'].map((t) => must('ovs-vsctl', '--format=json', '--columns=name', 'list', t)).join('\n');
+  const ops = await faultEveryStep('c33', { hostInterface: 'ovsbr7', vlan: '9', addresses: ['10.3.7.2/24'] }, rows);
+  eq(ops.slice(0, 3), ['create-ovs-bridge', 'create-veth', 'ovs-add-port'], 'first steps');
+});
+
+test('every-step-kind-faulted-in-the-vm', async () => {
+  // test/integration/rollback.test.ts enumerates every kind (STEP_SIDE) and leaves these to the VM.
+  for (const op of ['host-link-up', 'create-vlan', 'vlan-user', 'create-dummy', 'create-macvlan']) {
+    check(op in STEP_SIDE, `${op} is no step kind any more`);
+    check(vmFaulted.has(op), `no fault injected at ${op}`);
+    check(vmUndone.has(op), `${op} never undone after a later fault`);
   }
 });
 
