@@ -27,7 +27,8 @@ name or id, or an LXC container name.
 dhcp[:opts] (Docker only), udhcpc[-f][:opts], dhclient[-f][:opts], dhcpcd[:opts].
 SIGINT, SIGTERM or SIGHUP stop --batch, docker-plugin and watch gracefully: nothing new
 starts, what is in flight finishes (a second signal rolls back a batch's attaches in flight),
-a batch says which lines were done, failed or not started; exit status 128 + the signal's number.
+a batch says which lines were done, failed or not started; a single attach is rolled back
+(DHCP: once its wait ends). Exit status 128 + the signal's number.
 
 Options (before the host interface):
   --dry-run              print the equivalent ip/ovs-vsctl commands, change nothing
@@ -36,6 +37,8 @@ Options (before the host interface):
                          "status": "created", "repaired" or "unchanged"; a link that is
                          something else is still refused, saying why
   --json                 print the result as one JSON object (one per line with --batch)
+  --concurrency N        with --batch: lines in flight at once (default 1024, fewer
+                         under a low open-file limit)
   --macvlan-mode MODE    bridge (default), private, vepa or passthru
   --nodad                IPv6 addresses without duplicate address detection
   --no-arp               do not announce the address with a gratuitous ARP
@@ -57,6 +60,8 @@ export interface GlobalOptions {
   nodad: boolean;
   arp: boolean;
   ipv6: boolean;
+  /** --batch: lines in flight (default: the bulk default). */
+  concurrency?: number;
 }
 
 /** How the address argument asks for DHCP. */
@@ -89,6 +94,11 @@ export type Command =
     mac?: string;
     vlan?: string;
   };
+
+function positive(name: string, t: string): number {
+  if (!/^[1-9]\d{0,5}$/.test(t)) throw new PipeworkError(`Invalid ${name}: ${t} (a whole number from 1)`);
+  return Number(t);
+}
 
 function seconds(t: string): number {
   if (!/^\d+(\.\d+)?$/.test(t)) throw new PipeworkError(`Invalid --timeout: ${t} (seconds)`);
@@ -144,6 +154,7 @@ export function parseArgs(argv: string[]): Command {
     else if (a === '--wait') wait = true;
     else if (a === '--batch') batch = value(a);
     else if (a === '--timeout') timeout = seconds(value(a));
+    else if (a === '--concurrency') opts.concurrency = positive(a, value(a));
     else if (a === '-h' || a === '--help') return { kind: 'help' };
     else if (a === '--version') return { kind: 'version' };
     else if (wait && a === '-i') break;

@@ -240,7 +240,7 @@ describe('usage, help and options', () => {
       expect(r.code).toBe(0);
       expect(r.stderr).toBe('');
       expect(r.stdout.startsWith('Syntax:\n')).toBe(true);
-      for (const o of ['--dry-run', '--json', '--batch', '--direct-phys', '--macvlan-mode', '--timeout', '--no-ipv6', 'unplug']) expect(r.stdout).toContain(o);
+      for (const o of ['--dry-run', '--json', '--batch', '--direct-phys', '--macvlan-mode', '--timeout', '--no-ipv6', '--concurrency', 'unplug']) expect(r.stdout).toContain(o);
     }
   });
 
