@@ -33,7 +33,8 @@ name or id, or an LXC container name.
 dhcp[:opts] (Docker only), udhcpc[-f][:opts], dhclient[-f][:opts], dhcpcd[:opts].
 SIGINT, SIGTERM or SIGHUP stop --batch, docker-plugin and watch gracefully: nothing new
 starts, what is in flight finishes (a second signal rolls back a batch's attaches in flight),
-a batch says which lines were done, failed or not started; exit status 128 + the signal's number.
+a batch says which lines were done, failed or not started; a single attach is rolled back
+(DHCP: once its wait ends). Exit status 128 + the signal's number.
 
 Options (before the host interface):
   --dry-run              print the equivalent ip/ovs-vsctl commands, change nothing

@@ -68,9 +68,20 @@ async function run(cmd: Command, io: Out): Promise<number> {
     default: {
       const { Session }: typeof import('../session') = require('../session');
       const session = new Session();
+      // An attach stopped by a signal is rolled back, not left half-made (a DHCP client's wait ends at its timeout).
+      const stopping = cmd.kind === 'attach' && !cmd.opts.dryRun
+        ? (require('./signals') as typeof import('./signals')).stopOnSignals(io.err, { stopping: 'rolling back the attach' })
+        : undefined;
       try {
-        return await commands().runOne(session, cmd, io);
+        const status = await commands().runOne(session, cmd, io,
+          stopping && ((g, r, o) => session.attach(g, r, { ...o, abort: stopping.stop })));
+        return stopping?.signal ? stopping.exitStatus() : status;
+      } catch (e) {
+        if (!stopping?.signal) throw e;
+        io.err(commands().describeError(e, cmd.opts.verbose));
+        return stopping.exitStatus();
       } finally {
+        stopping?.dispose();
         session.close();
       }
     }

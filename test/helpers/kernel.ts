@@ -93,6 +93,12 @@ export async function dadDone(fd: number): Promise<void> {
   for (let i = 0; i < 100 && inNetns(fd, 'ip', ['-6', 'addr', 'show', 'tentative']).trim(); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
+/** Waits (up to 10 s) until the link has its IPv6 link-local address, past duplicate address detection (it comes with carrier). */
+export async function linkLocalDone(fd: number, ifname: string): Promise<void> {
+  const ready = () => ipj<any[]>(fd, '-6', 'addr', 'show', 'dev', ifname)[0]?.addr_info?.some((a: any) => a.scope === 'link' && !a.tentative);
+  for (let i = 0; i < 100 && !ready(); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
 export function ping(fd: number, addr: string): boolean {
   const r = spawnSync('nsenter', [`--net=${nsPath(fd)}`, 'ping', '-c', '1', '-W', '2', addr], { stdio: 'ignore' });
   return r.status === 0;
