@@ -897,7 +897,7 @@ describe('--dry-run and --json', () => {
     expectOk(r);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toEqual(expect.arrayContaining([
-      'ip link add name br0 up type bridge',
+      'ip link add name br0 up type bridge && ip link set dev br0 alias pipework:bridge',
       `ip link add veth1pl${c1} master br0 up type veth peer name eth1 address 02:72:6c:cd:9b:8d netns /run/netns/${c1}`
         + ` && ip link set dev veth1pl${c1} addrgenmode none`,
       `nsenter --net=/run/netns/${c1} ip -4 addr add 10.80.0.2/24 brd 10.80.0.255 dev eth1`,
