@@ -61,6 +61,19 @@ export function snapshot(fd: number) {
 }
 
 /**
+ * Dumps without what the kernel changes on its own, later: timers, carrier,
+ * DAD flags, and IPv6 link-local addresses and routes (made when a link
+ * comes up and, on a bridge, again when its MAC changes).
+ */
+export function withoutKernelNoise<T>(d: T): T {
+  return JSON.parse(JSON.stringify(d, (k, v) => {
+    if (['tentative', 'operstate'].includes(k) || /_timer$/.test(k)) return undefined;
+    if (Array.isArray(v)) return v.filter((x) => !(x?.family === 'inet6' && x?.scope === 'link') && !String(x?.dst ?? '').startsWith('fe80'));
+    return v;
+  }));
+}
+
+/**
  * A reading once the kernel has finished with what the test just did (carrier,
  * bridge port states settle a moment after a link comes up): two equal readings 50 ms apart.
  */
