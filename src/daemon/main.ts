@@ -6,6 +6,7 @@
  * refused (CNI calls with code 11, which runtimes retry), then the socket
  * goes and the process exits 0.
  */
+import { rmSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { Metrics } from './metrics';
 import { createDaemonServer, type DaemonState, type Handlers } from './server';
@@ -142,7 +143,7 @@ export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Pro
     if (opts.dockerPlugin) plugin = await hosted.dockerPlugin.start(opts.dockerPlugin.socket, opts.dockerPlugin.state, opts.quiet ? undefined : io.err);
   } catch (e) {
     await closeServer(server);
-    require('node:fs').rmSync(opts.socket, { force: true });
+    rmSync(opts.socket, { force: true });
     session.close();
     io.err(`pipework daemon: ${(e as Error).message}`);
     return 1;
@@ -171,7 +172,7 @@ export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Pro
     state.onIdle();
   });
   await closeServer(server);
-  require('node:fs').rmSync(opts.socket, { force: true });
+  rmSync(opts.socket, { force: true });
   watcher?.stop();
   await Promise.all([watching, plugin?.stop({ graceful: true })]);
   session.close();
