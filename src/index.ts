@@ -25,5 +25,6 @@ export type { Link } from './netlink/link';
 export type { DockerContainer } from './guest/docker';
 export { PipeworkError } from './errors';
 export { NetlinkError } from './netlink/error';
+export { AttachAborted } from './exec/context';
 export { openGuest } from './guest';
 export { renderStep, STEP_SIDE } from './plan/steps';

@@ -24,6 +24,8 @@ export interface BulkSession {
 export interface BulkAttachItem {
   guest: GuestSpec | Guest;
   request: AttachRequest;
+  /** This item's own attach options, over the run's (e.g. a fault injected into one item, in tests). */
+  options?: AttachOptions;
 }
 
 export interface BulkDetachItem {
@@ -38,6 +40,15 @@ export interface BulkOptions {
   stopOnError?: boolean;
   /** Called after each item with the running counts. */
   onProgress?: (done: number, failed: number) => void;
+  /**
+   * Graceful stop: once aborted, no new item starts; those in flight finish
+   * (or, failing, roll back) and the run ends. Items are started in input
+   * order, so those not started are the ones from index (number of results)
+   * on; an item the input was still producing when the signal came is not
+   * started either. To roll back the items in flight instead, abort the
+   * attach option `abort` too.
+   */
+  signal?: AbortSignal;
 }
 
 /** One item's outcome, in completion order; index is its position in the input. */
@@ -70,9 +81,17 @@ export async function* runBounded<I, T>(
     finished.push(r);
     wake?.();
   };
+  const { signal } = opts;
+  // An input that waits (a queue, a pipe) must not hold up a stop.
+  const stopped = signal && new Promise<{ stopped: true }>((resolve) => {
+    if (signal.aborted) resolve({ stopped: true });
+    else signal.addEventListener('abort', () => resolve({ stopped: true }), { once: true });
+  });
   while (true) {
-    while (!exhausted && !stop && inFlight < limit) {
-      const r = await it.next();
+    while (!exhausted && !stop && !signal?.aborted && inFlight < limit) {
+      const pulled = it.next();
+      const r = stopped ? await Promise.race([pulled, stopped]) : await pulled;
+      if ('stopped' in r || signal?.aborted) break;
       if (r.done) {
         exhausted = true;
         break;
@@ -98,7 +117,7 @@ export async function* runBounded<I, T>(
   }
 }
 
-/** One attach of a bulk run. */
+/** One attach of a bulk run; options over the run's. */
 export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest, opts?: AttachOptions) => Promise<AttachResult>;
 
 /**
@@ -146,7 +165,7 @@ export function bulkAttacher(session: BulkSession, bulkOpts: AttachOptions = {})
 export function attachMany(session: BulkSession, items: Iterable<BulkAttachItem> | AsyncIterable<BulkAttachItem>,
   opts: BulkOptions & AttachOptions = {}): AsyncGenerator<BulkResult<AttachResult>> {
   const attach = bulkAttacher(session, opts);
-  return runBounded(items, (item) => attach(item.guest, item.request), opts);
+  return runBounded(items, (item) => attach(item.guest, item.request, item.options), opts);
 }
 
 /** A device group number no one else uses: a high range plus randomness (not a secret). */

@@ -25,6 +25,9 @@ pipework daemon [--socket PATH] [--docker-plugin] [--watch]  serve CNI calls and
 name or id, or an LXC container name.
 <ipaddr>: 10.0.0.2/24, 2001:db8::2/64, 0/0 (no address, link up), or a DHCP client:
 dhcp[:opts] (Docker only), udhcpc[-f][:opts], dhclient[-f][:opts], dhcpcd[:opts].
+SIGINT, SIGTERM or SIGHUP stop --batch, docker-plugin and watch gracefully: nothing new
+starts, what is in flight finishes (a second signal rolls back a batch's attaches in flight),
+a batch says which lines were done, failed or not started; exit status 128 + the signal's number.
 
 Options (before the host interface):
   --dry-run              print the equivalent ip/ovs-vsctl commands, change nothing

@@ -2,6 +2,7 @@ import { Command, GlobalOptions, parseArgs } from './args';
 import { readLines } from './lines';
 import { describeError, runOne } from './commands';
 import { PipeworkError } from '../errors';
+import { Stopping, stopOnSignals } from './signals';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 
@@ -99,6 +100,40 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
   };
 }
 
+/** Line numbers as ranges: lines finish nearly in order, so a long batch makes few. */
+export class LineSet {
+  private readonly ranges: [number, number][] = [];
+  size = 0;
+
+  add(n: number): void {
+    const r = this.ranges;
+    let i = r.length; // first range starting after n
+    while (i > 0 && r[i - 1][0] > n) i--;
+    const prev = r[i - 1];
+    if (prev && n <= prev[1]) return;
+    this.size++;
+    const next = r[i];
+    if (prev && prev[1] === n - 1) {
+      prev[1] = n;
+      if (next && next[0] === n + 1) prev[1] = r.splice(i, 1)[0][1];
+    } else if (next && next[0] === n + 1) next[0] = n;
+    else r.splice(i, 0, [n, n]);
+  }
+
+  /** `1-338, 340` */
+  toString(): string {
+    return this.ranges.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(', ');
+  }
+
+  /** [[first, last], ...] */
+  toJSON(): [number, number][] {
+    return this.ranges;
+  }
+}
+
+/** A line not started because the batch is stopping. */
+class NotStarted extends Error {}
+
 /**
  * `pipework [unplug] --batch FILE|-`: every line in one process and one
  * session, read as a stream (memory stays flat whatever the length), up to
@@ -109,6 +144,10 @@ function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
  * go on. Unplugged veths are deleted by device group, hundreds at once. A
  * progress bar on stderr when it is a terminal (a file is counted first for
  * its total; standard input has none); exit status 1 if any line failed.
+ * Stopped by a signal (see stopOnSignals: a second one rolls back the
+ * attaches in flight): a summary of the lines done, failed, rolled back and
+ * not started (with --json, also as a JSON line on stdout), and exit status
+ * 128 + the signal's number.
  */
 export async function runBatch(file: string, unplug: boolean, opts: GlobalOptions, io: Out): Promise<number> {
   const { Session }: typeof import('../session') = require('../session');
@@ -117,7 +156,16 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
     const progress = process.stderr.isTTY && !opts.json
       ? (require('./progress') as typeof import('./progress')).progressBar(process.stderr, file === '-' ? undefined : await countCommands(file))
       : undefined;
-    return await runBatchLines(readLines(file), unplug, opts, io, { session, progress });
+    const stopping = stopOnSignals((text) => { progress?.clear(); io.err(text); }, {
+      stopping: 'starting no more lines, finishing those in flight (a second signal rolls them back)',
+      rollingBack: 'rolling back the attaches in flight',
+    });
+    try {
+      // On a terminal, the rest of standard input would be waited for: it is left unread.
+      return await runBatchLines(readLines(file), unplug, opts, io, { session, progress, stopping, readRest: !(file === '-' && process.stdin.isTTY) });
+    } finally {
+      stopping.dispose();
+    }
   } finally {
     session.close();
   }
@@ -125,21 +173,29 @@ export async function runBatch(file: string, unplug: boolean, opts: GlobalOption
 
 /**
  * The lines of a batch, run as --batch runs them, in the caller's session
- * (the daemon's /v1/batch); progress: the bar on a terminal.
+ * (the daemon's /v1/batch); progress: the bar on a terminal; stopping: a
+ * graceful stop (see stopOnSignals), after which the rest of the lines are
+ * read only to be named as not started (unless readRest is false).
  */
 export async function runBatchLines(lines: AsyncIterable<string> | Iterable<string>, unplug: boolean, opts: GlobalOptions, io: Out,
-  { session, progress }: { session: import('../session').Session; progress?: import('./progress').Progress }): Promise<number> {
+  { session, progress, stopping, readRest = true }: {
+    session: import('../session').Session; progress?: import('./progress').Progress; stopping?: Stopping; readRest?: boolean;
+  }): Promise<number> {
   const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
+  const { AttachAborted }: typeof import('../exec/context') = require('../exec/context');
   const started = process.hrtime.bigint();
-  const attachWith = bulkAttacher(session);
+  const attachWith = bulkAttacher(session, { abort: stopping?.rollback });
   const inOrder = sequencer();
   const group = deviceGroup();
   let grouped: number[] = []; // line numbers whose veth awaits the group deletion
-  let done = 0;
-  let failed = 0;
+  const done = new LineSet();
+  const failed = new LineSet();
+  const rolledBack = new LineSet();
+  const notStarted = new LineSet();
   const report = (no: number, e: unknown) => {
-    failed++;
+    if (e instanceof NotStarted) return notStarted.add(no);
+    (e instanceof AttachAborted ? rolledBack : failed).add(no);
     progress?.clear();
     io.err(`line ${no}: ${describeError(e, opts.verbose)}`);
   };
@@ -151,7 +207,7 @@ export async function runBatchLines(lines: AsyncIterable<string> | Iterable<stri
     if (!lines.length) return;
     try {
       await session.deleteLinkGroup(group);
-      done += lines.length;
+      for (const no of lines) done.add(no);
     } catch (e) {
       for (const no of lines) report(no, e);
     }
@@ -172,28 +228,50 @@ export async function runBatchLines(lines: AsyncIterable<string> | Iterable<stri
       }
     }
     const key = 'guest' in cmd ? cmd.guest : '';
-    return inOrder(key, async () => { await runOne(session, cmd, io, attachWith); return true; });
+    return inOrder(key, async () => {
+      // Queued behind an earlier line for the same guest when the stop came.
+      if (stopping?.signal) throw new NotStarted();
+      await runOne(session, cmd, io, attachWith);
+      return true;
+    });
   };
 
   const lineOf = new Map<number, number>(); // item index -> line number, for lines in flight
   let index = 0;
   const items = (async function* () {
     for await (const l of parsedLines(lines, unplug, opts)) {
-      lineOf.set(index++, l.no);
-      yield l;
+      // Stopping: the rest is only counted.
+      if (stopping?.signal) notStarted.add(l.no);
+      else {
+        lineOf.set(index++, l.no);
+        yield l;
+      }
     }
   })();
-  for await (const r of runBounded(items, work, { concurrency: 32 })) {
+  for await (const r of runBounded(items, work, { concurrency: 32, signal: stopping?.stop })) {
     const no = lineOf.get(r.index)!;
     lineOf.delete(r.index);
     if (!r.ok) report(no, r.error);
-    else if (r.result) done++;
+    else if (r.result) done.add(no);
     if (grouped.length >= 512) await flush();
-    progress?.update(done, failed);
+    progress?.update(done.size, failed.size + rolledBack.size);
   }
   await flush();
+  if (stopping?.signal) {
+    // Read but never started (the stop came as the line was handed over).
+    for (const no of lineOf.values()) notStarted.add(no);
+    if (readRest) await items.next();
+  }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   progress?.end();
-  if (!opts.json || failed) io.err(`${done} done, ${failed} failed, in ${seconds.toFixed(2)} s`);
-  return failed ? 1 : 0;
+  if (stopping?.signal) {
+    const part = (what: string, set: LineSet) => `${set.size} ${what}${set.size ? ` (lines ${set})` : ''}`;
+    io.err(`stopped by ${stopping.signal}: ${part('done', done)}, ${part('failed', failed)}, ` +
+      `${part('rolled back', rolledBack)}, ${part('not started', notStarted)}, in ${seconds.toFixed(2)} s`);
+    if (opts.json) io.out(JSON.stringify({ stopped: stopping.signal, done, failed, rolledBack, notStarted }));
+    return stopping.exitStatus();
+  }
+  const nFailed = failed.size + rolledBack.size;
+  if (!opts.json || nFailed) io.err(`${done.size} done, ${nFailed} failed, in ${seconds.toFixed(2)} s`);
+  return nFailed ? 1 : 0;
 }

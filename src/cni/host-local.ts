@@ -14,7 +14,7 @@
  * blocking (a daemon serves other calls meanwhile) and everything under it is
  * synchronous, so calls within one process never wait on each other.
  */
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync, writeSync, constants as fsc } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import { formatIp, parseIp } from '../addressing';
 import { native } from '../native';
@@ -233,28 +233,24 @@ async function locked<T>(dir: string, fn: () => T): Promise<T> {
 }
 
 const owner = (containerId: string, ifname: string) => `${containerId.trim()}\r\n${ifname}`;
-const scratch = Buffer.allocUnsafe(512);
+/** Owner lines are short; a longer file is read whole (the reference reads every file whole). */
+const SHORT = 512;
 
 /** The reservation files of the store: name (an address) and trimmed content. */
 function* reservations(dir: string): Generator<{ name: string; content: string }> {
-  for (const name of readdirSync(dir)) {
+  const files = native.readSmallFiles(dir, SHORT);
+  for (let i = 0; i < files.length; i += 2) {
+    const name = files[i]!;
     if (name === 'lock' || name.startsWith(LAST_RESERVED)) continue;
-    let fd: number;
-    try {
-      fd = openSync(join(dir, name), fsc.O_RDONLY | fsc.O_NOFOLLOW);
-    } catch {
-      continue;
+    let content = files[i + 1];
+    if (content === null) {
+      try {
+        content = readFileSync(join(dir, name), 'utf8');
+      } catch {
+        continue; // gone meanwhile
+      }
     }
-    try {
-      const n = readSync(fd, scratch, 0, scratch.length, 0);
-      // Ours are short; anything longer is not a reservation this plugin reads (the reference reads it whole).
-      const content = n < scratch.length ? scratch.toString('utf8', 0, n) : readFileSync(join(dir, name), 'utf8');
-      yield { name, content: content.trim() };
-    } catch {
-      // a directory, or gone meanwhile
-    } finally {
-      closeSync(fd);
-    }
+    yield { name, content: content.trim() };
   }
 }
 

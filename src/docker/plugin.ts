@@ -53,8 +53,12 @@ const METHODS: Record<string, { fn: Handler; log?: boolean }> = {
   '/NetworkDriver.FreeNetwork': { fn: () => ({}) },
 };
 
-/** The HTTP side: parses, serializes, answers; never throws. */
-export function createPluginServer(driver: Driver, log?: (line: string) => void): Server {
+/**
+ * The HTTP side: parses, serializes, answers; never throws. Requests run one at a time, in arrival order;
+ * once `stop` is aborted, those not started are answered with an error
+ * (Docker retries or reports it) and `idle()` resolves when the one running is done.
+ */
+export function createPluginServer(driver: Driver, log?: (line: string) => void, stop?: AbortSignal): Server & { idle(): Promise<void> } {
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(work: () => Promise<T>): Promise<T> => {
     const run = queue.then(work, work);
@@ -109,7 +113,10 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void)
       }
       const r = body as Record<string, unknown>;
       const what = [r.NetworkID, r.EndpointID].filter((x) => typeof x === 'string').map((x) => (x as string).slice(0, 12)).join('/');
-      serial(async () => method.fn(driver, r)).then(
+      serial(async () => {
+        if (stop?.aborted) throw new PipeworkError('pipework docker-plugin is stopping: request not started');
+        return method.fn(driver, r);
+      }).then(
         (out) => {
           if (method.log) log?.(`${new Date().toISOString()} ${path.slice(1)} ${what}: ok`);
           reply(res, 200, out ?? {});
@@ -125,12 +132,20 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void)
     });
   };
 
-  return createServer((req, res) => {
+  const server = createServer((req, res) => {
     try {
       handle(req, res);
     } catch (e) {
       reply(res, 500, { Err: `internal error: ${(e as Error).message}` });
     }
+  });
+  return Object.assign(server, {
+    async idle() {
+      for (let q = queue; ; q = queue) {
+        await q;
+        if (q === queue) return;
+      }
+    },
   });
 }
 
@@ -151,7 +166,11 @@ function parseOptions(argv: string[]): { socket: string; state: string; quiet: b
   return o;
 }
 
-/** Resolves with the exit status once SIGTERM or SIGINT stops the plugin. */
+/**
+ * Resolves with the exit status (128 + the signal's number) once SIGTERM,
+ * SIGINT or SIGHUP stops the plugin: no request starts after the signal,
+ * the one running finishes.
+ */
 export async function main(argv: string[], io: Out = stdio): Promise<number> {
   let opts: ReturnType<typeof parseOptions>;
   try {
@@ -172,24 +191,22 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     io.err((e as Error).message);
     return 1;
   }
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const stop = (s: NodeJS.Signals) => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      resolve(s);
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
+  const { stopOnSignals }: typeof import('../cli/signals') = require('../cli/signals');
+  const stopping = stopOnSignals((text) => log?.(`${new Date().toISOString()} ${text}`), {
+    stopping: 'stopping: no new requests, finishing the one in progress',
   });
-  log?.(`${new Date().toISOString()} pipework docker-plugin: ${signal}, stopping`);
-  await plugin.stop({ graceful: false });
-  return 0;
+  await new Promise((resolve) => stopping.stop.addEventListener('abort', resolve, { once: true }));
+  await plugin.stop({ graceful: true });
+  stopping.dispose();
+  log?.(`${new Date().toISOString()} pipework docker-plugin: stopped`);
+  return stopping.exitStatus();
 }
 
 export interface RunningPlugin {
   /**
-   * Stops listening and removes the socket. graceful: requests in flight
-   * finish first (the daemon hosting the plugin); otherwise connections are cut.
+   * Stops listening and removes the socket; no request starts any more (those
+   * waiting are answered with an error). graceful: the one running finishes
+   * first; otherwise connections are cut.
    */
   stop(opts: { graceful: boolean }): Promise<void>;
 }
@@ -197,7 +214,8 @@ export interface RunningPlugin {
 /** The plugin serving on socket, its networks and endpoints in the state file (those of an earlier run picked up). */
 export async function startPlugin(socket: string, state: string, log?: (line: string) => void): Promise<RunningPlugin> {
   const driver = Driver.open(state);
-  const server = createPluginServer(driver, log);
+  const stopping = new AbortController();
+  const server = createPluginServer(driver, log, stopping.signal);
   try {
     await listenUnix(server, socket, { what: 'another plugin' });
   } catch (e) {
@@ -207,12 +225,18 @@ export async function startPlugin(socket: string, state: string, log?: (line: st
   log?.(`${new Date().toISOString()} pipework docker-plugin: listening on ${socket}, state in ${state}`);
   return {
     async stop({ graceful }) {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        if (!graceful) server.closeAllConnections();
-        // Connections Docker keeps alive: the idle ones now, any left once their request had time to end.
-        else setTimeout(() => server.closeAllConnections(), 5000).unref();
-      });
+      stopping.abort();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      if (graceful) {
+        // Connections Docker keeps alive: the idle ones now and once the request running is answered;
+        // one that never finishes sending its request is cut after a while.
+        server.closeIdleConnections();
+        await server.idle();
+        server.closeIdleConnections();
+        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      }
+      server.closeAllConnections();
+      await closed;
       rmSync(socket, { force: true });
       driver.close();
     },

@@ -120,7 +120,8 @@ export class Watcher {
   /** Work on one container runs after its earlier work (start, then die, in event order). */
   private queue(id: string, work: () => Promise<void>): void {
     // What fails here is Docker going away mid-way (the catch-up after reconnecting redoes it) or a bug.
-    const run = (this.tails.get(id) ?? Promise.resolve()).then(work).catch((e) => this.say(id.slice(0, 12), `${(e as Error)?.message ?? e}`));
+    // Stopping: work not started yet is left for the next watcher's catch-up.
+    const run = (this.tails.get(id) ?? Promise.resolve()).then(() => (this.stopped ? undefined : work())).catch((e) => this.say(id.slice(0, 12), `${(e as Error)?.message ?? e}`));
     this.tails.set(id, run);
     run.then(() => { if (this.tails.get(id) === run) this.tails.delete(id); });
   }
@@ -314,15 +315,16 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
   const { Session }: typeof import('../session') = require('../session');
   const session = new Session();
   const watcher = new Watcher(session, { cleanup }, (line) => io.out(line));
-  const stop = () => watcher.stop();
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  const { stopOnSignals }: typeof import('../cli/signals') = require('../cli/signals');
+  const stopping = stopOnSignals((text) => io.out(`${new Date().toISOString()} ${text}`), {
+    stopping: 'stopping: no new containers, finishing those in progress',
+  });
+  stopping.stop.addEventListener('abort', () => watcher.stop(), { once: true });
   try {
     await watcher.run();
   } finally {
-    process.off('SIGTERM', stop);
-    process.off('SIGINT', stop);
+    stopping.dispose();
     session.close();
   }
-  return 0;
+  return stopping.exitStatus();
 }

@@ -18,7 +18,7 @@ import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
 import { AttachPlan, HostLink, Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
-import { ExecOptions, InjectedFault, NetnsPair } from './context';
+import { AttachAborted, ExecOptions, InjectedFault, NetnsPair } from './context';
 import { lookupLinks } from './observe';
 import { MOVED_ALIAS_PREFIX } from '../plan/detach';
 import { readFileSync } from 'node:fs';
@@ -107,6 +107,7 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
     const steps = plan.steps;
     for (let i = 0; i < steps.length; ) {
       if (opts.failAtStep === i) throw new InjectedFault(i);
+      if (opts.abort?.aborted) throw new AttachAborted();
       const step = steps[i];
       if (inGuest(step)) {
         // Consecutive guest-side changes go out in one sendmsg.

@@ -1,3 +1,4 @@
+import { PipeworkError } from '../errors';
 import type { RtnlSocket } from '../netlink/socket';
 
 /** The sockets and fds an operation works with: the host's netns and the guest's. */
@@ -13,6 +14,19 @@ export interface ExecOptions {
   failAtStep?: number;
   /** Tests: the process dies (SIGKILL) right after step k (0-based) took effect, as a crash would leave it. */
   killAfterStep?: number;
+  /**
+   * Once aborted, the attach starts no further step: what it did is undone
+   * (an undo is never cut short) and it fails with AttachAborted.
+   */
+  abort?: AbortSignal;
+}
+
+/** An attach stopped by its abort signal (ExecOptions.abort), and rolled back. */
+export class AttachAborted extends PipeworkError {
+  constructor() {
+    super('stopped before it was complete, and rolled back');
+    this.name = 'AttachAborted';
+  }
 }
 
 /** The failure ExecOptions.failAtStep stands in for. */

@@ -17,6 +17,8 @@ export interface PipeworkNative {
   strerror(errno: number): string;
   /** flock(fd, LOCK_EX | LOCK_NB) when lock (false: another holder has it), flock(fd, LOCK_UN) otherwise. */
   tryLock(fd: number, lock: boolean): boolean;
+  /** The regular files of dir with their first maxBytes bytes as text: [name, text, ...], text null for a longer file. */
+  readSmallFiles(dir: string, maxBytes: number): (string | null)[];
   /** An rtnetlink socket made in netns netnsFd (in ours without it), with extended/capped ACKs and strict checks. */
   openNetlinkSocket(netnsFd?: number): number;
   /**

@@ -353,6 +353,42 @@ describe('failures roll back completely', () => {
     expectHostUntouched();
   }
 
+  it('a fault at every step of a udhcpc attach that replaces a down link (so a step follows dhcp): all undone, the client stopped', async () => {
+    const guest = await newGuest();
+    const ino = nsIno(guest);
+    const old = `veth1pl${guest}`;
+    await sh('ip', ['link', 'add', old, 'type', 'veth', 'peer', 'name', `${old}p`]);
+    // Other test files work in this netns too: only what this attach could touch.
+    const hostLinks = async () => (await ipj<any[]>('link', 'show'))
+      .filter((l) => l.ifname === BR || l.master === BR || l.ifname.startsWith(old) || l.ifname.startsWith('pwold'))
+      // Carrier is the kernel's to say (a bridge has it while a port has), and it says so a moment later.
+      .map((l) => ({ ...l, operstate: undefined, flags: l.flags.filter((f: string) => f !== 'NO-CARRIER' && f !== 'LOWER_UP') }));
+    const state = async () => ({
+      host: await hostLinks(),
+      guest: [await ipj('-n', guest, 'link', 'show'), await ipj('-n', guest, 'addr', 'show'), await ipj('-n', guest, 'route', 'show', 'table', 'all')],
+    });
+    const before = await state();
+    const request = { hostInterface: BR, dhcp: { client: 'udhcpc' as const, foreground: false, options: [], hostname: guest } };
+    const session = new Session();
+    try {
+      const ops = (await session.plan({ netns: guest }, request)).steps.map((st) => st.op);
+      expect(ops).toEqual(['move-aside-host-link', 'create-veth', 'guest-link-up', 'dhcp', 'delete-host-link']);
+      for (let k = 0; k < ops.length; k++) {
+        await expect(session.attach({ netns: guest }, request, { failAtStep: k })).rejects.toThrow(`injected fault at step ${k}`);
+        expect(await state(), `after a fault at step ${k} (${ops[k]})`).toEqual(before);
+        expect(procsInNetns(ino).filter((p) => CLIENTS.includes(p.comm)), `clients after a fault at step ${k}`).toEqual([]);
+        expect(existsSync(`/var/run/udhcpc.${guest}.pid`)).toBe(false);
+        expect(scratchDirs(guest)).toEqual([]);
+      }
+      const r = await session.attach({ netns: guest }, request);
+      expect(r.addresses).toEqual([expect.stringMatching(/^10\.66\.\d+\.\d+\/24$/)]);
+      expect((await hostLinks()).map((l) => l.ifname)).not.toContain(`${old}p`); // the old veth went, once all was done
+      await session.unplug({ netns: guest });
+    } finally {
+      session.close();
+    }
+  });
+
   it('a missing client: the original message, exit 1, and no link left behind', async () => {
     // Without the sbin dirs on PATH none of the clients is found (as with the original's `which`).
     const path = '/usr/local/bin:/usr/bin:/bin';

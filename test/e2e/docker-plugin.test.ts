@@ -262,9 +262,12 @@ describe('pipework docker-plugin', () => {
     expect(plugin!.output()).not.toMatch(/internal error|^\s+at /m);
   });
 
-  it('stops on SIGTERM: exit status 0, socket removed', async () => {
+  it('stops on SIGTERM: exit status 143, socket removed, the state file as it was', async () => {
+    const before = readFileSync(STATE, 'utf8');
     await plugin!.stop('SIGTERM');
-    expect(plugin!.exit).toEqual({ code: 0, signal: null });
+    expect(plugin!.exit).toEqual({ code: 143, signal: null });
     expect(socketUp(SOCKET)).toBe(false);
+    expect(plugin!.output()).toMatch(/pipework: SIGTERM: stopping: no new requests, finishing the one in progress\n.*pipework docker-plugin: stopped$/m);
+    expect(readFileSync(STATE, 'utf8')).toBe(before);
   });
 });

@@ -154,7 +154,8 @@ describe.skipIf(!IN_NETNS)('pipework watch against dockerd', () => {
 
   it('a new watcher adopts what an earlier one plumbed (no second attach) and still cleans it up', async () => {
     await w!.stop('SIGTERM');
-    expect(w!.exit).toEqual({ code: 0, signal: null });
+    expect(w!.exit).toEqual({ code: 143, signal: null });
+    expect(w!.output()).toMatch(/pipework: SIGTERM: stopping: no new containers, finishing those in progress/);
     w = new PipeworkProcess(['watch', '--cleanup'], join(dir, 'watch2.log'), env());
     await waitForLog(w, /late brw2 \w{64} 10\.78\.2\.8\/24: eth1 is there already \(plumbed before\), skipped/);
     await waitForLog(w, /early brw2 \w{64} 10\.78\.2\.7\/24: eth1 is there already \(plumbed before\), skipped/);

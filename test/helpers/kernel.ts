@@ -75,6 +75,11 @@ export async function settle<T>(read: () => T, what = 'the kernel state'): Promi
   throw new Error(`${what} never settled`);
 }
 
+/** Waits (up to 10 s) until no IPv6 address in the netns is still in duplicate address detection: its end adds routes. */
+export async function dadDone(fd: number): Promise<void> {
+  for (let i = 0; i < 100 && inNetns(fd, 'ip', ['-6', 'addr', 'show', 'tentative']).trim(); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
 export function ping(fd: number, addr: string): boolean {
   const r = spawnSync('nsenter', [`--net=${nsPath(fd)}`, 'ping', '-c', '1', '-W', '2', addr], { stdio: 'ignore' });
   return r.status === 0;

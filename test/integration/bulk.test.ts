@@ -1,8 +1,8 @@
 // Many containers in one call: results per item, a bad item rolled back
 // alone, the bridge port limit said up front, teardown by device group.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BulkResult, Session } from '../../src/index';
-import { type LinkJson, ip, ipj, links, netnsSet, nsPath } from '../helpers/kernel';
+import { AttachAborted, BulkResult, Session } from '../../src/index';
+import { type LinkJson, ip, ipj, links, netnsSet, nsPath, snapshot } from '../helpers/kernel';
 
 let ns: ReturnType<typeof netnsSet>;
 let session: Session;
@@ -80,6 +80,119 @@ describe('attachMany after the first item: the bridge looked up once', () => {
     expect(links(host).map((l) => l.ifname)).toContain('old3');
     for (const i of [0, 1, 2]) expect(ipj<any[]>(guests[i], '-4', 'addr', 'show', 'dev', 'eth1')[0].addr_info[0].local).toBe(`10.7.0.${i + 2}`);
     expect(links(guests[3]).map((l) => l.ifname)).toEqual(['lo']);
+  });
+});
+
+describe('attachMany: an item that fails after the kernel made something', () => {
+  const N = 12;
+  beforeEach(() => {
+    ns = netnsSet(N + 1);
+    session = new Session({ hostNetns: ns.fds[0] });
+  });
+
+  it('is rolled back alone, in the first attach to a bridge and in the shortcut after it; its neighbours complete', async () => {
+    const [host, ...guests] = ns.fds;
+    ip(host, 'link', 'add', 'br0', 'type', 'bridge');
+    ip(host, 'link', 'add', 'br1', 'type', 'bridge');
+    // Even items on br0, odd on br1. Item 0 (br0's first) succeeds, so br0's others take the shortcut
+    // (Session.attachOnto); item 1, br1's first, fails: br1's others are planned from a full look.
+    const request = (i: number) => ({ hostInterface: `br${i % 2}`, addresses: [`10.${i % 2}.0.${i + 2}/24`], gateway: `10.${i % 2}.0.1` });
+    const steps = (await session.plan({ fd: guests[0] }, request(0))).steps.map((st) => st.op);
+    expect(steps).toEqual(['create-veth', 'add-address', 'arp-notify', 'guest-link-up', 'arp-notify', 'replace-default-route']);
+    const faults = new Map([[1, 5], [2, 1], [4, 3], [6, 5]]); // item -> step the fault is injected at
+    const before = guests.map((fd) => snapshot(fd));
+    const hostBefore = snapshot(host);
+    const items = guests.map((fd, i) => ({
+      guest: { fd }, request: request(i), options: faults.has(i) ? { failAtStep: faults.get(i) } : undefined,
+    }));
+    // A kernel refusal too, on the shortcut path: a broadcast address as gateway, after the veth, address and link-up.
+    items[8].request.gateway = '10.0.0.255';
+    const results = await collect(session.attachMany(items, { concurrency: 4 }));
+    const failed = results.filter((r) => !r.ok).map((r) => r.index).sort((a, b) => a - b);
+    expect(failed).toEqual([1, 2, 4, 6, 8]);
+    for (const i of failed) expect(snapshot(guests[i]), `guest ${i}`).toEqual(before[i]);
+    const ok = guests.map((_, i) => i).filter((i) => !failed.includes(i));
+    for (const i of ok) {
+      expect(ipj<any[]>(guests[i], '-4', 'addr', 'show', 'dev', 'eth1')[0].addr_info[0].local).toBe(`10.${i % 2}.0.${i + 2}`);
+      expect(ipj<any[]>(guests[i], 'route', 'show', 'default')[0]).toMatchObject({ gateway: `10.${i % 2}.0.1`, dev: 'eth1' });
+    }
+    // The host: the bridges as they were, plus one up port per item that succeeded.
+    for (const b of [0, 1]) {
+      const ports = ipj<LinkJson[]>(host, 'link', 'show', 'master', `br${b}`);
+      expect(ports.length).toBe(ok.filter((i) => i % 2 === b).length);
+      expect(ports.filter((l) => !l.flags.includes('UP'))).toEqual([]);
+    }
+    expect(links(host).filter((l) => !l.master).map((l) => l.ifname)).toEqual(hostBefore.links.map((l: LinkJson) => l.ifname));
+  });
+});
+
+describe('attachMany / detachMany: stopping', () => {
+  const N = 40;
+  beforeEach(() => {
+    ns = netnsSet(N + 1);
+    session = new Session({ hostNetns: ns.fds[0] });
+  });
+  const items = (guests: number[]) => guests.map((fd, i) => ({ guest: { fd }, request: { hostInterface: 'br0', addresses: [`10.9.0.${i + 2}/24`] } }));
+  const state = (fd: number) => (links(fd).some((l) => l.ifname === 'eth1') ? 'attached' : 'untouched');
+
+  it('signal aborted before the start: nothing starts, nothing changes', async () => {
+    const [host, ...guests] = ns.fds;
+    const before = snapshot(host);
+    expect(await collect(session.attachMany(items(guests), { signal: AbortSignal.abort() }))).toEqual([]);
+    expect(snapshot(host)).toEqual(before);
+    expect(guests.map(state).filter((s) => s !== 'untouched')).toEqual([]);
+  });
+
+  it('signal aborted half-way: those started finish, the rest never start; detachMany stops the same way', async () => {
+    const [host, ...guests] = ns.fds;
+    const stop = new AbortController();
+    const results = await collect(session.attachMany(items(guests), { concurrency: 4, signal: stop.signal, onProgress: (d) => { if (d === 10) stop.abort(); } }));
+    // Started in input order: the first results.length items, each complete.
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    expect(results.length).toBeGreaterThanOrEqual(10);
+    expect(results.length).toBeLessThan(N);
+    expect(results.map((r) => r.index).sort((a, b) => a - b)).toEqual([...Array(results.length).keys()]);
+    expect(guests.map(state)).toEqual(guests.map((_, i) => (i < results.length ? 'attached' : 'untouched')));
+    expect(ipj<any[]>(host, 'link', 'show', 'master', 'br0')).toHaveLength(results.length);
+
+    const undo = new AbortController();
+    const down = await collect(session.detachMany(guests.map((fd) => ({ guest: { fd } })), { concurrency: 4, signal: undo.signal, onProgress: (d) => { if (d === 5) undo.abort(); } }));
+    expect(down.filter((r) => !r.ok)).toEqual([]);
+    expect(down.length).toBeLessThan(N);
+    expect(guests.map(state)).toEqual(guests.map((_, i) => (i < results.length && i >= down.length ? 'attached' : 'untouched')));
+  });
+
+  it('an input that waits does not hold up the stop', async () => {
+    const [, ...guests] = ns.fds;
+    const stop = new AbortController();
+    async function* slow() {
+      yield items(guests)[0];
+      stop.abort();
+      await new Promise(() => {}); // never hands over another item
+    }
+    const results = await collect(session.attachMany(slow(), { signal: stop.signal }));
+    expect(results.map((r) => r.ok)).toEqual([true]);
+    expect(guests.map(state).slice(0, 2)).toEqual(['attached', 'untouched']);
+  });
+
+  it('abort (the attach option): the attaches in flight stop and roll back', async () => {
+    const [host, ...guests] = ns.fds;
+    ip(host, 'link', 'add', 'br0', 'type', 'bridge');
+    // A port of its own: a bridge's MAC and STP id then stay whatever ports come and go.
+    ip(host, 'link', 'add', 'up0', 'master', 'br0', 'type', 'veth', 'peer', 'name', 'up0p');
+    const before = { host: snapshot(host), guests: guests.map((fd) => snapshot(fd)) };
+    const results = await collect(session.attachMany(items(guests), { concurrency: 8, abort: AbortSignal.abort() }));
+    expect(results).toHaveLength(N);
+    for (const r of results) expect(!r.ok && r.error).toBeInstanceOf(AttachAborted);
+    expect(snapshot(host)).toEqual(before.host);
+    // Aborted once the veth exists (the attach asks before each step: first the veth, then the guest's batch).
+    const abortedAfterFirstStep = () => {
+      let asked = 0;
+      return { get aborted() { return asked++ > 0; } } as AbortSignal;
+    };
+    const late = await collect(session.attachMany(items(guests).map((it) => ({ ...it, options: { abort: abortedAfterFirstStep() } })), { concurrency: 8 }));
+    expect(late.filter((r) => !(!r.ok && r.error instanceof AttachAborted))).toEqual([]);
+    expect({ host: snapshot(host), guests: guests.map((fd) => snapshot(fd)) }).toEqual(before);
   });
 });
 

@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Ovs, startOvs } from '../support/daemons';
 import { AttachRequest, STEP_SIDE, Session } from '../../src/index';
-import { ip, ipj, netnsSet, settle, snapshot } from '../helpers/kernel';
+import { dadDone, ip, ipj, netnsSet, settle, snapshot } from '../helpers/kernel';
 
 /** Kinds of attach step a fault was injected at, and kinds undone after a fault at a later step, in this file. */
 const faulted = new Set<string>();
@@ -176,7 +176,11 @@ describe('unplug: a fault at every step', () => {
   for (const [name, { setup, request, ops }] of Object.entries(unplugScenarios)) {
     it(name, async () => {
       setup?.();
-      const state = () => settle(() => ({ host: snapshot(host), guest: snapshot(guest) }));
+      const state = async () => {
+        await dadDone(host);
+        await dadDone(guest);
+        return settle(() => ({ host: snapshot(host), guest: snapshot(guest) }));
+      };
       const before = await state();
       await session.attach({ fd: guest }, request);
       const attached = await state();

@@ -14,7 +14,7 @@ const IP = '/sbin/ip';
 // The `pipework` command as npm installs it: package.json's bin entry.
 const BIN = require('/pipework/package.json').bin;
 const CLI = `/pipework/${typeof BIN === 'string' ? BIN : BIN.pipework}`;
-const { Session, NetlinkError, PipeworkError } = require('/pipework/dist/index.js');
+const { Session, NetlinkError, PipeworkError, STEP_SIDE } = require('/pipework/dist/index.js');
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -414,6 +414,66 @@ test('refusals-before-the-kernel', async () => {
     }
     check(err instanceof PipeworkError && err.message.includes(text), `${JSON.stringify(req)}: ${err ? err.message : 'accepted'}`);
     sameState(host, snapshot(null), 'host');
+  }
+});
+
+// Kinds of attach step a fault was injected at here, and kinds undone after a fault at a later step.
+const vmFaulted = new Set();
+const vmUndone = new Set();
+
+/** A fault at every step of the attach: host, container (and `extra()`, e.g. ovsdb rows) exactly as before each time. */
+async function faultEveryStep(ns, request, extra = () => null) {
+  const ops = (await session.plan({ netns: ns }, request)).steps.map((st) => st.op);
+  const before = [snapshot(null), snapshot(ns), extra()];
+  for (let k = 0; k < ops.length; k++) {
+    vmFaulted.add(ops[k]);
+    ops.slice(0, k).forEach((op) => vmUndone.add(op));
+    let err;
+    await session.attach({ netns: ns }, request, { failAtStep: k }).catch((e) => { err = e; });
+    check(err?.message === `injected fault at step ${k}`, `fault at step ${k} (${ops[k]}): ${err ? err.message : 'no error'}`);
+    const after = [snapshot(null), snapshot(ns), extra()];
+    ['host', ns, 'ovsdb'].forEach((w, i) => sameState(before[i], after[i], `${w} after a fault at step ${k} (${ops[k]})`));
+  }
+  return ops;
+}
+
+test('faults-every-step-vlan-lib', async () => {
+  // A NIC that is down: it comes up for the VLAN link, which is created, then the macvlan on it.
+  netns('c30', 'c31');
+  fakeNic('nicf', { peerNs: 'swf', up: false });
+  const req = (a) => ({ hostInterface: 'nicf', vlan: '60', addresses: [a], gateway: '10.1.60.1' });
+  eq((await faultEveryStep('c30', req('10.1.60.2/24'))).slice(0, 3), ['host-link-up', 'create-vlan', 'create-macvlan'], 'first steps');
+  await session.attach({ netns: 'c30' }, req('10.1.60.2/24'));
+  eq(link(null, 'nicf.60')?.ifalias, 'pipework:vlan-users=1', 'alias of nicf.60');
+  // A second container on the VLAN link pipework made: its user count goes up, and back down at each fault.
+  eq((await faultEveryStep('c31', req('10.1.60.3/24'))).slice(0, 2), ['vlan-user', 'create-macvlan'], 'first steps of the second');
+  eq(link(null, 'nicf.60')?.ifalias, 'pipework:vlan-users=1', 'alias of nicf.60 after the faults');
+  await session.attach({ netns: 'c31' }, req('10.1.60.3/24'));
+  eq(link(null, 'nicf.60')?.ifalias, 'pipework:vlan-users=2', 'alias of nicf.60 with both');
+  check(ping('c31', '10.1.60.2'), 'c31 cannot ping c30 over the VLAN');
+});
+
+test('faults-every-step-dummy-lib', async () => {
+  netns('c32');
+  eq((await faultEveryStep('c32', { hostInterface: 'dummy7', addresses: ['10.2.7.2/24'], mac: '02:00:00:00:07:02' }))[0], 'create-dummy', 'first step');
+  await session.attach({ netns: 'c32' }, { hostInterface: 'dummy7', addresses: ['10.2.7.2/24'], mac: '02:00:00:00:07:02' });
+  eq(link('c32', 'eth1')?.address, '02:00:00:00:07:02', 'c32 eth1 MAC');
+});
+
+test('faults-every-step-new-ovs-bridge-lib', async () => {
+  if (!ovsStarted) throw new Skip('OVS did not start (see the ovs test)');
+  netns('c33');
+  const rows = () => ['Bridge', 'Port', 'Interface'].map((t) => must('ovs-vsctl', '--format=json', '--columns=name', 'list', t)).join('\n');
+  const ops = await faultEveryStep('c33', { hostInterface: 'ovsbr7', vlan: '9', addresses: ['10.3.7.2/24'] }, rows);
+  eq(ops.slice(0, 3), ['create-ovs-bridge', 'create-veth', 'ovs-add-port'], 'first steps');
+});
+
+test('every-step-kind-faulted-in-the-vm', async () => {
+  // test/integration/rollback.test.ts enumerates every kind (STEP_SIDE) and leaves these to the VM.
+  for (const op of ['host-link-up', 'create-vlan', 'vlan-user', 'create-dummy', 'create-macvlan']) {
+    check(op in STEP_SIDE, `${op} is no step kind any more`);
+    check(vmFaulted.has(op), `no fault injected at ${op}`);
+    check(vmUndone.has(op), `${op} never undone after a later fault`);
   }
 });
 
