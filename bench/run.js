@@ -9,9 +9,16 @@
 //
 // Environment:
 //   BENCH_N=100,1000,5000,10000   the N list (default)
-//   BENCH_FLOOR_K=8,64,512  the pipelining depths of the floor swept (the
+//   BENCH_FLOOR_K=64,512,4096  the pipelining depths of the floor swept (the
 //                           best floor variant at each N is "the floor")
 //   BENCH_PYROUTE2_MAX=5000 largest N for pyroute2
+//   BENCH_IPBATCH_MAX=1000  largest N for ip -batch (one `ip` process per
+//                           container, and one more for each check: ~7 min at 10,000)
+//   Without BENCH_FULL, some rows run at some N only: the sequential floor
+//   and K=64 up to 1000, the 2-thread floor at 100 and 1000, K=4096 from 1000,
+//   the bridge-port IPv6 rows at 1000, 5000 and 10,000, the other on/off rows
+//   at 100 and 1000; at N=5000 only those and the library, the best floor and
+//   the CLI run.
 //   BENCH_QUICK=1           smoke run: N=50, 3 single-call repetitions
 //   BENCH_FULL=1            also run the slow per-process implementations
 //                           (shell, original, CNI) at every N
@@ -61,13 +68,16 @@ if (!NS.every((n) => Number.isInteger(n) && n >= 1 && n <= 250 * 1000)) {
 }
 const PER_BRIDGE = 1000;
 /** The depth the on/off variants of the floor use (always among those swept). */
-const VARIANT_K = 64;
-const FLOOR_K = [...new Set([...(env.BENCH_FLOOR_K || '8,64,512').split(',').map(Number), VARIANT_K])].sort((a, b) => a - b);
+const VARIANT_K = 512;
+const FLOOR_K = [...new Set([...(env.BENCH_FLOOR_K || '64,512,4096').split(',').map(Number), VARIANT_K])].sort((a, b) => a - b);
 if (!FLOOR_K.every((k) => Number.isInteger(k) && k >= 1 && k <= 4096)) {
   console.error(`bench: bad BENCH_FLOOR_K: ${env.BENCH_FLOOR_K}`);
   process.exit(2);
 }
 const PYROUTE2_MAX = FULL ? Infinity : Number(env.BENCH_PYROUTE2_MAX || 5000);
+const IPBATCH_MAX = FULL ? Infinity : Number(env.BENCH_IPBATCH_MAX || 1000);
+// Rows that only add information at some sizes run there only (BENCH_FULL=1: everywhere), to keep a full run under an hour.
+const only = (...ns) => (FULL ? undefined : (n) => ns.includes(n) || (QUICK && n === Math.min(...NS)));
 const SLOW_MAX = FULL ? Infinity : Number(env.BENCH_SLOW_MAX || 100);
 const CNI_MAX = FULL ? Infinity : Number(env.BENCH_CNI_MAX || 1000);
 const TEARDOWN_MAX = Number(env.BENCH_TEARDOWN_MAX || 1000);
@@ -130,20 +140,25 @@ const HOST_V6_OFF = '--host-addrgen-none';
 const VK = ['--pipeline', VARIANT_K];
 // floor: true rows are variants of the lower bound (the best at each N is "the floor");
 // base: rows that turn one piece of kernel work on or off against that row, in the same run.
+const SMALL = only(100, 1000);
+const BIG = only(1000, 5000, 10000);
 const IMPLS = [
-  { id: 'floor-seq', floor: true, label: 'floor: C, one container at a time', cmd: floorCmd([HOST_V6_OFF]) },
-  ...FLOOR_K.map((k) => ({ id: `floor-k${k}`, floor: true, label: `floor: C, pipelined K=${k}`, cmd: floorCmd(['--pipeline', k, HOST_V6_OFF]) })),
-  { id: 'floor-k64-t2', floor: true, label: `floor: C, pipelined K=${VARIANT_K}, 2 threads`, cmd: floorCmd([...VK, '--threads', 2, HOST_V6_OFF]) },
+  { id: 'floor-seq', floor: true, runsAt: SMALL, label: 'floor: C, one container at a time', cmd: floorCmd([HOST_V6_OFF]) },
+  ...FLOOR_K.map((k) => ({
+    id: `floor-k${k}`, floor: true, runsAt: k < 512 ? SMALL : k > 1000 ? only(1000, 5000, 10000) : undefined,
+    label: `floor: C, pipelined K=${k}`, cmd: floorCmd(['--pipeline', k, HOST_V6_OFF]),
+  })),
+  { id: `floor-k${VARIANT_K}-t2`, floor: true, runsAt: SMALL, label: `floor: C, pipelined K=${VARIANT_K}, 2 threads`, cmd: floorCmd([...VK, '--threads', 2, HOST_V6_OFF]) },
   { id: 'lib', label: 'ours: library, announce off', ours: true, cmd: workerCmd('lib') },
   { id: 'cli', label: 'ours: CLI --batch (whole process)', ours: true, cmd: workerCmd('cli') },
-  { id: 'floor-host-ipv6', base: `floor-k${VARIANT_K}`, label: `floor K=${VARIANT_K}, bridge ports with IPv6`, cmd: floorCmd(VK) },
-  { id: 'lib-host-ipv6', base: 'lib', ours: true, label: 'ours: library, hostIpv6: true', cmd: workerCmd('lib-host-ipv6') },
-  { id: 'floor-no-ipv6', base: `floor-k${VARIANT_K}`, label: `floor K=${VARIANT_K}, no IPv6 on container ends`, cmd: floorCmd([...VK, HOST_V6_OFF, '--guest-addrgen-none']) },
-  { id: 'lib-no-ipv6', base: 'lib', ours: true, label: 'ours: library, ipv6: false', cmd: workerCmd('lib-no-ipv6') },
-  { id: 'floor-arp', base: `floor-k${VARIANT_K}`, label: `floor K=${VARIANT_K}, gratuitous ARP (arp_notify)`, cmd: floorCmd([...VK, HOST_V6_OFF, '--arp-notify']) },
-  { id: 'lib-arp', base: 'lib', ours: true, label: 'ours: library, announce on', cmd: workerCmd('lib-arp') },
+  { id: 'floor-host-ipv6', base: `floor-k${VARIANT_K}`, runsAt: BIG, label: `floor K=${VARIANT_K}, bridge ports with IPv6`, cmd: floorCmd(VK) },
+  { id: 'lib-host-ipv6', base: 'lib', ours: true, runsAt: BIG, label: 'ours: library, hostIpv6: true', cmd: workerCmd('lib-host-ipv6') },
+  { id: 'floor-no-ipv6', base: `floor-k${VARIANT_K}`, runsAt: SMALL, label: `floor K=${VARIANT_K}, no IPv6 on container ends`, cmd: floorCmd([...VK, HOST_V6_OFF, '--guest-addrgen-none']) },
+  { id: 'lib-no-ipv6', base: 'lib', ours: true, runsAt: SMALL, label: 'ours: library, ipv6: false', cmd: workerCmd('lib-no-ipv6') },
+  { id: 'floor-arp', base: `floor-k${VARIANT_K}`, runsAt: SMALL, label: `floor K=${VARIANT_K}, gratuitous ARP (arp_notify)`, cmd: floorCmd([...VK, HOST_V6_OFF, '--arp-notify']) },
+  { id: 'lib-arp', base: 'lib', ours: true, runsAt: SMALL, label: 'ours: library, announce on', cmd: workerCmd('lib-arp') },
   {
-    id: 'ip-batch', label: 'ip -batch (one per netns)',
+    id: 'ip-batch', label: 'ip -batch (one per netns)', max: IPBATCH_MAX,
     cmd: (n) => ['sh', [path.join(__dirname, 'ip-batch.sh'), n, PER_BRIDGE, '--group-teardown', '--verify', HOST_V6_OFF, ...(tdg(n) ? [] : ['--no-teardown'])]],
   },
   {
@@ -277,7 +292,7 @@ async function main() {
       if (rep >= repeatFor(impl, n)) continue;
       const slot = (results.runs[impl.id] ??= { label: impl.label, byN: {} });
       if (impl.absent) { slot.byN[n] = { status: impl.absent }; continue; }
-      if (impl.max !== undefined && n > impl.max) { slot.byN[n] = { status: 'not run' }; continue; }
+      if ((impl.max !== undefined && n > impl.max) || (impl.runsAt && !impl.runsAt(n))) { slot.byN[n] = { status: 'not run' }; continue; }
       const [cmd, args] = impl.cmd(n);
       log(`N=${n}${repeatFor(impl, n) > 1 ? ` run ${rep + 1}/${repeatFor(impl, n)}` : ''} ${impl.id}: ${[cmd, ...args].map(String).map((a) => path.relative(ROOT, a).startsWith('..') ? a : path.relative(ROOT, a)).join(' ')}`);
       const before = liveNetns();

@@ -9,7 +9,7 @@
 //   node bench/lib/worker.js single            (needs PIPEWORK_SH for the original)
 //
 // MODE:
-//   lib       Session.attachMany (announce: false), concurrency 32, guests are
+//   lib       Session.attachMany (announce: false), default concurrency, guests are
 //             anonymous netns fds from createNetns(); teardown detachMany
 //   lib-arp   the same with announce on (the default)
 //   lib-host-ipv6  the same as lib with hostIpv6: true (the bridge ports get
@@ -45,6 +45,8 @@ const pb = Number(args[2] ?? 1000);
 const teardown = !flags.has('--no-teardown');
 const nbr = Math.ceil(n / pb);
 const rssMb = () => process.resourceUsage().maxRSS / 1024;
+/** Items in flight in attachMany/detachMany: the library's default, or BENCH_CONCURRENCY to try others. */
+const CONCURRENCY = process.env.BENCH_CONCURRENCY ? Number(process.env.BENCH_CONCURRENCY) : undefined;
 
 function header(impl, extra = {}) {
   C.out({ impl, n, bridges: nbr, per_bridge: pb, ...extra });
@@ -91,7 +93,7 @@ async function lib(impl, options) {
   const cpu0 = process.cpuUsage();
   t0 = C.now();
   // What each attach did is read back from the kernel afterwards (verifyAttach), not taken from its result.
-  for await (const r of s.attachMany(items(fds, options), { concurrency: 32 })) {
+  for await (const r of s.attachMany(items(fds, options), { concurrency: CONCURRENCY })) {
     if (!r.ok) {
       failed++;
       if (errors.length < 3) errors.push(`#${r.index}: ${r.error.message}`);
@@ -112,7 +114,7 @@ async function lib(impl, options) {
   if (teardown) {
     failed = 0;
     t0 = C.now();
-    for await (const r of s.detachMany(fds.map((fd) => ({ guest: { fd } })), { concurrency: 32 })) {
+    for await (const r of s.detachMany(fds.map((fd) => ({ guest: { fd } })), { concurrency: CONCURRENCY })) {
       if (!r.ok) {
         failed++;
         if (errors.length < 3) errors.push(`#${r.index}: ${r.error.message}`);

@@ -15,6 +15,12 @@ export const HELP = `${USAGE}
 
 Also:
 pipework unplug <guest> [-i containerinterface]     remove what an attach made (harmless if repeated)
+pipework gc [--dry-run] [--bridges]                  remove what containers that died without unplug left behind:
+                                                     OVS ports whose interface is gone, VLAN links we made with no
+                                                     macvlan left, DHCP clients alone in a dead container's netns
+                                                     (pidfiles, scratch dirs), links a killed attach moved aside;
+                                                     --bridges: also bridges we created that have no port left.
+                                                     Only what pipework marked as its own; --dry-run lists commands
 pipework --batch FILE|-                              one pipework command per line, in one process
 pipework --direct-phys <hostinterface> ...           move the interface itself into the container
 pipework docker-plugin [--socket PATH] [--state FILE]  Docker network driver: docker network create -d pipework
@@ -27,7 +33,8 @@ name or id, or an LXC container name.
 dhcp[:opts] (Docker only), udhcpc[-f][:opts], dhclient[-f][:opts], dhcpcd[:opts].
 SIGINT, SIGTERM or SIGHUP stop --batch, docker-plugin and watch gracefully: nothing new
 starts, what is in flight finishes (a second signal rolls back a batch's attaches in flight),
-a batch says which lines were done, failed or not started; exit status 128 + the signal's number.
+a batch says which lines were done, failed or not started; a single attach is rolled back
+(DHCP: once its wait ends). Exit status 128 + the signal's number.
 
 Options (before the host interface):
   --dry-run              print the equivalent ip/ovs-vsctl commands, change nothing
@@ -36,6 +43,8 @@ Options (before the host interface):
                          "status": "created", "repaired" or "unchanged"; a link that is
                          something else is still refused, saying why
   --json                 print the result as one JSON object (one per line with --batch)
+  --concurrency N        with --batch: lines in flight at once (default 1024, fewer
+                         under a low open-file limit)
   --macvlan-mode MODE    bridge (default), private, vepa or passthru
   --nodad                IPv6 addresses without duplicate address detection
   --no-arp               do not announce the address with a gratuitous ARP
@@ -57,6 +66,8 @@ export interface GlobalOptions {
   nodad: boolean;
   arp: boolean;
   ipv6: boolean;
+  /** --batch: lines in flight (default: the bulk default). */
+  concurrency?: number;
 }
 
 /** How the address argument asks for DHCP. */
@@ -74,6 +85,7 @@ export type Command =
   | { kind: 'batch'; file: string; unplug: boolean; opts: GlobalOptions }
   | { kind: 'route' | 'rule' | 'tc'; guest: string; args: string[]; opts: GlobalOptions }
   | { kind: 'unplug'; guest: string; containerInterface: string; opts: GlobalOptions }
+  | { kind: 'gc'; bridges: boolean; opts: GlobalOptions }
   | {
     kind: 'attach';
     opts: GlobalOptions;
@@ -89,6 +101,11 @@ export type Command =
     mac?: string;
     vlan?: string;
   };
+
+function positive(name: string, t: string): number {
+  if (!/^[1-9]\d{0,5}$/.test(t)) throw new PipeworkError(`Invalid ${name}: ${t} (a whole number from 1)`);
+  return Number(t);
+}
 
 function seconds(t: string): number {
   if (!/^\d+(\.\d+)?$/.test(t)) throw new PipeworkError(`Invalid --timeout: ${t} (seconds)`);
@@ -144,6 +161,7 @@ export function parseArgs(argv: string[]): Command {
     else if (a === '--wait') wait = true;
     else if (a === '--batch') batch = value(a);
     else if (a === '--timeout') timeout = seconds(value(a));
+    else if (a === '--concurrency') opts.concurrency = positive(a, value(a));
     else if (a === '-h' || a === '--help') return { kind: 'help' };
     else if (a === '--version') return { kind: 'version' };
     else if (wait && a === '-i') break;
@@ -166,6 +184,17 @@ export function parseArgs(argv: string[]): Command {
   if (batch !== undefined) {
     if (rest.length > 1 || (rest.length === 1 && rest[0] !== 'unplug')) throw new PipeworkError(`Unexpected argument with --batch: ${rest[0]}`);
     return { kind: 'batch', file: batch, unplug: rest[0] === 'unplug', opts };
+  }
+  if (rest[0] === 'gc') {
+    let bridges = false;
+    for (const a of rest.slice(1)) {
+      if (a === '--bridges') bridges = true;
+      else if (a === '--dry-run') opts.dryRun = true;
+      else if (a === '--json') opts.json = true;
+      else if (a === '-v' || a === '--verbose') opts.verbose = true;
+      else throw new PipeworkError(`Unexpected argument with gc: ${a} (pipework gc [--dry-run] [--bridges])`);
+    }
+    return { kind: 'gc', bridges, opts };
   }
   if (rest[0] === 'unplug' && rest[1] === '--batch') {
     if (rest[2] === undefined) throw new PipeworkError('--batch needs a value.');

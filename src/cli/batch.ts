@@ -137,7 +137,7 @@ class NotStarted extends Error {}
 /**
  * `pipework [unplug] --batch FILE|-`: every line in one process and one
  * session, read as a stream (memory stays flat whatever the length), up to
- * 32 lines in flight; lines naming the same guest keep their order, and the
+ * up to 1024 lines in flight (defaultConcurrency); lines naming the same guest keep their order, and the
  * first attach to a host interface runs alone (it may create the bridge; a
  * Linux bridge is then looked up once for all the lines, see bulkAttacher). A
  * failed line is rolled back alone and reported as `line N: ...`; the others
@@ -248,7 +248,7 @@ export async function runBatchLines(lines: AsyncIterable<string> | Iterable<stri
       }
     }
   })();
-  for await (const r of runBounded(items, work, { concurrency: 32, signal: stopping?.stop })) {
+  for await (const r of runBounded(items, work, { concurrency: opts.concurrency, signal: stopping?.stop })) {
     const no = lineOf.get(r.index)!;
     lineOf.delete(r.index);
     if (!r.ok) report(no, r.error);

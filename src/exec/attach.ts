@@ -16,7 +16,7 @@ import { createIpoib } from '../netlink/kinds/ipoib';
 import { createMacvlan } from '../netlink/kinds/macvlan';
 import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
-import { AttachPlan, HostLink, Step, inGuest, vlanUsersAlias } from '../plan/steps';
+import { AttachPlan, CREATED_BRIDGE_ALIAS, HostLink, Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
 import { AttachAborted, ExecOptions, InjectedFault, NetnsPair } from './context';
 import { lookupLinks } from './observe';
@@ -205,6 +205,8 @@ async function runHostStep(
         const ports = await s.host.request(dumpLinks(index));
         if (ports.length === 0) await s.host.request(deleteLink(index, step.name));
       });
+      // The kernel ignores IFLA_IFALIAS when it creates a link: marked as ours afterwards, for gc --bridges.
+      await host.request(setLink(index, { alias: CREATED_BRIDGE_ALIAS }, step.name));
       return;
     }
     case 'create-ovs-bridge':

@@ -226,6 +226,21 @@ describe('pipework daemon', () => {
     sh('ip', 'netns', 'del', 'pwc1');
   });
 
+  it('CNI through the daemon takes the per-container values too: CNI_ARGS MAC= and IP= (as Podman sends them)', async () => {
+    const path = netns('pwc2');
+    const env = { CNI_CONTAINERID: 'ctr-c2', CNI_NETNS: path, CNI_IFNAME: 'eth0', CNI_PATH: SYSTEM_CNI, CNI_ARGS: 'IgnoreUnknown=1;MAC=02:aa:bb:cc:61:03;IP=10.61.3.50' };
+    const conf = { cniVersion: '1.0.0', name: 'pwc2', type: 'pipework', bridge: 'brpwc', ipam: { type: 'host-local', subnet: '10.61.3.0/24', dataDir: DATA } };
+    const added = await viaDaemon({ ...env, CNI_COMMAND: 'ADD' }, conf);
+    expect(added.exitCode, added.stdout).toBe(0);
+    expect(link(path, 'eth0')?.address).toBe('02:aa:bb:cc:61:03');
+    expect(addrs(path, 'eth0')).toEqual(['10.61.3.50/24']);
+    const bad = await viaDaemon({ ...env, CNI_CONTAINERID: 'ctr-c3', CNI_COMMAND: 'ADD', CNI_ARGS: 'MAC=zz' }, conf);
+    expect([bad.exitCode, JSON.parse(bad.stdout).code]).toEqual([1, 4]);
+    expect((await viaDaemon({ ...env, CNI_COMMAND: 'DEL' }, conf)).exitCode).toBe(0);
+    expect(reservations(DATA, 'pwc2')).toEqual({});
+    sh('ip', 'netns', 'del', 'pwc2');
+  });
+
   it('metrics: Prometheus text that parses, counting each operation and its errors', async () => {
     const scrape = async () => {
       const r = await get(SOCKET, '/metrics');

@@ -138,10 +138,11 @@ const attachFile = () => {
 /** Once a fifth of the lines have printed their result. */
 const aFifthDone = (stdout: string) => stdout.split('\n').length > N / 5;
 
+// 32 lines in flight (--concurrency): with the default (1024) all 1000 lines would have started before any signal.
 describe('a signal during a 1000-line --batch', () => {
   for (const [signal, status] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
     it(`${signal}: the lines in flight finish, no more start; exit ${status}`, async () => {
-      const r = await cli(['--json', '--batch', attachFile()], (out) => (aFifthDone(out) ? [signal] : []));
+      const r = await cli(['--concurrency', '32', '--json', '--batch', attachFile()], (out) => (aFifthDone(out) ? [signal] : []));
       const { rolledBack } = checkStopped(r, signal, status);
       expect(r.stderr).toContain(`pipework: ${signal}: starting no more lines`);
       expect(rolledBack).toEqual([]);
@@ -150,7 +151,7 @@ describe('a signal during a 1000-line --batch', () => {
   }
 
   it('a second signal while stopping: the attaches in flight roll back instead; still nothing half-made', async () => {
-    const r = await cli(['--json', '--batch', attachFile()], (out, err) => [
+    const r = await cli(['--concurrency', '32', '--json', '--batch', attachFile()], (out, err) => [
       ...(aFifthDone(out) ? ['SIGTERM' as const] : []),
       ...(err.includes('starting no more lines') ? ['SIGHUP' as const] : []),
     ]);
@@ -165,7 +166,7 @@ describe('a signal during a 1000-line --batch', () => {
     expect(a.code, a.stderr).toBe(0);
     const file = join(dir, 'unplug.txt');
     writeFileSync(file, Array.from({ length: N }, (_, i) => guest(i + 1)).join('\n') + '\n');
-    const r = await cli(['--json', 'unplug', '--batch', file], (out) => (aFifthDone(out) ? ['SIGHUP'] : []));
+    const r = await cli(['--concurrency', '32', '--json', 'unplug', '--batch', file], (out) => (aFifthDone(out) ? ['SIGHUP'] : []));
     expect(r.code, r.stderr).toBe(129);
     const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
     expect(summary.stopped).toBe('SIGHUP');

@@ -1,5 +1,7 @@
 // runBounded: bounded concurrency and bounded memory, whatever the pace of the consumer.
 import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
 import { runBounded } from '../../src/bulk';
 
 describe('runBounded', () => {
@@ -34,5 +36,18 @@ describe('runBounded', () => {
     const stopped = [];
     for await (const r of runBounded([0, 1, 2, 3, 4, 5, 6, 7], work, { concurrency: 1, stopOnError: true })) stopped.push(r.index);
     expect(stopped).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe('defaultConcurrency', () => {
+  // In a child: Node reads its open-file limit at start (and raises the soft one to the hard one).
+  const inChild = (...prefix: string[]) => {
+    const script = `process.stdout.write(String(require(${JSON.stringify(resolve(__dirname, '../../dist/bulk/index.js'))}).defaultConcurrency()))`;
+    const argv = [...prefix, process.execPath, '-e', script];
+    return spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' }).stdout;
+  };
+  it('is 1024 where open files allow, and fewer under a low open-file limit (3 descriptors per item, 64 to spare)', () => {
+    expect(inChild('prlimit', '--nofile=4000:4000')).toBe('1024');
+    expect(inChild('prlimit', '--nofile=256:256')).toBe('64');
   });
 });
