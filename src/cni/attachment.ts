@@ -379,7 +379,7 @@ export async function check(conf: NetConf, a: Attachment, call: CniCall): Promis
       }
       if (!peer || peer.kind !== 'veth') throw fail(`the host end of ${a.ifname} is gone`);
       if (peer.master !== bridge.index) throw fail(`the host end ${peer.name} of ${a.ifname} is not a port of bridge ${conf.bridge}`);
-      const listed = interfaces.find((i) => i.name === peer!.name && !i.sandbox);
+      const listed = interfaces.find((i) => i.name === peer.name && !i.sandbox);
       if (listed?.mac && peer.mac?.toLowerCase() !== listed.mac.toLowerCase()) throw fail(`host interface ${peer.name} has MAC ${peer.mac}, expected ${listed.mac}`);
     }
   } finally {

@@ -1,5 +1,5 @@
 import type { Link } from '../netlink/link';
-import { HostLink, vlanUsers, vlanUsersAlias } from './steps';
+import { type HostLink, vlanUsers, vlanUsersAlias } from './steps';
 
 /** Kinds that exist only for the container: deleting the container end removes all of it. */
 const VIRTUAL = new Set(['veth', 'macvlan', 'macvtap', 'ipvlan', 'vlan', 'ipoib', 'dummy']);

@@ -1,5 +1,5 @@
-import { LinkAttrs, createLink } from '../link';
-import { Request } from '../message';
+import { type LinkAttrs, createLink } from '../link';
+import type { Request } from '../message';
 
 /** `ip link add name NAME [address MAC] [netns NS] type dummy` */
 export function createDummy(a: LinkAttrs): Request {

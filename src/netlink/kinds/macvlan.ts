@@ -1,6 +1,6 @@
 import { u32 } from '../attributes';
-import { LinkAttrs, createLink } from '../link';
-import { Request } from '../message';
+import { type LinkAttrs, createLink } from '../link';
+import type { Request } from '../message';
 
 const IFLA_MACVLAN_MODE = 1;
 

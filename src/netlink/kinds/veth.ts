@@ -1,6 +1,6 @@
 import { bytes } from '../attributes';
-import { LinkAttrs, createLink, headerWithAttrs, linkAttrs, linkHeader } from '../link';
-import { Request } from '../message';
+import { type LinkAttrs, createLink, headerWithAttrs, linkAttrs, linkHeader } from '../link';
+import type { Request } from '../message';
 
 const VETH_INFO_PEER = 1;
 
