@@ -6,17 +6,18 @@
 //   ref   the reference bridge plugin (/usr/lib/cni/bridge), Debian's Go build
 // Each call is a fresh process as a runtime makes it (spawned, stdin written,
 // stdout read, exit awaited), timed from spawn to exit.
-//   1. PODS pods one after another (ADD ours, ADD ref, alternating which goes
-//      first), left attached: ADD medians, and the per-pod cost of the first
-//      and last tenth (flat = no growth of our own); then DEL of them all.
+//   1. SEQ pods one after another (ADD ours, ADD ref, alternating which goes
+//      first), then their DELs: medians.
 //   2. Bursts of 30 parallel ADDs, ours then ref then ours...: p50, p99 per pod.
 //   3. The shim with no daemon (it execs bin/pipework-cni.js) against
 //      bin/pipework-cni.js run directly: ADD medians; and what the shim adds
 //      to the program it execs, alone (shim execing /bin/true against
 //      /bin/true, many times: the ADDs' own noise is larger than that).
 //   4. The daemon's RSS idle, after start and after all the above.
+//   5. PODS more pods one after another, left attached: the per-pod cost of
+//      the first and the last tenth (flat = no growth beyond the reference's).
 // `npm run bench` runs it as one section (bench/run.js); alone:
-//   node bench/cni-daemon.js            (BENCH_CNI_PODS=1000, BENCH_CNI_BURSTS=3)
+//   node bench/cni-daemon.js   (BENCH_CNI_SEQ=100, BENCH_CNI_PODS=1000, BENCH_CNI_BURSTS=3)
 const path = require('node:path');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -50,14 +51,15 @@ function report(r, say, T) {
     say(`  ${r ? r.status : 'not run'}${r?.error ? `: ${r.error}` : ''}`);
     return;
   }
-  say(`  load average at start ${r.load.map((x) => x.toFixed(1)).join('/')}, at end ${r.loadEnd.map((x) => x.toFixed(1)).join('/')}; ${r.pods} pods`);
+  say(`  load average at start ${r.load.map((x) => x.toFixed(1)).join('/')}, at end ${r.loadEnd.map((x) => x.toFixed(1)).join('/')};`
+    + ` medians of ${r.seqPods} pods each; then ${r.pods} pods kept attached`);
   const rows = [
     ['ADD, median', r.add.ours, r.add.ref],
     ['DEL, median', r.del.ours, r.del.ref],
     [`burst of ${BURST} ADDs, p50 per pod`, r.burst.ours.p50, r.burst.ref.p50],
     [`burst of ${BURST} ADDs, p99 per pod`, r.burst.ours.p99, r.burst.ref.p99],
-    [`ADD, first ${r.tenth} pods, median`, r.flat.ours.first, r.flat.ref.first],
-    [`ADD, last ${r.tenth} pods, median`, r.flat.ours.last, r.flat.ref.last],
+    [`ADD, pods 1-${r.tenth} of ${r.pods}, median`, r.flat.ours.first, r.flat.ref.first],
+    [`ADD, pods ${r.pods - r.tenth + 1}-${r.pods} of ${r.pods}, median`, r.flat.ours.last, r.flat.ref.last],
   ];
   say(`  ${'call'.padEnd(34)} ${'ours'.padStart(8)} ${'reference'.padStart(10)} ${'ratio'.padStart(7)}`);
   for (const [name, a, b] of rows) say(`  ${name.padEnd(34)} ${f(a).padStart(8)} ${f(b).padStart(10)} ${`${f(a / b, 2)}x`.padStart(7)}`);
@@ -98,6 +100,7 @@ async function measure() {
   const os = require('node:os');
   const load = os.loadavg();
   const pods = Number(process.env.BENCH_CNI_PODS || 1000);
+  const seqPods = Number(process.env.BENCH_CNI_SEQ || 100);
   const bursts = Number(process.env.BENCH_CNI_BURSTS || 3);
   const fallbackReps = Number(process.env.BENCH_CNI_FALLBACK_REPS || 21);
   const overheadReps = Number(process.env.BENCH_CNI_OVERHEAD_REPS || 200);
@@ -106,7 +109,7 @@ async function measure() {
 
   // Named netns for every pod of every phase, made in one go (untimed).
   const names = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
-  const all = [...names('o', pods), ...names('r', pods), ...names('bo', BURST), ...names('br', BURST), ...names('fs', fallbackReps), ...names('fn', fallbackReps)];
+  const all = [...names('o', seqPods + pods), ...names('r', seqPods + pods), ...names('bo', BURST), ...names('br', BURST), ...names('fs', fallbackReps), ...names('fn', fallbackReps)];
   sh('ip', ['-batch', '-'], { input: all.map((n) => `netns add ${n}\n`).join('') });
 
   const conf = (type, bridge, net, subnet) => JSON.stringify({
@@ -161,23 +164,27 @@ async function measure() {
   await call(SHIM, 'DEL', 'bo0', withPrev(ours, w1.out));
   await call(`${REF}/bridge`, 'DEL', 'br0', withPrev(ref, w2.out));
 
-  // 1. Pods one after another, alternating; kept attached; then DELs alternating.
+  // 1. Pods one after another, alternating which goes first; then their DELs, alternating too.
   const addO = [];
   const addR = [];
-  const outO = [];
-  const outR = [];
-  for (let i = 0; i < pods; i++) {
-    const a = () => call(SHIM, 'ADD', `o${i}`, ours).then((r) => { addO.push(r.ms); outO.push(r.out); });
-    const b = () => call(`${REF}/bridge`, 'ADD', `r${i}`, ref).then((r) => { addR.push(r.ms); outR.push(r.out); });
-    if (i % 2) { await b(); await a(); } else { await a(); await b(); }
-  }
   const delO = [];
   const delR = [];
-  for (let i = 0; i < pods; i++) {
-    const a = () => call(SHIM, 'DEL', `o${i}`, withPrev(ours, outO[i])).then((r) => delO.push(r.ms));
-    const b = () => call(`${REF}/bridge`, 'DEL', `r${i}`, withPrev(ref, outR[i])).then((r) => delR.push(r.ms));
-    if (i % 2) { await b(); await a(); } else { await a(); await b(); }
-  }
+  const sequence = async (first, count, adds, dels) => {
+    const outO = [];
+    const outR = [];
+    for (let i = first; i < first + count; i++) {
+      const a = () => call(SHIM, 'ADD', `o${i}`, ours).then((r) => { adds.o.push(r.ms); outO.push(r.out); });
+      const b = () => call(`${REF}/bridge`, 'ADD', `r${i}`, ref).then((r) => { adds.r.push(r.ms); outR.push(r.out); });
+      if (i % 2) { await b(); await a(); } else { await a(); await b(); }
+    }
+    if (!dels) return;
+    for (let i = 0; i < count; i++) {
+      const a = () => call(SHIM, 'DEL', `o${first + i}`, withPrev(ours, outO[i])).then((r) => dels.o.push(r.ms));
+      const b = () => call(`${REF}/bridge`, 'DEL', `r${first + i}`, withPrev(ref, outR[i])).then((r) => dels.r.push(r.ms));
+      if (i % 2) { await b(); await a(); } else { await a(); await b(); }
+    }
+  };
+  await sequence(0, seqPods, { o: addO, r: addR }, { o: delO, r: delR });
 
   // 2. Bursts: BURST ADDs at once, per-pod latency; DELs after each, untimed.
   const burstO = [];
@@ -214,6 +221,12 @@ async function measure() {
     if (i % 2) { await b(); await a(); } else { await a(); await b(); }
   }
 
+  // 5. PODS pods one after another, left attached (the 1000th pod joins a bridge with 999 others and
+  // host-local reads 999 reservations): per-pod ADD cost of the first and the last tenth.
+  const flatO = [];
+  const flatR = [];
+  await sequence(seqPods, pods, { o: flatO, r: flatR });
+
   daemon.kill('SIGTERM');
   await daemonGone;
 
@@ -223,13 +236,13 @@ async function measure() {
   };
   const tenth = Math.max(1, Math.floor(pods / 10));
   process.stdout.write(`${JSON.stringify({
-    pods, tenth, calls, load, loadEnd: os.loadavg(),
+    pods, seqPods, tenth, calls, load, loadEnd: os.loadavg(),
     add: { ours: median(addO), ref: median(addR) },
     del: { ours: median(delO), ref: median(delR) },
     burst: { ours: { p50: q(burstO, 50), p99: q(burstO, 99) }, ref: { p50: q(burstR, 50), p99: q(burstR, 99) } },
     flat: {
-      ours: { first: median(addO.slice(0, tenth)), last: median(addO.slice(-tenth)) },
-      ref: { first: median(addR.slice(0, tenth)), last: median(addR.slice(-tenth)) },
+      ours: { first: median(flatO.slice(0, tenth)), last: median(flatO.slice(-tenth)) },
+      ref: { first: median(flatR.slice(0, tenth)), last: median(flatR.slice(-tenth)) },
     },
     fallback: { shim: median(fbS), node: median(fbN), overhead: median(viaShim) - median(alone) },
     rss: { start: rssStart, end: rssEnd },

@@ -28,3 +28,5 @@ export { NetlinkError } from './netlink/error';
 export { AttachAborted } from './exec/context';
 export { openGuest } from './guest';
 export { renderStep, STEP_SIDE } from './plan/steps';
+export { renderGcStep } from './plan/gc';
+export type { GcStep } from './plan/gc';

@@ -15,6 +15,12 @@ export const HELP = `${USAGE}
 
 Also:
 pipework unplug <guest> [-i containerinterface]     remove what an attach made (harmless if repeated)
+pipework gc [--dry-run] [--bridges]                  remove what containers that died without unplug left behind:
+                                                     OVS ports whose interface is gone, VLAN links we made with no
+                                                     macvlan left, DHCP clients alone in a dead container's netns
+                                                     (pidfiles, scratch dirs), links a killed attach moved aside;
+                                                     --bridges: also bridges we created that have no port left.
+                                                     Only what pipework marked as its own; --dry-run lists commands
 pipework --batch FILE|-                              one pipework command per line, in one process
 pipework --direct-phys <hostinterface> ...           move the interface itself into the container
 pipework docker-plugin [--socket PATH] [--state FILE]  Docker network driver: docker network create -d pipework
@@ -27,7 +33,8 @@ name or id, or an LXC container name.
 dhcp[:opts] (Docker only), udhcpc[-f][:opts], dhclient[-f][:opts], dhcpcd[:opts].
 SIGINT, SIGTERM or SIGHUP stop --batch, docker-plugin and watch gracefully: nothing new
 starts, what is in flight finishes (a second signal rolls back a batch's attaches in flight),
-a batch says which lines were done, failed or not started; exit status 128 + the signal's number.
+a batch says which lines were done, failed or not started; a single attach is rolled back
+(DHCP: once its wait ends). Exit status 128 + the signal's number.
 
 Options (before the host interface):
   --dry-run              print the equivalent ip/ovs-vsctl commands, change nothing
@@ -78,6 +85,7 @@ export type Command =
   | { kind: 'batch'; file: string; unplug: boolean; opts: GlobalOptions }
   | { kind: 'route' | 'rule' | 'tc'; guest: string; args: string[]; opts: GlobalOptions }
   | { kind: 'unplug'; guest: string; containerInterface: string; opts: GlobalOptions }
+  | { kind: 'gc'; bridges: boolean; opts: GlobalOptions }
   | {
     kind: 'attach';
     opts: GlobalOptions;
@@ -176,6 +184,17 @@ export function parseArgs(argv: string[]): Command {
   if (batch !== undefined) {
     if (rest.length > 1 || (rest.length === 1 && rest[0] !== 'unplug')) throw new PipeworkError(`Unexpected argument with --batch: ${rest[0]}`);
     return { kind: 'batch', file: batch, unplug: rest[0] === 'unplug', opts };
+  }
+  if (rest[0] === 'gc') {
+    let bridges = false;
+    for (const a of rest.slice(1)) {
+      if (a === '--bridges') bridges = true;
+      else if (a === '--dry-run') opts.dryRun = true;
+      else if (a === '--json') opts.json = true;
+      else if (a === '-v' || a === '--verbose') opts.verbose = true;
+      else throw new PipeworkError(`Unexpected argument with gc: ${a} (pipework gc [--dry-run] [--bridges])`);
+    }
+    return { kind: 'gc', bridges, opts };
   }
   if (rest[0] === 'unplug' && rest[1] === '--batch') {
     if (rest[2] === undefined) throw new PipeworkError('--batch needs a value.');

@@ -2,7 +2,7 @@
  * The `pipework` command. Loads only what the command at hand needs: a
  * single call has to start faster than the shell original runs.
  */
-import { Command, GlobalOptions, HELP, USAGE, parseArgs } from './args';
+import { type Command, type GlobalOptions, HELP, USAGE, parseArgs } from './args';
 
 /** The commands on one guest, and error messages: loaded when a command gets that far (not for --version, --help). */
 const commands = (): typeof import('./commands') => require('./commands');
@@ -48,12 +48,40 @@ async function run(cmd: Command, io: Out): Promise<number> {
       const { runBatch }: typeof import('./batch') = require('./batch');
       return runBatch(cmd.file, cmd.unplug, cmd.opts, io);
     }
+    case 'gc': {
+      const { Session }: typeof import('../session') = require('../session');
+      const { renderGcStep }: typeof import('../plan/gc') = require('../plan/gc');
+      const session = new Session();
+      try {
+        const { removed, failed } = await session.gc({ bridges: cmd.bridges, dryRun: cmd.opts.dryRun });
+        if (cmd.opts.json) {
+          io.out(JSON.stringify({ removed: removed.map(renderGcStep), failed: failed.map((f) => ({ command: renderGcStep(f.step), error: f.error.message })) }));
+        } else {
+          for (const step of removed) io.out(renderGcStep(step));
+        }
+        for (const f of failed) io.err(`${renderGcStep(f.step)}: ${commands().describeError(f.error, cmd.opts.verbose)}`);
+        return failed.length ? 1 : 0;
+      } finally {
+        session.close();
+      }
+    }
     default: {
       const { Session }: typeof import('../session') = require('../session');
       const session = new Session();
+      // An attach stopped by a signal is rolled back, not left half-made (a DHCP client's wait ends at its timeout).
+      const stopping = cmd.kind === 'attach' && !cmd.opts.dryRun
+        ? (require('./signals') as typeof import('./signals')).stopOnSignals(io.err, { stopping: 'rolling back the attach' })
+        : undefined;
       try {
-        return await commands().runOne(session, cmd, io);
+        const status = await commands().runOne(session, cmd, io,
+          stopping && ((g, r, o) => session.attach(g, r, { ...o, abort: stopping.stop })));
+        return stopping?.signal ? stopping.exitStatus() : status;
+      } catch (e) {
+        if (!stopping?.signal) throw e;
+        io.err(commands().describeError(e, cmd.opts.verbose));
+        return stopping.exitStatus();
       } finally {
+        stopping?.dispose();
         session.close();
       }
     }

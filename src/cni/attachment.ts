@@ -9,6 +9,7 @@ import type { AttachRequest } from '../plan/attach';
 import { RtnlSocket } from '../netlink/socket';
 import { NetlinkError } from '../netlink/error';
 import { createBridge } from '../netlink/kinds/bridge';
+import type { KindName } from '../netlink/kinds';
 import { deleteLink, getLinkByIndex, parseLink, setLink, type Link } from '../netlink/link';
 import { AF_INET, AF_INET6, ARPHRD_INFINIBAND } from '../netlink/constants';
 import type { Guest } from '../guest';
@@ -27,7 +28,7 @@ const EEXIST = 17;
 const ENODEV = 19;
 
 /** The link kind each mode leaves in the container. */
-const CONTAINER_KIND: Record<NetConf['mode'], string> = { bridge: 'veth', macvlan: 'macvlan', vlan: 'macvlan', ipoib: 'ipoib', dummy: 'dummy' };
+const CONTAINER_KIND: Record<NetConf['mode'], KindName> = { bridge: 'veth', macvlan: 'macvlan', vlan: 'macvlan', ipoib: 'ipoib', dummy: 'dummy' };
 
 const invalid = (msg: string, details = '') => new CniError(ErrorCode.InvalidConfig, msg, details);
 
@@ -114,6 +115,31 @@ function gatewaysOf(ips: ResultIp[]): { 4?: Buffer; 6?: Buffer } {
   return out;
 }
 
+/**
+ * The links of ADD and DEL are made and removed at most KERNEL_TURNS calls at
+ * a time, in arrival order. The kernel takes one lock (rtnl) for that work
+ * anyway; a daemon serving a burst would otherwise interleave every call step
+ * by step and finish them all together at the end, where in turn the first
+ * pods are ready first for the same total. Two, so the JavaScript of one
+ * overlaps the kernel's work on the other. (The plugin binary makes one call.)
+ */
+const KERNEL_TURNS = 2;
+let turnsTaken = 0;
+const waitingForTurn: (() => void)[] = [];
+
+async function inTurn<T>(fn: () => Promise<T>): Promise<T> {
+  if (turnsTaken < KERNEL_TURNS) turnsTaken++;
+  else await new Promise<void>((r) => waitingForTurn.push(r));
+  try {
+    return await fn();
+  } finally {
+    // The turn passes to the next in line, or is given back.
+    const next = waitingForTurn.shift();
+    if (next) next();
+    else turnsTaken--;
+  }
+}
+
 /** ADD: IPAM first (addresses), then the link with its addresses in one attach, then MTU and routes. */
 export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<Result> {
   const ipam = ipamOf(conf, a, call);
@@ -154,20 +180,23 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
         `it assigned ${ips.map((ip) => ip.address).join(', ') || 'none'}; CNI_ARGS IP=, args.cni.ips and runtimeConfig.ips are read by the IPAM plugin`);
     const routes = dedupe((ipamResult.routes ?? []).map((r) => parseRoute(r, gatewaysOf(ips))));
 
-    const r = await session.attach(guest, attachRequest(conf, hostInterface, a.ifname, ips.map((ip) => ip.address)));
-    attached = true;
-    const cif = r.containerInterface;
-    // Mode bridge: the veth's host end, and the bridge (whose MAC may have changed with its first port).
-    const [hostVeth, bridge] = conf.mode === 'bridge'
-      ? await Promise.all([linkByName(host, r.hostInterface!), linkByName(host, conf.bridge!)])
-      : [undefined, undefined];
-    if (conf.mtu !== undefined && conf.mtu !== cif.mtu) {
-      // The library gives a veth its bridge's MTU: the configuration's is set on both ends afterwards.
-      await guestSock.request(setLink(cif.index, { mtu: conf.mtu }, `${a.ifname} mtu`));
-      if (hostVeth) await host.request(setLink(hostVeth.index, { mtu: conf.mtu }, `${hostVeth.name} mtu`));
-    }
-    if (routes.length) await guestSock.all(routes.map((p) => addRouteRequest(p, cif.index, a.ifname)));
-    return buildResult(conf, a, r, ipamResult, hostVeth, bridge);
+    const sock = guestSock;
+    return await inTurn(async () => {
+      const r = await session.attach(guest, attachRequest(conf, hostInterface, a.ifname, ips.map((ip) => ip.address)));
+      attached = true;
+      const cif = r.containerInterface;
+      // Mode bridge: the veth's host end, and the bridge (whose MAC may have changed with its first port).
+      const [hostVeth, bridge] = conf.mode === 'bridge'
+        ? await Promise.all([linkByName(host, r.hostInterface!), linkByName(host, conf.bridge!)])
+        : [undefined, undefined];
+      if (conf.mtu !== undefined && conf.mtu !== cif.mtu) {
+        // The library gives a veth its bridge's MTU: the configuration's is set on both ends afterwards.
+        await sock.request(setLink(cif.index, { mtu: conf.mtu }, `${a.ifname} mtu`));
+        if (hostVeth) await host.request(setLink(hostVeth.index, { mtu: conf.mtu }, `${hostVeth.name} mtu`));
+      }
+      if (routes.length) await sock.all(routes.map((p) => addRouteRequest(p, cif.index, a.ifname)));
+      return buildResult(conf, a, r, ipamResult, hostVeth, bridge);
+    });
   } catch (e) {
     if (attached) await (conf.mode === 'vlan' ? session.unplug(guest, a.ifname) : session.detach(guest, a.ifname)).catch(() => undefined);
     if (allocated) await ipam!.del().catch(() => undefined);
@@ -248,8 +277,8 @@ export async function del(conf: NetConf, a: Attachment, call: CniCall): Promise<
           sock.close();
         }
         if (link && link.kind === CONTAINER_KIND[conf.mode]) {
-          if (conf.mode === 'vlan') await session.unplug(guest, a.ifname);
-          else await session.detach(guest, a.ifname);
+          const g = guest;
+          await inTurn(() => (conf.mode === 'vlan' ? session.unplug(g, a.ifname) : session.detach(g, a.ifname)));
         }
       } finally {
         if (!call.session) session.close();
@@ -351,7 +380,7 @@ export async function check(conf: NetConf, a: Attachment, call: CniCall): Promis
       }
       if (!peer || peer.kind !== 'veth') throw fail(`the host end of ${a.ifname} is gone`);
       if (peer.master !== bridge.index) throw fail(`the host end ${peer.name} of ${a.ifname} is not a port of bridge ${conf.bridge}`);
-      const listed = interfaces.find((i) => i.name === peer!.name && !i.sandbox);
+      const listed = interfaces.find((i) => i.name === peer.name && !i.sandbox);
       if (listed?.mac && peer.mac?.toLowerCase() !== listed.mac.toLowerCase()) throw fail(`host interface ${peer.name} has MAC ${peer.mac}, expected ${listed.mac}`);
     }
   } finally {

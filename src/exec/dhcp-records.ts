@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DhcpClientRecord } from '../plan/detach';
-import { DhcpRequest, fileSafe, scratchBase } from '../plan/dhcp';
+import { type DhcpRequest, fileSafe, scratchBase } from '../plan/dhcp';
 
 /** What an attach records of the DHCP client it left running (state.json in its scratch dir). */
 export interface ClientState {
@@ -26,16 +26,21 @@ export interface ClientState {
  * failed half-way): not ours to judge.
  */
 export function findDhcpClients(hostname: string, ifname: string): DhcpClientRecord[] {
-  const prefix = `${fileSafe(hostname)}.${fileSafe(ifname)}.`;
+  return allDhcpClients(`${fileSafe(hostname)}.${fileSafe(ifname)}.`)
+    .filter(({ state }) => state.hostname === hostname && state.ifname === ifname).map(({ record }) => record);
+}
+
+/** Every client recorded under scratchBase() (whose dir name starts with prefix), with its state. */
+export function allDhcpClients(prefix = ''): { record: DhcpClientRecord; state: ClientState }[] {
   let entries: string[];
   try {
     entries = readdirSync(scratchBase());
   } catch {
     return [];
   }
-  const found: DhcpClientRecord[] = [];
+  const found: { record: DhcpClientRecord; state: ClientState }[] = [];
   for (const name of entries) {
-    if (!name.startsWith(prefix) || name.length !== prefix.length + 6) continue;
+    if (!name.startsWith(prefix) || (prefix && name.length !== prefix.length + 6)) continue;
     const dir = join(scratchBase(), name);
     let state: ClientState;
     try {
@@ -43,8 +48,7 @@ export function findDhcpClients(hostname: string, ifname: string): DhcpClientRec
     } catch {
       continue;
     }
-    if (state.hostname !== hostname || state.ifname !== ifname) continue;
-    found.push({ dir, client: state.client, pid: state.pid, helperContainer: state.helperContainer });
+    found.push({ record: { dir, client: state.client, pid: state.pid, helperContainer: state.helperContainer }, state });
   }
   return found;
 }

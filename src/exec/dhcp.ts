@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { PipeworkError } from '../errors';
-import { DhcpRequest, dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
+import { type DhcpRequest, dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
 import type { DhcpClientRecord } from '../plan/detach';
 import type { ClientState } from './dhcp-records';
 
@@ -541,6 +541,32 @@ export function dhcpClientRunning(record: DhcpClientRecord): boolean {
   if (state.helperContainer) return true; // its container's fate is Docker's to tell; unplug removes it
   const p = state.pid && state.startTime ? identify(state.pid, state.comm, state.netnsIno) : undefined;
   return !!p && p.startTime === state.startTime;
+}
+
+/**
+ * gc: whether anything but the recorded client still uses its netns (a
+ * process outside the client's own UTS namespace, or a name in /run/netns):
+ * a client alone in it keeps alive the netns of a container that is gone.
+ */
+export function dhcpNetnsInUse(record: DhcpClientRecord): boolean {
+  let state: ClientState;
+  try {
+    state = JSON.parse(readFileSync(join(record.dir, 'state.json'), 'utf8'));
+  } catch {
+    return true; // nothing to judge by: not ours to stop
+  }
+  if (state.netnsIno === undefined || state.utsIno === undefined || state.helperContainer) return true;
+  try {
+    for (const name of readdirSync('/run/netns')) {
+      try { if (statSync(`/run/netns/${name}`).ino === state.netnsIno) return true; } catch { /* gone meanwhile */ }
+    }
+  } catch { /* no /run/netns */ }
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (nsInode(pid, 'net') === state.netnsIno && nsInode(pid, 'uts') !== state.utsIno && identify(pid)) return true;
+  }
+  return false;
 }
 
 /** Whether the client stays running after the lease (the -f variants, dhcpcd, Docker's helper). */

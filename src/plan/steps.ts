@@ -1,6 +1,6 @@
-import { Cidr, formatIp } from '../addressing';
+import { type Cidr, formatIp } from '../addressing';
 import { formatMac } from '../netlink/link';
-import { MacvlanMode } from '../netlink/kinds/macvlan';
+import type { MacvlanMode } from '../netlink/kinds/macvlan';
 import { type DhcpRequest, dhcpCommandLine } from './dhcp';
 
 /** A link in the host netns, known by name and, once it exists, by ifindex. */
@@ -105,6 +105,8 @@ export const asideName = (index: number) => `pwold${index}`;
  * unplug deletes the link when the last one goes (and never one it did not make).
  */
 export const VLAN_USERS_PREFIX = 'pipework:vlan-users=';
+/** The alias of a bridge an attach created (`gc --bridges` deletes it once it has no port left; never one it found). */
+export const CREATED_BRIDGE_ALIAS = 'pipework:bridge';
 export const vlanUsersAlias = (n: number) => `${VLAN_USERS_PREFIX}${n}`;
 export function vlanUsers(alias: string | undefined): number | undefined {
   return alias?.startsWith(VLAN_USERS_PREFIX) ? Number(alias.slice(VLAN_USERS_PREFIX.length)) || 0 : undefined;
@@ -119,7 +121,7 @@ export function renderStep(step: Step, guestPath: string): string {
   const inNs = (cmd: string) => `nsenter --net=${guestPath} ${cmd}`;
   switch (step.op) {
     case 'create-bridge':
-      return `ip link add name ${step.name} up type bridge`;
+      return `ip link add name ${step.name} up type bridge && ip link set dev ${step.name} alias ${CREATED_BRIDGE_ALIAS}`;
     case 'create-ovs-bridge':
       return `ovs-vsctl add-br ${step.name}`;
     case 'move-aside-host-link':

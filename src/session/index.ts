@@ -1,22 +1,24 @@
 import { closeSync } from 'node:fs';
 import { native } from '../native';
 import { RtnlSocket } from '../netlink/socket';
-import { Guest, GuestSpec, openGuest } from '../guest';
-import { AttachRequest, checkRequest, planAttach } from '../plan/attach';
-import { AttachPlan, renderStep } from '../plan/steps';
-import { AttachOptions, AttachOutcome, AttachResult, executeAttach } from '../exec/attach';
+import { type Guest, type GuestSpec, openGuest } from '../guest';
+import { type AttachRequest, checkRequest, planAttach } from '../plan/attach';
+import { type AttachPlan, renderStep } from '../plan/steps';
+import { type AttachOptions, type AttachOutcome, type AttachResult, executeAttach } from '../exec/attach';
 import type { ExecOptions, NetnsPair } from '../exec/context';
-import { DetachOutcome, deleteGroup, detachOrGroup, executeDetach, observeDetach } from '../exec/detach';
-import { DetachPlan, planDetach, renderDetachStep } from '../plan/detach';
+import { type DetachOutcome, deleteGroup, detachOrGroup, executeDetach, observeDetach } from '../exec/detach';
+import { type DetachPlan, planDetach, renderDetachStep } from '../plan/detach';
 import { linkByMac, lookupLinks, observe } from '../exec/observe';
 import { parseRoute, parseRule } from '../plan/ip-grammar';
 import { routeRequest } from '../netlink/route';
 import { ruleRequest } from '../netlink/rule';
 import { PipeworkError } from '../errors';
 import { formatIp } from '../addressing';
-import { BulkAttachItem, BulkDetachItem, BulkOptions, BulkResult, attachMany, detachMany } from '../bulk';
-import { Link, dumpLinks } from '../netlink/link';
+import { type BulkAttachItem, type BulkDetachItem, type BulkOptions, type BulkResult, attachMany, detachMany } from '../bulk';
+import { type Link, dumpLinks } from '../netlink/link';
 import { NetlinkError } from '../netlink/error';
+import { type GcStep, planGc } from '../plan/gc';
+import { executeGc, observeGc } from '../exec/gc';
 
 const EEXIST = 17;
 const ENODEV = 19;
@@ -168,6 +170,21 @@ export class Session {
   async rule(guest: GuestArg, args: string[]): Promise<void> {
     const { cmd, spec } = parseRule(args);
     await this.withGuest(guest, (_g, ns) => ns.guest.request(ruleRequest(cmd, spec, args.join(' '))));
+  }
+
+  /**
+   * `pipework gc`: removes what containers that died without unplug (and
+   * attaches killed half-way) left behind, and only what pipework marked as
+   * its own (see src/plan/gc.ts); with bridges, also bridges it created that
+   * have no port left. dryRun: what would be removed, changing nothing.
+   * Each removal stands alone: one that fails is reported with its error.
+   */
+  async gc(opts: { bridges?: boolean; dryRun?: boolean } = {}): Promise<{ removed: GcStep[]; failed: { step: GcStep; error: Error }[] }> {
+    const pair = { host: this.host, hostFd: this.hostFd };
+    const steps = planGc(await observeGc(pair), opts);
+    if (opts.dryRun) return { removed: steps, failed: [] };
+    const { done, failed } = await executeGc(steps, pair);
+    return { removed: done, failed };
   }
 
   close(): void {

@@ -6,36 +6,21 @@
 // inside scripts/in-netns.js:
 //   npx tsc -p . && node scripts/in-netns.js npx vitest run test/e2e/converge.test.ts
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { settle, snapshot } from '../helpers/kernel';
-import { Dnsmasq, Ovs, run, startDnsmasq, startOvs } from '../support/daemons';
+import { settle, snapshot, withoutKernelNoise } from '../helpers/kernel';
+import { BIN, cliIn } from '../helpers/cli';
+import { mulberry32 } from '../helpers/random';
+import { type Dnsmasq, type Ovs, run, startDnsmasq, startOvs } from '../support/daemons';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/converge.test.ts changes network namespaces: only inside scripts/in-netns.js');
 }
 
-const BIN = resolve(__dirname, '../../bin/pipework.js');
 const HOST = 'cvh';
 const GUEST = 'cvg';
 
-interface CliResult { code: number | null; signal: string | null; stdout: string; stderr: string }
-
-/** `pipework ARGS` in the host netns. */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  return new Promise((done, fail) => {
-    const child = spawn('nsenter', [`--net=/run/netns/${HOST}`, '--', process.execPath, BIN, ...args], {
-      env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    child.on('error', fail);
-    child.on('close', (code, signal) => done({ code, signal, stdout, stderr }));
-  });
-}
+const cli = cliIn(HOST);
 
 const ip = (...args: string[]) => run('ip', args);
 const inHost = (...args: string[]) => run('ip', ['-n', HOST, ...args]);
@@ -53,23 +38,13 @@ function dumps() {
   }
 }
 
-/**
- * The dumps without what the kernel changes on its own afterwards: timers,
- * carrier, and IPv6 link-local addresses and routes (DAD comes and goes).
- */
-function stable(d: ReturnType<typeof dumps>): ReturnType<typeof dumps> {
-  return JSON.parse(JSON.stringify(d, (k, v) => {
-    if (['tentative', 'operstate'].includes(k) || /_timer$/.test(k)) return undefined;
-    if (Array.isArray(v)) return v.filter((x) => !(x?.family === 'inet6' && x?.scope === 'link') && !String(x?.dst ?? '').startsWith('fe80'));
-    return v;
-  }));
-}
+const stable = withoutKernelNoise;
 
 /**
  * Also without MACs the kernel picks at random (a veth's, so its bridge's and
  * the IDs made from it), and ifindexes (a host kept across runs counts on).
  */
-function comparable(d: ReturnType<typeof dumps>, keepMacs: string[]): unknown {
+function comparable(d: unknown, keepMacs: string[]): unknown {
   const text = JSON.stringify(d, (k, v) => (['bridge_id', 'root_id', 'ifindex', 'link_index'].includes(k) ? undefined : v));
   return JSON.parse(text.replace(/\b[0-9a-f]{1,2}(:[0-9a-f]{1,2}){5}\b/g, (m) => (keepMacs.includes(m) || /^(ff:|0:0|00:00)/.test(m) ? m : '<random mac>')));
 }
@@ -80,7 +55,7 @@ interface Scenario {
   /** The command's arguments without the options and with GUEST for the container. */
   args: string[];
   /** The host netns as the test needs it, made fresh for each run (unless the describe keeps one). */
-  setup?: () => Promise<void>;
+  setup?: () => Promise<unknown>;
   /** MACs the command sets (kept in the comparison). */
   macs?: string[];
   /** Extra state to compare (ovsdb rows). */
@@ -94,7 +69,7 @@ async function freshGuest(): Promise<void> {
   await ip('netns', 'add', GUEST);
 }
 
-async function freshBoth(setup?: () => Promise<void>): Promise<void> {
+async function freshBoth(setup?: () => Promise<unknown>): Promise<void> {
   await ip('netns', 'del', HOST).catch(() => undefined);
   await ip('netns', 'add', HOST);
   await freshGuest();
@@ -239,4 +214,108 @@ describe('killed after each step, then --converge: DHCP (udhcpc against dnsmasq)
       reset: freshGuest,
     }, freshGuest);
   }, 180_000);
+});
+
+describe('a 1000-line batch killed (SIGKILL) at 20 random moments, re-run with --converge after each', () => {
+  const N = 1000;
+  const KILLS = 20;
+  // PIPEWORK_TEST_SEED replays a run; the seed used is printed.
+  const SEED = Number(process.env.PIPEWORK_TEST_SEED ?? 1313);
+  const guestName = (i: number) => `b${i}`;
+  const ipBatch = (lines: string[]) => new Promise<void>((done, fail) => {
+    const child = spawn('ip', ['-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    child.on('error', fail);
+    child.on('close', (code) => (code === 0 ? done() : fail(new Error(`ip -batch: ${err}`))));
+    child.stdin.end(`${lines.join('\n')}\n`);
+  });
+  const guests = (op: 'add' | 'del') => ipBatch(Array.from({ length: N }, (_, i) => `netns ${op} ${guestName(i)}`));
+  const file = `/run/pipework-converge-batch.txt`;
+
+  const dumpCommands = '/run/pipework-converge-dump.txt';
+  /** Every guest's addresses (with their links) and routes: one ip process forking one `ip -batch` per netns. */
+  async function perGuest(): Promise<Record<string, unknown>> {
+    writeFileSync(dumpCommands, 'addr show\nroute show table all\n');
+    const out = await run('ip', ['-all', 'netns', 'exec', 'ip', '-j', '-d', '-batch', dumpCommands]);
+    const found: Record<string, unknown> = {};
+    for (const part of out.split(/^netns: /m).slice(1)) {
+      const [name, addrs, routes] = part.trim().split('\n');
+      if (/^b\d+$/.test(name)) found[name] = { addrs: JSON.parse(addrs), routes: JSON.parse(routes) };
+    }
+    return found;
+  }
+
+  /** Host links and every guest's links, addresses and routes, without random MACs and ifindexes; host links by name. */
+  async function batchState() {
+    const host = stable(JSON.parse(await inHost('-j', '-d', 'link', 'show')) as { ifname: string }[]);
+    const guest = stable(await perGuest());
+    return comparable({ host: host.sort((a, b) => a.ifname.localeCompare(b.ifname)), guest }, []);
+  }
+
+  afterAll(async () => {
+    await guests('del').catch(() => undefined);
+    await ip('netns', 'del', HOST).catch(() => undefined);
+  });
+
+  it(`all lines complete, in the state of a clean run (seed ${SEED})`, async () => {
+    console.log(`converge batch test: seed ${SEED} (PIPEWORK_TEST_SEED replays it)`);
+    const setupHost = () => freshBoth(() => inHost('link', 'add', 'br0', 'up', 'type', 'bridge'));
+    const lines = Array.from({ length: N }, (_, i) => `br0 ${guestName(i)} 10.70.${(i + 2) >> 8}.${(i + 2) & 255}/16@10.70.0.1`);
+    writeFileSync(file, `${lines.join('\n')}\n`);
+
+    await setupHost();
+    await guests('add');
+    const clean = await cli(['--batch', file]);
+    expect(clean.code, clean.stderr).toBe(0);
+    const want = await batchState();
+    await guests('del');
+
+    await setupHost();
+    await guests('add');
+    // The moments: after a random number of lines done (spread over the whole batch), plus 0-20 ms, so
+    // that every kill lands while lines are in flight (a run that only looks at complete lines is not killed).
+    const random = mulberry32(SEED);
+    const cutSet = new Set<number>();
+    while (cutSet.size < KILLS) cutSet.add(1 + Math.floor(random() * (N - 1)));
+    const cuts = [...cutSet].sort((a, b) => a - b);
+    const complete = new Set<string>(); // guests reported complete by any run so far
+    let killed = 0;
+    const t0 = performance.now();
+    for (let k = 0; k < KILLS; k++) {
+      const child = spawn('nsenter', [`--net=/run/netns/${HOST}`, '--', process.execPath, BIN, '--json', ...(k ? ['--converge'] : []), '--batch', file],
+        { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+      const extraMs = random() * 20;
+      let pending = '';
+      let timer: NodeJS.Timeout | undefined;
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        pending += d;
+        const lines = pending.split('\n');
+        pending = lines.pop()!;
+        for (const l of lines) complete.add(JSON.parse(l).guest);
+        if (complete.size >= cuts[k] && !timer) timer = setTimeout(() => child.kill('SIGKILL'), extraMs);
+      });
+      const signal = await new Promise<string | null>((resolve) => child.on('close', (_code, sig) => resolve(sig)));
+      clearTimeout(timer);
+      if (signal === 'SIGKILL') killed++;
+      else console.log(`run ${k} not killed (cut ${cuts[k]}, ${complete.size} complete): ${stderr.slice(0, 2000)}`);
+    }
+    expect(killed).toBe(KILLS);
+    console.log(`converge batch test: ${KILLS} runs killed at ${cuts.join(', ')} lines (+0-20 ms) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+    const final = await cli(['--converge', '--json', '--batch', file]);
+    expect(final.code, final.stderr).toBe(0);
+    expect(final.stdout.trim().split('\n').map((l) => JSON.parse(l).status).every((s: string) => /^(created|repaired|unchanged)$/.test(s))).toBe(true);
+    const before = await batchState();
+    expect(before).toEqual(want);
+
+    const again = await cli(['--converge', '--json', '--batch', file]);
+    expect(again.code, again.stderr).toBe(0);
+    const statuses = again.stdout.trim().split('\n').map((l) => JSON.parse(l).status);
+    expect(statuses.length).toBe(N);
+    expect(statuses.filter((s) => s !== 'unchanged')).toEqual([]);
+    expect(await batchState()).toEqual(before);
+  }, 600_000);
 });

@@ -5,7 +5,7 @@
 // The clients' scripts would rewrite /etc/resolv.conf (and more) wherever
 // they run: each test proves this machine's /etc, /var/lib/dhcp* and
 // hostname are left exactly as they were.
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   existsSync, fstatSync, lstatSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, readlinkSync,
   rmSync, statSync, symlinkSync, writeFileSync, constants,
@@ -76,13 +76,15 @@ function expectHostUntouched(): void {
 
 interface CliResult { code: number | null; stdout: string; stderr: string; ms: number }
 
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+/** `pipework ARGS`; started: given the running process (to signal it). */
+function cli(args: string[], env: NodeJS.ProcessEnv = {}, started?: (child: ChildProcess) => void): Promise<CliResult> {
   const t0 = performance.now();
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { ...process.env, PIPEWORK_LEASE_DIR: leaseDir, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    started?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
@@ -400,6 +402,24 @@ describe('failures roll back completely', () => {
     expect(r.stderr).toBe("You asked for DHCP client udhcpc, but I can't find it.\n");
     expect((await ipj<any[]>('link', 'show', 'master', BR)).map((l) => l.ifname)).not.toContain(`veth1pl${guest}`);
     await expectNothingLeft(guest, nsIno(guest));
+  });
+
+  it('SIGTERM while the client waits for a lease: the attach rolled back (client stopped), exit 143, nothing left', async () => {
+    const guest = await newGuest();
+    const ino = nsIno(guest);
+    const r = await cli([DEAD_BR, guest, 'udhcpc'], { PIPEWORK_DHCP_TIMEOUT: '3' }, (child) => {
+      // Once the client runs in the guest: the veth and link-up are done, the lease is awaited.
+      const poll = setInterval(() => {
+        if (procsInNetns(ino).some((p) => p.comm === 'udhcpc')) {
+          clearInterval(poll);
+          child.kill('SIGTERM');
+        }
+      }, 20);
+      child.once('exit', () => clearInterval(poll));
+    });
+    expect(r.code, r.stderr).toBe(143);
+    expect(r.stderr).toMatch(/^pipework: SIGTERM: rolling back the attach\n/);
+    await expectNothingLeft(guest, ino);
   });
 
   for (const arg of ['udhcpc', 'udhcpc-f', 'dhclient-f']) {

@@ -61,6 +61,19 @@ export function snapshot(fd: number) {
 }
 
 /**
+ * Dumps without what the kernel changes on its own, later: timers, carrier,
+ * DAD flags, and IPv6 link-local addresses and routes (made when a link
+ * comes up and, on a bridge, again when its MAC changes).
+ */
+export function withoutKernelNoise<T>(d: T): T {
+  return JSON.parse(JSON.stringify(d, (k, v) => {
+    if (['tentative', 'operstate'].includes(k) || /_timer$/.test(k)) return undefined;
+    if (Array.isArray(v)) return v.filter((x) => !(x?.family === 'inet6' && x?.scope === 'link') && !String(x?.dst ?? '').startsWith('fe80'));
+    return v;
+  }));
+}
+
+/**
  * A reading once the kernel has finished with what the test just did (carrier,
  * bridge port states settle a moment after a link comes up): two equal readings 50 ms apart.
  */
@@ -78,6 +91,12 @@ export async function settle<T>(read: () => T, what = 'the kernel state'): Promi
 /** Waits (up to 10 s) until no IPv6 address in the netns is still in duplicate address detection: its end adds routes. */
 export async function dadDone(fd: number): Promise<void> {
   for (let i = 0; i < 100 && inNetns(fd, 'ip', ['-6', 'addr', 'show', 'tentative']).trim(); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
+/** Waits (up to 10 s) until the link has its IPv6 link-local address, past duplicate address detection (it comes with carrier). */
+export async function linkLocalDone(fd: number, ifname: string): Promise<void> {
+  const ready = () => ipj<any[]>(fd, '-6', 'addr', 'show', 'dev', ifname)[0]?.addr_info?.some((a: any) => a.scope === 'link' && !a.tentative);
+  for (let i = 0; i < 100 && !ready(); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
 export function ping(fd: number, addr: string): boolean {

@@ -1,9 +1,9 @@
 // A failure at any step of any attach leaves host and guest exactly as they
 // were: every link, address, route and rule compared before and after.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Ovs, startOvs } from '../support/daemons';
-import { AttachRequest, STEP_SIDE, Session } from '../../src/index';
-import { dadDone, ip, ipj, netnsSet, settle, snapshot } from '../helpers/kernel';
+import { type Ovs, startOvs } from '../support/daemons';
+import { type AttachRequest, STEP_SIDE, Session } from '../../src/index';
+import { dadDone, ip, linkLocalDone, netnsSet, settle, snapshot } from '../helpers/kernel';
 
 /** Kinds of attach step a fault was injected at, and kinds undone after a fault at a later step, in this file. */
 const faulted = new Set<string>();
@@ -267,6 +267,9 @@ describe('rollback at every step, Open vSwitch port', () => {
       const request = { hostInterface: 'ovsbr0', addresses: ['10.44.0.2/24'], gateway: '10.44.0.1', vlan: '9' };
       const before = { host: snapshot(ovsHost.fds[0]), guest: snapshot(guest), ovs: await ovsState() };
       const { hostInterface } = await ovsSession.attach({ fd: guest }, request);
+      // Both ends get an IPv6 link-local address once they have carrier, a moment after the attach.
+      await linkLocalDone(ovsHost.fds[0], hostInterface!);
+      await linkLocalDone(guest, 'eth1');
       const attached = { host: snapshot(ovsHost.fds[0]), guest: snapshot(guest), ovs: await ovsState() };
       expect(attached.ovs.onBridge).toContain(hostInterface);
       const plan = await ovsSession.planUnplug({ fd: guest });

@@ -7,13 +7,15 @@
 // then `KERNEL-TESTS-DONE passed=N failed=M`. Lines starting with `# ` are
 // diagnostics the host script echoes too.
 'use strict';
-const { spawnSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
+const http = require('node:http');
 const { existsSync, readFileSync } = require('node:fs');
 
 const IP = '/sbin/ip';
 // The `pipework` command as npm installs it: package.json's bin entry.
 const BIN = require('/pipework/package.json').bin;
 const CLI = `/pipework/${typeof BIN === 'string' ? BIN : BIN.pipework}`;
+const CNI = `/pipework/${BIN['pipework-cni']}`;
 const { Session, NetlinkError, PipeworkError, STEP_SIDE } = require('/pipework/dist/index.js');
 
 // ---- helpers ----------------------------------------------------------------
@@ -271,6 +273,156 @@ test('dummy-cli', async () => {
   eq(links(null).filter((l) => l.linkinfo?.info_kind === 'dummy').map((l) => l.ifname), [], 'dummy links in the host');
   pipeworkOk('unplug', 'c8');
   check(!link('c8', 'eth1'), 'eth1 still in c8 after unplug');
+});
+
+test('vlan-mtu-cli', async () => {
+  // `@vid` on a NIC: the VLAN link copies the NIC's MTU, and is the macvlan's parent.
+  netns('c40');
+  fakeNic('nicw');
+  ip(null, 'link', 'set', 'nicw', 'mtu', '1450');
+  pipeworkOk('nicw', 'c40', '10.1.30.2/24', '@7');
+  const v = link(null, 'nicw.7');
+  eq([v?.linkinfo?.info_kind, v?.linkinfo?.info_data?.id, v?.mtu], ['vlan', 7, 1450], 'nicw.7 kind, id, MTU');
+  eq(link('c40', 'eth1')?.link_index, v.ifindex, 'c40 eth1 parent');
+  eq(link('c40', 'eth1')?.mtu, 1450, 'c40 eth1 MTU');
+  pipeworkOk('unplug', 'c40');
+  check(!link(null, 'nicw.7'), 'nicw.7 outlived its only container');
+});
+
+test('vlan-foreign-lib', async () => {
+  // A VLAN link someone else made is used, and never deleted by unplug (it has no pipework alias).
+  netns('c41');
+  fakeNic('nicg');
+  ip(null, 'link', 'add', 'link', 'nicg', 'name', 'nicg.20', 'type', 'vlan', 'id', '20');
+  await session.attach({ netns: 'c41' }, { hostInterface: 'nicg', vlan: '20', addresses: ['10.1.31.2/24'] });
+  eq(link('c41', 'eth1')?.link_index, link(null, 'nicg.20').ifindex, 'c41 eth1 parent');
+  eq(await session.unplug({ netns: 'c41' }), { action: 'deleted', kind: 'macvlan' }, 'unplug');
+  check(link(null, 'nicg.20'), 'unplug deleted a VLAN link pipework did not make');
+});
+
+test('dummy-lib', async () => {
+  netns('c42');
+  const r = await session.attach({ netns: 'c42' }, { hostInterface: 'dummy0', addresses: ['10.2.1.2/24'] });
+  eq([r.containerInterface.name, link('c42', 'eth1')?.linkinfo?.info_kind], ['eth1', 'dummy'], 'c42 eth1');
+  eq(addrs4('c42', 'eth1'), ['10.2.1.2/24'], 'c42 addresses');
+  eq(await session.detach({ netns: 'c42' }), { action: 'deleted', kind: 'dummy' }, 'detach');
+});
+
+/** `pipework-cni` as a runtime runs it: CNI_* variables, the configuration on stdin; its JSON answer. */
+function cni(command, netnsName, conf, ifname = 'eth0') {
+  const env = { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: `id-${netnsName}`, CNI_NETNS: `/run/netns/${netnsName}`, CNI_IFNAME: ifname, CNI_PATH: '/nonexistent' };
+  const r = spawnSync(CNI, [], { input: JSON.stringify(conf), env, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`pipework-cni ${command} exited ${r.status}: ${r.stdout.trim()} ${r.stderr.trim()}`);
+  return r.stdout.trim() ? JSON.parse(r.stdout) : undefined;
+}
+
+const cniConf = (extra, subnet) => ({
+  cniVersion: '1.0.0', name: `net-${extra.mode}`, type: 'pipework', ...extra,
+  ipam: { type: 'host-local', subnet, dataDir: '/tmp/cni-ipam' },
+});
+
+test('cni-vlan', async () => {
+  // mode vlan: a macvlan on <master>.<vlan> (made for the first container, deleted with the last), tags on the wire.
+  netns('c43', 'c44');
+  fakeNic('nicc', { peerNs: 'swc' });
+  ip('swc', 'link', 'add', 'link', 'niccp', 'name', 'niccp.40', 'type', 'vlan', 'id', '40');
+  ip('swc', 'addr', 'add', '10.5.40.1/24', 'dev', 'niccp.40');
+  ip('swc', 'link', 'set', 'niccp.40', 'up');
+  const conf = cniConf({ mode: 'vlan', master: 'nicc', vlan: 40 }, '10.5.40.0/24');
+  const r = cni('ADD', 'c43', conf);
+  cni('ADD', 'c44', conf);
+  const v = link(null, 'nicc.40');
+  eq([v?.linkinfo?.info_kind, v?.linkinfo?.info_data?.id, v?.link], ['vlan', 40, 'nicc'], 'nicc.40 kind, id, parent');
+  const e = link('c43', 'eth0');
+  eq([e?.linkinfo?.info_kind, e?.link_index, e?.address], ['macvlan', v.ifindex, r.interfaces[0].mac], 'c43 eth0 kind, parent, MAC as the result says');
+  eq(addrs4('c43', 'eth0'), [r.ips[0].address], 'c43 addresses as the result says');
+  check(ping('c43', '10.5.40.1'), 'c43 cannot ping 10.5.40.1 on VLAN 40 behind the NIC');
+  cni('CHECK', 'c43', { ...conf, prevResult: r });
+  cni('DEL', 'c43', { ...conf, prevResult: r });
+  check(!link('c43', 'eth0'), 'eth0 still in c43 after DEL');
+  check(link(null, 'nicc.40'), 'nicc.40 went while c44 still uses it');
+  cni('DEL', 'c44', conf);
+  check(!link(null, 'nicc.40'), 'nicc.40 outlived its last container');
+  cni('DEL', 'c44', conf); // a second DEL succeeds
+});
+
+test('cni-dummy', async () => {
+  netns('c45');
+  const conf = cniConf({ mode: 'dummy' }, '10.5.41.0/24');
+  const r = cni('ADD', 'c45', conf);
+  eq(r.interfaces, [{ name: 'eth0', mac: link('c45', 'eth0')?.address, sandbox: '/run/netns/c45' }], 'result interfaces');
+  eq(link('c45', 'eth0')?.linkinfo?.info_kind, 'dummy', 'c45 eth0 kind');
+  eq(addrs4('c45', 'eth0'), [r.ips[0].address], 'c45 addresses as the result says');
+  eq(links(null).filter((l) => l.linkinfo?.info_kind === 'dummy').map((l) => l.ifname), [], 'dummy links in the host');
+  cni('DEL', 'c45', conf);
+  check(!link('c45', 'eth0'), 'eth0 still in c45 after DEL');
+});
+
+/** One call of Docker's remote network driver protocol over the plugin's unix socket. */
+function dockerCall(socketPath, method, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, path: `/${method}`, method: 'POST', headers: { 'Content-Type': 'application/vnd.docker.plugins.v1+json' } }, (res) => {
+      let data = '';
+      res.setEncoding('utf8').on('data', (d) => { data += d; }).on('end', () => {
+        const json = data ? JSON.parse(data) : {};
+        if (res.statusCode !== 200 || json.Err) reject(new Error(`${method}: ${res.statusCode} ${data}`));
+        else resolve(json);
+      });
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+test('docker-plugin-vlan', async () => {
+  // `docker network create -d pipework -o parent=nicd -o vlan=50`, as dockerd drives the plugin: the VLAN link is
+  // made with the network, Join's macvlan sits on it, and the link goes with the network. Docker's part (moving
+  // the interface into the sandbox, naming and addressing it, and taking it out again) is done here with iproute2.
+  netns('c46');
+  fakeNic('nicd', { peerNs: 'swd' });
+  ip('swd', 'link', 'add', 'link', 'nicdp', 'name', 'nicdp.50', 'type', 'vlan', 'id', '50');
+  ip('swd', 'addr', 'add', '10.6.50.1/24', 'dev', 'nicdp.50');
+  ip('swd', 'link', 'set', 'nicdp.50', 'up');
+  const sock = '/run/pw-docker-plugin.sock';
+  const plugin = spawn(CLI, ['docker-plugin', '--socket', sock, '--state', '/tmp/pw-docker-plugin.json'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  plugin.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
+  try {
+    for (let i = 0; !existsSync(sock); i++) {
+      if (plugin.exitCode !== null || i > 300) throw new Error(`the plugin did not start: ${stderr.trim()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const NetworkID = 'a'.repeat(64);
+    const EndpointID = 'b'.repeat(64);
+    eq(await dockerCall(sock, 'Plugin.Activate', {}), { Implements: ['NetworkDriver'] }, 'Activate');
+    await dockerCall(sock, 'NetworkDriver.CreateNetwork', {
+      NetworkID, Options: { 'com.docker.network.generic': { parent: 'nicd', vlan: '50' } },
+      IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '10.6.50.0/24', Gateway: '10.6.50.1/24' }],
+    });
+    const v = link(null, 'nicd.50');
+    eq([v?.linkinfo?.info_kind, v?.linkinfo?.info_data?.id, v?.link], ['vlan', 50, 'nicd'], 'nicd.50 kind, id, parent');
+    await dockerCall(sock, 'NetworkDriver.CreateEndpoint', { NetworkID, EndpointID, Interface: { Address: '10.6.50.2/24' } });
+    const joined = await dockerCall(sock, 'NetworkDriver.Join', { NetworkID, EndpointID, SandboxKey: '/run/netns/c46' });
+    const src = joined.InterfaceName.SrcName;
+    const m = link(null, src);
+    eq([m?.linkinfo?.info_kind, m?.link], ['macvlan', 'nicd.50'], `${src} kind and parent`);
+    ip(null, 'link', 'set', src, 'netns', 'c46');
+    ip('c46', 'link', 'set', src, 'name', `${joined.InterfaceName.DstPrefix}0`);
+    ip('c46', 'addr', 'add', '10.6.50.2/24', 'dev', 'eth0');
+    ip('c46', 'link', 'set', 'eth0', 'up');
+    check(ping('c46', '10.6.50.1'), 'c46 cannot ping 10.6.50.1 on VLAN 50 behind the NIC');
+    // Docker takes the interface out of the sandbox before Leave: down, its SrcName again, back in the host.
+    ip('c46', 'link', 'set', 'eth0', 'down');
+    ip('c46', 'link', 'set', 'eth0', 'name', src);
+    ip('c46', 'link', 'set', src, 'netns', '1');
+    await dockerCall(sock, 'NetworkDriver.Leave', { NetworkID, EndpointID });
+    check(!link(null, src), `${src} outlived Leave`);
+    await dockerCall(sock, 'NetworkDriver.DeleteEndpoint', { NetworkID, EndpointID });
+    await dockerCall(sock, 'NetworkDriver.DeleteNetwork', { NetworkID });
+    check(!link(null, 'nicd.50'), 'nicd.50 outlived its network');
+  } finally {
+    plugin.kill();
+  }
 });
 
 test('ipvlan-detach-lib', async () => {

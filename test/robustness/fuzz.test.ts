@@ -14,21 +14,12 @@ import { encodeRequest } from '../../src/netlink/message';
 import { createVeth } from '../../src/netlink/kinds/veth';
 import { routeRequest } from '../../src/netlink/route';
 import { AF_INET } from '../../src/netlink/constants';
+import { mulberry32 } from '../helpers/random';
 
 const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 3000);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1e9);
 
-/** mulberry32: small, seedable, good enough to drive a fuzzer. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 const WORDS = ['br0', 'eth0', 'mac:02:00:00:00:00:01', '-i', '-l', '-a', '4', '6', '--dry-run', '--json', '--wait', '--batch', '-',
   '--direct-phys', '--macvlan-mode', 'vepa', '--timeout', '1', 'unplug', 'route', 'rule', 'tc', 'c1', '1234', '/run/netns/x',
