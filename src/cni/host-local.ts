@@ -182,7 +182,7 @@ export function parseHostLocal(raw: Record<string, unknown>, requestedIps: reado
   return {
     network, dir: join(dataDir, network), rangeSets, requested,
     routes: routes.map((r: Record<string, unknown>) => ({ dst: r.dst as string, ...(typeof r.gw === 'string' ? { gw: r.gw } : {}) })),
-    resolvConf: (ipam.resolvConf as string | undefined) || undefined,
+    resolvConf: ipam.resolvConf || undefined,
   };
 }
 

@@ -5,7 +5,7 @@
 // peer, a socket path taken, SIGKILL mid-ADD and SIGTERM with work in flight;
 // fds and sockets flat over many ADD/DEL pairs. Only inside scripts/in-netns.js:
 //   npx tsc -p . && node scripts/in-netns.js npx vitest run test/e2e/daemon.test.ts
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -98,6 +98,21 @@ describe('pipework daemon', () => {
     const h = await get(SOCKET, '/v1/health');
     expect(h.status).toBe(200);
     expect(h.json).toMatchObject({ status: 'ok', pid: daemon.pid, inFlight: 0 });
+  });
+
+  it('started by its launcher, the daemon runs with a 1 MiB young generation (RSS kept flat)', async () => {
+    const socket = join(dir, 'launched.sock');
+    const launched = spawn('bin/pipework.js', ['daemon', '--socket', socket, '-q'], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => launched.once('exit', resolve));
+    try {
+      await waitFor(() => existsSync(socket), 15_000, 'the launched daemon');
+      expect(readFileSync(`/proc/${launched.pid}/cmdline`, 'utf8').split('\0').filter(Boolean)).toEqual(
+        ['node', '--max-semi-space-size=1', 'bin/pipework.js', 'daemon', '--socket', socket, '-q']);
+    } finally {
+      launched.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(existsSync(socket)).toBe(false);
   });
 
   it('attach, plan, route, rule and detach: each changes the kernel as the CLI would', async () => {
