@@ -16,6 +16,7 @@ import { createIpoib } from '../netlink/kinds/ipoib';
 import { createMacvlan } from '../netlink/kinds/macvlan';
 import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
+import { linkKind } from '../netlink/kinds';
 import { type AttachPlan, CREATED_BRIDGE_ALIAS, type HostLink, type Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
 import { AttachAborted, type ExecOptions, InjectedFault, type NetnsPair } from './context';
@@ -59,8 +60,6 @@ export interface AttachOutcome {
 
 const family = (f: 4 | 6) => (f === 4 ? AF_INET : AF_INET6);
 
-/** The module that provides each link kind, for the message when the kernel lacks it. */
-const KIND_MODULE: Record<string, string> = { veth: 'veth', bridge: 'bridge', macvlan: 'macvlan', vlan: '8021q', ipoib: 'ib_ipoib', dummy: 'dummy' };
 const EOPNOTSUPP = 95;
 const EXFULL = 54;
 const EEXIST = 17;
@@ -69,7 +68,7 @@ const EAFNOSUPPORT = 97;
 /** A refused link creation, said in terms of what the user can do about it. */
 function creationError(kind: string, e: unknown): unknown {
   if (e instanceof NetlinkError && e.errno === EOPNOTSUPP)
-    return new PipeworkError(`This kernel cannot create ${kind} links (module ${KIND_MODULE[kind]} not available): ${e.message}`);
+    return new PipeworkError(`This kernel cannot create ${kind} links (module ${linkKind(kind)?.module} not available): ${e.message}`);
   if (e instanceof NetlinkError && e.errno === EXFULL)
     return new PipeworkError(`The bridge is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports (${e.message}); spread the containers over several bridges.`);
   return e;
