@@ -103,8 +103,7 @@ export async function* runBounded<I, T>(
   opts: BulkOptions = {},
 ): AsyncGenerator<BulkResult<T>> {
   const limit = Math.max(1, opts.concurrency ?? defaultConcurrency());
-  const it = (Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : (items as Iterable<I>)[Symbol.iterator]()) as
-    AsyncIterator<I> | Iterator<I>;
+  const it = (Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : (items)[Symbol.iterator]());
   // An item holds its slot until its result is taken: memory stays bounded however slowly results are consumed.
   const finished: BulkResult<T>[] = [];
   let wake: (() => void) | undefined;

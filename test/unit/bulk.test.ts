@@ -28,7 +28,7 @@ describe('runBounded', () => {
   });
 
   it('with a stop signal, pulling from an async input leaves no listener behind per item (memory stays flat)', async () => {
-    const { getEventListeners } = await import('node:events');
+    const { getEventListeners } = (await import('node:events')).EventEmitter;
     const stop = new AbortController();
     async function* items() {
       for (let i = 0; i < 2000; i++) yield i;
