@@ -237,7 +237,8 @@ describe('a 1000-line batch killed (SIGKILL) at 20 random moments, re-run with -
   /** Every guest's addresses (with their links) and routes: one ip process forking one `ip -batch` per netns. */
   async function perGuest(): Promise<Record<string, unknown>> {
     writeFileSync(dumpCommands, 'addr show\nroute show table all\n');
-    const out = await run('ip', ['-all', 'netns', 'exec', 'ip', '-j', '-d', '-batch', dumpCommands]);
+    // 1000 ip processes, one after another: far more than run()'s default minute on a loaded machine.
+    const out = await run('ip', ['-all', 'netns', 'exec', 'ip', '-j', '-d', '-batch', dumpCommands], { timeoutMs: 300_000 });
     const found: Record<string, unknown> = {};
     for (const part of out.split(/^netns: /m).slice(1)) {
       const [name, addrs, routes] = part.trim().split('\n');

@@ -93,6 +93,22 @@ export async function dadDone(fd: number): Promise<void> {
   for (let i = 0; i < 100 && inNetns(fd, 'ip', ['-6', 'addr', 'show', 'tentative']).trim(); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
+/**
+ * A reading of netns state with IPv6 at rest: no address in duplicate address detection, and the same
+ * reading again after linkwatch's delay (a link-local address only comes when carrier is seen, up to
+ * ~1 s after the link is up, so a reading taken before it is not the state the test should compare).
+ */
+export async function restingState<T>(fds: number[], read: () => T): Promise<T> {
+  for (let i = 0; i < 20; i++) {
+    for (const fd of fds) await dadDone(fd);
+    const first = JSON.stringify(await settle(read));
+    await new Promise((r) => setTimeout(r, 1200));
+    const again = JSON.stringify(read());
+    if (first === again && !first.includes('"tentative":true')) return JSON.parse(first) as T;
+  }
+  throw new Error('IPv6 state never came to rest');
+}
+
 /** Waits (up to 10 s) until the link has its IPv6 link-local address, past duplicate address detection (it comes with carrier). */
 export async function linkLocalDone(fd: number, ifname: string): Promise<void> {
   const ready = () => ipj<any[]>(fd, '-6', 'addr', 'show', 'dev', ifname)[0]?.addr_info?.some((a: any) => a.scope === 'link' && !a.tentative);

@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Ovs, startOvs } from '../support/daemons';
 import { type AttachRequest, STEP_SIDE, Session } from '../../src/index';
-import { dadDone, ip, linkLocalDone, netnsSet, settle, snapshot } from '../helpers/kernel';
+import { ip, netnsSet, restingState, snapshot } from '../helpers/kernel';
 
 /** Kinds of attach step a fault was injected at, and kinds undone after a fault at a later step, in this file. */
 const faulted = new Set<string>();
@@ -176,11 +176,7 @@ describe('unplug: a fault at every step', () => {
   for (const [name, { setup, request, ops }] of Object.entries(unplugScenarios)) {
     it(name, async () => {
       setup?.();
-      const state = async () => {
-        await dadDone(host);
-        await dadDone(guest);
-        return settle(() => ({ host: snapshot(host), guest: snapshot(guest) }));
-      };
+      const state = () => restingState([host, guest], () => ({ host: snapshot(host), guest: snapshot(guest) }));
       const before = await state();
       await session.attach({ fd: guest }, request);
       const attached = await state();
@@ -194,7 +190,7 @@ describe('unplug: a fault at every step', () => {
       expect(await session.unplug({ fd: guest })).toMatchObject({ action: ops[0] === 'return-link' ? 'returned' : 'deleted' });
       expect(await state()).toEqual(before);
       expect(await session.unplug({ fd: guest })).toEqual({ action: 'absent', kind: undefined });
-    });
+    }, 180_000); // every state read waits for IPv6 to come to rest (over 1 s each)
   }
 });
 
@@ -265,23 +261,21 @@ describe('rollback at every step, Open vSwitch port', () => {
         return { ports: await rows('Port', 'name,tag'), ifaces: await rows('Interface', 'name,type,external_ids'), onBridge: await ovs!.vsctl(['list-ports', 'ovsbr0']) };
       };
       const request = { hostInterface: 'ovsbr0', addresses: ['10.44.0.2/24'], gateway: '10.44.0.1', vlan: '9' };
-      const before = { host: snapshot(ovsHost.fds[0]), guest: snapshot(guest), ovs: await ovsState() };
+      const kernel = () => restingState([ovsHost.fds[0], guest], () => ({ host: snapshot(ovsHost.fds[0]), guest: snapshot(guest) }));
+      const state = async () => ({ ...(await kernel()), ovs: await ovsState() });
+      const before = await state();
       const { hostInterface } = await ovsSession.attach({ fd: guest }, request);
-      // Both ends get an IPv6 link-local address once they have carrier, a moment after the attach.
-      await linkLocalDone(ovsHost.fds[0], hostInterface!);
-      await linkLocalDone(guest, 'eth1');
-      const attached = { host: snapshot(ovsHost.fds[0]), guest: snapshot(guest), ovs: await ovsState() };
+      const attached = await state();
       expect(attached.ovs.onBridge).toContain(hostInterface);
       const plan = await ovsSession.planUnplug({ fd: guest });
       expect(plan.steps.map((s) => s.op)).toEqual(['ovs-del-port', 'delete-link']);
       expect(plan.steps[0]).toMatchObject({ port: { bridge: 'ovsbr0', port: hostInterface, tag: 9, externalIds: { 'pipework.vlan': '9' } } });
       for (let k = 0; k < plan.steps.length; k++) {
         await expect(ovsSession.unplug({ fd: guest }, 'eth1', { failAtStep: k })).rejects.toThrow(`injected fault at step ${k}`);
-        expect({ host: snapshot(ovsHost.fds[0]), guest: snapshot(guest), ovs: await ovsState() }, `after a fault at step ${k} (${plan.steps[k].op})`)
-          .toEqual(attached);
+        expect(await state(), `after a fault at step ${k} (${plan.steps[k].op})`).toEqual(attached);
       }
       await ovsSession.unplug({ fd: guest });
-      expect({ host: snapshot(ovsHost.fds[0]), guest: snapshot(guest), ovs: await ovsState() }).toEqual(before);
+      expect(await state()).toEqual(before);
     } finally {
       ovsSession.close();
     }
