@@ -292,7 +292,7 @@ test('vlan-mtu-cli', async () => {
 test('vlan-foreign-lib', async () => {
   // A VLAN link someone else made is used, and never deleted by unplug (it has no pipework alias).
   netns('c41');
-  fakeNic('nicg');
+  fakeNic('nicz');
   ip(null, 'link', 'add', 'link', 'nicg', 'name', 'nicg.20', 'type', 'vlan', 'id', '20');
   await session.attach({ netns: 'c41' }, { hostInterface: 'nicg', vlan: '20', addresses: ['10.1.31.2/24'] });
   eq(link('c41', 'eth1')?.link_index, link(null, 'nicg.20').ifindex, 'c41 eth1 parent');
@@ -618,6 +618,98 @@ test('faults-every-step-new-ovs-bridge-lib', async () => {
   const rows = () => ['Bridge', 'Port', 'Interface'].map((t) => must('ovs-vsctl', '--format=json', '--columns=name', 'list', t)).join('\n');
   const ops = await faultEveryStep('c33', { hostInterface: 'ovsbr7', vlan: '9', addresses: ['10.3.7.2/24'] }, rows);
   eq(ops.slice(0, 3), ['create-ovs-bridge', 'create-veth', 'ovs-add-port'], 'first steps');
+});
+
+// ---- killed (SIGKILL) right after each step, then --converge: a clean run's state (test/e2e/converge.test.ts for the other kinds)
+
+/**
+ * The state without what differs between two equal runs: random MACs,
+ * ifindexes (links are made anew each run), and the order of routes (links
+ * come up in another order after a kill).
+ */
+function comparable(state) {
+  const sorted = (list) => [...list].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+  const text = JSON.stringify(state, (k, v) => (['ifindex', 'link_index', 'bridge_id', 'root_id'].includes(k) ? undefined
+    : ['routes', 'routes6'].includes(k) ? sorted(v) : v));
+  return JSON.parse(text.replace(/"(address|permaddr)":"[0-9a-f:]{17}"/g, (m, k) => (m.includes('"02:00:00') ? m : `"${k}":"<mac>"`))
+    .replace(/fe80::[0-9a-f:]+/g, 'fe80::<from mac>'));
+}
+
+/** pipework ARGS, killed by SIGKILL right after step k (the test hook). */
+function killedAfter(k, args) {
+  const r = spawnSync(CLI, args, { encoding: 'utf8', env: { ...process.env, PIPEWORK_TEST_KILL_AFTER_STEP: String(k) } });
+  check(r.signal === 'SIGKILL', `pipework ${args.join(' ')} killed after step ${k}: ${r.signal ?? `exit ${r.status}`} ${r.stderr}`);
+}
+
+/** For each step of `args`: fresh(), killed after it, --converge: host and guest as after a clean run; --converge again: nothing changes. */
+function killAfterEachStep(ns, args, fresh) {
+  fresh();
+  const steps = pipeworkOk('--dry-run', ...args).out.split('\n');
+  pipeworkOk(...args);
+  const want = comparable([snapshot(null), snapshot(ns)]);
+  for (let k = 0; k < steps.length; k++) {
+    fresh();
+    killedAfter(k, args);
+    const r = pipeworkOk('--converge', '--json', ...args);
+    check(['created', 'repaired', 'unchanged'].includes(JSON.parse(r.out).status), `status after a kill after step ${k}: ${r.out}`);
+    const now = [snapshot(null), snapshot(ns)];
+    sameState(want, comparable(now), `state after a kill after step ${k} (${steps[k]}) and --converge`);
+    eq(JSON.parse(pipeworkOk('--converge', '--json', ...args).out).status, 'unchanged', `status of a second --converge (step ${k})`);
+    eq(pipeworkOk('--converge', '--dry-run', ...args).out, '', `--converge --dry-run after step ${k}`);
+    sameState(now, [snapshot(null), snapshot(ns)], `state after a second --converge (step ${k})`);
+  }
+  return steps;
+}
+
+const renew = (ns) => { run(IP, ['netns', 'del', ns]); netns(ns); };
+
+test('converge-after-kill-vlan-cli', async () => {
+  // The first container makes the VLAN link (down NIC brought up); a second one counts itself on it.
+  fakeNic('nick', { up: false });
+  const fresh1 = () => {
+    run(IP, ['link', 'del', 'nick.70']);
+    ip(null, 'link', 'set', 'nick', 'down');
+    renew('c50');
+  };
+  eq(killAfterEachStep('c50', ['nick', 'c50', '10.1.70.2/24@10.1.70.1', '@70'], fresh1).length > 3, true, 'steps of the first');
+  eq(link(null, 'nick.70')?.ifalias, 'pipework:vlan-users=1', 'alias with the first');
+  const steps = killAfterEachStep('c51', ['nick', 'c51', '10.1.70.3/24@10.1.70.1', '@70'], () => {
+    renew('c51');
+    ip(null, 'link', 'set', 'nick.70', 'alias', 'pipework:vlan-users=1');
+  });
+  check(steps[0].includes('alias pipework:vlan-users=2'), `the second counts itself first: ${steps[0]}`);
+  eq(link(null, 'nick.70')?.ifalias, 'pipework:vlan-users=2', 'alias with both');
+});
+
+test('converge-after-kill-dummy-cli', async () => {
+  killAfterEachStep('c52', ['dummy9', 'c52', '10.2.9.2/24@10.2.9.1', '02:00:00:00:09:02'], () => renew('c52'));
+});
+
+test('gc-vlan-cli', async () => {
+  // Two containers on a VLAN link pipework made; one dies without unplug: the link stays. Both gone: gc removes it.
+  fakeNic('nicz');
+  netns('c53', 'c54');
+  pipeworkOk('nicz', 'c53', '10.1.80.2/24', '@80');
+  pipeworkOk('nicz', 'c54', '10.1.80.3/24', '@80');
+  // A VLAN link pipework did not make, with no user: never a candidate.
+  ip(null, 'link', 'add', 'link', 'nicz', 'name', 'nicz.81', 'type', 'vlan', 'id', '81');
+  ip(null, 'netns', 'del', 'c53');
+  check(!pipeworkOk('gc', '--dry-run').out.includes('nicz.80'), 'gc --dry-run lists nicz.80 while c54 is still on it');
+  ip(null, 'netns', 'del', 'c54');
+  // Leftovers of earlier tests in this VM may be listed too: each is compared as removed.
+  const before = snapshot(null);
+  const listed = pipeworkOk('gc', '--dry-run').out.split('\n');
+  check(listed.includes('ip link del dev nicz.80'), `gc --dry-run once both are gone: ${listed.join('; ')}`);
+  check(!listed.some((l) => l.includes('nicz.81')), 'gc --dry-run lists a VLAN link it did not make');
+  sameState(before, snapshot(null), 'host after gc --dry-run');
+  eq(pipeworkOk('gc').out.split('\n'), listed, 'gc removes what --dry-run listed');
+  const gone = new Set(listed.map((l) => /^ip link del dev (\S+)$/.exec(l)?.[1]).filter(Boolean));
+  check(!link(null, 'nicz.80') && link(null, 'nicz.81'), 'nicz.80 should be gone, nicz.81 (not ours) kept');
+  before.links = before.links.filter((l) => !gone.has(l.ifname));
+  before.addrs = before.addrs.filter((l) => !gone.has(l.ifname));
+  before.routes6 = before.routes6.filter((r) => !gone.has(r.dev));
+  sameState(before, snapshot(null), 'host after gc (but what it removed)');
+  eq(pipeworkOk('gc').out, '', 'a second gc');
 });
 
 test('every-step-kind-faulted-in-the-vm', async () => {
