@@ -37,7 +37,8 @@ async function soak(pairs) {
   if (process.env.PIPEWORK_IN_NETNS !== '1') throw new Error('run inside scripts/in-netns.js (npm run soak:daemon)');
   const dir = mkdtempSync(join(tmpdir(), 'pw-dsoak-'));
   const socket = join(dir, 'pipework.sock');
-  const daemon = spawn(process.execPath, [join(__dirname, '..', 'bin', 'pipework.js'), 'daemon', '--socket', socket], { stdio: 'inherit' });
+  // Started as users start it: the launcher gives the daemon its V8 options.
+  const daemon = spawn(join(__dirname, '..', 'bin', 'pipework.js'), ['daemon', '--socket', socket], { stdio: 'inherit' });
   const ns = `pwsoak${process.pid}`;
   execFileSync('ip', ['netns', 'add', ns]);
   const conf = JSON.stringify({

@@ -28,8 +28,8 @@ const { enterSandbox } = require('./sandbox');
 const C = require('./common');
 
 const ROOT = path.resolve(__dirname, '..', '..');
-// The installed `pipework` command (bin/pipework: starts node without NODE_EXTRA_CA_CERTS).
-const PIPEWORK_BIN = path.join(ROOT, 'bin', 'pipework');
+// The installed `pipework` command (bin/pipework.js, which starts node without NODE_EXTRA_CA_CERTS).
+const PIPEWORK_BIN = path.join(ROOT, 'bin', 'pipework.js');
 
 // Read the original script before /run is covered (it might live there).
 const ORIGINAL = process.env.PIPEWORK_SH && fs.existsSync(process.env.PIPEWORK_SH)

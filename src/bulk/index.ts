@@ -78,6 +78,20 @@ export const defaultConcurrency = (): number => Math.max(1, Math.min(MAX_IN_FLIG
 export type BulkResult<T> = { index: number; ok: true; result: T } | { index: number; ok: false; error: Error };
 
 /**
+ * The promise's value, or undefined once the signal is aborted, whichever
+ * comes first. Its listener goes when the promise settles: a long run adds
+ * none per item (a Promise.race on one lasting promise would).
+ */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return resolve(undefined);
+    const onAbort = () => resolve(undefined);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
  * Runs work for every item with bounded concurrency, streaming: input is
  * pulled only as slots free up and results are yielded as they complete, so
  * memory stays flat whatever the number of items. A failed item is reported
@@ -89,8 +103,7 @@ export async function* runBounded<I, T>(
   opts: BulkOptions = {},
 ): AsyncGenerator<BulkResult<T>> {
   const limit = Math.max(1, opts.concurrency ?? defaultConcurrency());
-  const it = (Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : (items as Iterable<I>)[Symbol.iterator]()) as
-    AsyncIterator<I> | Iterator<I>;
+  const it = (Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : (items)[Symbol.iterator]());
   // An item holds its slot until its result is taken: memory stays bounded however slowly results are consumed.
   const finished: BulkResult<T>[] = [];
   let wake: (() => void) | undefined;
@@ -105,16 +118,12 @@ export async function* runBounded<I, T>(
     wake?.();
   };
   const { signal } = opts;
-  // An input that waits (a queue, a pipe) must not hold up a stop.
-  const stopped = signal && new Promise<{ stopped: true }>((resolve) => {
-    if (signal.aborted) resolve({ stopped: true });
-    else signal.addEventListener('abort', () => resolve({ stopped: true }), { once: true });
-  });
   while (true) {
     while (!exhausted && !stop && !signal?.aborted && inFlight < limit) {
       const pulled = it.next();
-      const r = stopped ? await Promise.race([pulled, stopped]) : await pulled;
-      if ('stopped' in r || signal?.aborted) break;
+      // An input that waits (a queue, a pipe) must not hold up a stop.
+      const r = signal && pulled instanceof Promise ? await unlessAborted(pulled, signal) : await pulled;
+      if (!r || signal?.aborted) break;
       if (r.done) {
         exhausted = true;
         break;

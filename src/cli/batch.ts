@@ -1,8 +1,8 @@
-import { Command, GlobalOptions, parseArgs } from './args';
+import { type Command, type GlobalOptions, parseArgs } from './args';
 import { readLines } from './lines';
 import { describeError, runOne } from './commands';
 import { PipeworkError } from '../errors';
-import { Stopping, stopOnSignals } from './signals';
+import { type Stopping, stopOnSignals } from './signals';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 

@@ -2,7 +2,7 @@
  * The `pipework` command. Loads only what the command at hand needs: a
  * single call has to start faster than the shell original runs.
  */
-import { Command, GlobalOptions, HELP, USAGE, parseArgs } from './args';
+import { type Command, type GlobalOptions, HELP, USAGE, parseArgs } from './args';
 
 /** The commands on one guest, and error messages: loaded when a command gets that far (not for --version, --help). */
 const commands = (): typeof import('./commands') => require('./commands');

@@ -9,6 +9,7 @@ import type { AttachRequest } from '../plan/attach';
 import { RtnlSocket } from '../netlink/socket';
 import { NetlinkError } from '../netlink/error';
 import { createBridge } from '../netlink/kinds/bridge';
+import type { KindName } from '../netlink/kinds';
 import { deleteLink, getLinkByIndex, parseLink, setLink, type Link } from '../netlink/link';
 import { AF_INET, AF_INET6, ARPHRD_INFINIBAND } from '../netlink/constants';
 import type { Guest } from '../guest';
@@ -27,7 +28,7 @@ const EEXIST = 17;
 const ENODEV = 19;
 
 /** The link kind each mode leaves in the container. */
-const CONTAINER_KIND: Record<NetConf['mode'], string> = { bridge: 'veth', macvlan: 'macvlan', vlan: 'macvlan', ipoib: 'ipoib', dummy: 'dummy' };
+const CONTAINER_KIND: Record<NetConf['mode'], KindName> = { bridge: 'veth', macvlan: 'macvlan', vlan: 'macvlan', ipoib: 'ipoib', dummy: 'dummy' };
 
 const invalid = (msg: string, details = '') => new CniError(ErrorCode.InvalidConfig, msg, details);
 
@@ -379,7 +380,7 @@ export async function check(conf: NetConf, a: Attachment, call: CniCall): Promis
       }
       if (!peer || peer.kind !== 'veth') throw fail(`the host end of ${a.ifname} is gone`);
       if (peer.master !== bridge.index) throw fail(`the host end ${peer.name} of ${a.ifname} is not a port of bridge ${conf.bridge}`);
-      const listed = interfaces.find((i) => i.name === peer!.name && !i.sandbox);
+      const listed = interfaces.find((i) => i.name === peer.name && !i.sandbox);
       if (listed?.mac && peer.mac?.toLowerCase() !== listed.mac.toLowerCase()) throw fail(`host interface ${peer.name} has MAC ${peer.mac}, expected ${listed.mac}`);
     }
   } finally {

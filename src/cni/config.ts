@@ -240,7 +240,7 @@ function checkDns(v: unknown, key: string): Dns | undefined {
       throw invalid(`${key}.${k} must be a list of strings`);
   }
   if (d.domain !== undefined && typeof d.domain !== 'string') throw invalid(`${key}.domain must be a string`);
-  return d as Dns;
+  return d;
 }
 
 /** A previous result (CNI 1.x format), checked for shape only. */

@@ -10,7 +10,7 @@
  *
  * Addresses come round-robin from the one after the last reserved, skipping
  * the gateway; requested ones (CNI_ARGS `IP=`, `args.cni.ips`,
- * `runtimeConfig.ips`) are reserved as asked. The lock is tried without
+ * `runtimeConfig.ips`: NetConf.requestedIps) are reserved as asked. The lock is tried without
  * blocking (a daemon serves other calls meanwhile) and everything under it is
  * synchronous, so calls within one process never wait on each other.
  */
@@ -143,37 +143,15 @@ function parseRangeSet(v: unknown): Range[] {
   return set;
 }
 
-/** `IP=` of CNI_ARGS (`K=V;K=V`): unknown keys refused unless `IgnoreUnknown` is set, as the reference does. */
-function argsIp(cniArgs: string | undefined): string | undefined {
-  if (!cniArgs) return undefined;
-  let ip: string | undefined;
-  let ignoreUnknown = false;
-  const unknown: string[] = [];
-  for (const pair of cniArgs.split(';')) {
-    const eq = pair.indexOf('=');
-    if (eq < 0) throw err(`ARGS: invalid pair "${pair}"`);
-    const [k, v] = [pair.slice(0, eq), pair.slice(eq + 1)];
-    if (k === 'IP') ip = v;
-    else if (k === 'IgnoreUnknown') ignoreUnknown = /^(1|true)$/i.test(v);
-    else unknown.push(pair);
-  }
-  if (unknown.length && !ignoreUnknown) throw err(`ARGS: unknown args ${JSON.stringify(unknown)}`);
-  return ip;
-}
-
-/** An address as the runtime may write it: `10.0.0.5` or `10.0.0.5/24`. */
-const requestedIp = (v: unknown, what: string) => ipBytes(typeof v === 'string' ? v.split('/')[0] : v, what);
-
-/** host-local's view of the network configuration (a JSON object) and CNI_ARGS. */
-export function parseHostLocal(raw: Record<string, unknown>, cniArgs: string | undefined): HostLocalConf {
+/**
+ * host-local's view of the network configuration (a JSON object), with the
+ * addresses the runtime asks for as config.ts read them (CNI_ARGS `IP=`,
+ * `args.cni.ips`, `runtimeConfig.ips`, in that order, as the reference takes them).
+ */
+export function parseHostLocal(raw: Record<string, unknown>, requestedIps: readonly string[]): HostLocalConf {
   const ipam = raw.ipam as Record<string, unknown>;
   const runtime = (raw.runtimeConfig ?? {}) as Record<string, unknown>;
-  const requested: Uint8Array[] = [];
-  const fromArgs = argsIp(cniArgs);
-  if (fromArgs) requested.push(requestedIp(fromArgs, 'CNI_ARGS IP'));
-  const cniIps = ((raw.args as { cni?: { ips?: unknown } } | undefined)?.cni?.ips);
-  if (Array.isArray(cniIps)) for (const v of cniIps) requested.push(requestedIp(v, 'args.cni.ips'));
-  if (Array.isArray(runtime.ips)) for (const v of runtime.ips) requested.push(requestedIp(v, 'runtimeConfig.ips'));
+  const requested = requestedIps.map((ip) => ipBytes(ip.split('/')[0], 'a requested address'));
 
   const sets: unknown[] = [];
   if (Array.isArray(runtime.ipRanges)) sets.push(...runtime.ipRanges);
@@ -204,7 +182,7 @@ export function parseHostLocal(raw: Record<string, unknown>, cniArgs: string | u
   return {
     network, dir: join(dataDir, network), rangeSets, requested,
     routes: routes.map((r: Record<string, unknown>) => ({ dst: r.dst as string, ...(typeof r.gw === 'string' ? { gw: r.gw } : {}) })),
-    resolvConf: (ipam.resolvConf as string | undefined) || undefined,
+    resolvConf: ipam.resolvConf || undefined,
   };
 }
 

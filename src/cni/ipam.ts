@@ -30,7 +30,7 @@ export function ipamOf(conf: NetConf, a: Attachment, call: CniCall): Ipam | unde
   if (!type) return undefined;
   if (type === 'host-local') {
     const hl: typeof import('./host-local') = require('./host-local');
-    const parse = () => hl.parseHostLocal(conf, call.env.CNI_ARGS);
+    const parse = () => hl.parseHostLocal(conf, conf.requestedIps);
     return {
       type,
       add: () => named(type, 'ADD', () => hl.hostLocalAdd(parse(), conf.cniVersion, a.containerId, a.ifname)),

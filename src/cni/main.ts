@@ -252,7 +252,7 @@ export function run(): void {
   const t0 = performance.now();
   const env = process.env;
   const stdin = env.CNI_COMMAND === 'VERSION' && require('node:tty').isatty(0) ? Buffer.alloc(0) : readStdin;
-  handleCniCall(env, stdin).then((outcome) => {
+  void handleCniCall(env, stdin).then((outcome) => {
     const logFailure = env.PIPEWORK_CNI_LOG ? logCall(env.PIPEWORK_CNI_LOG, env, outcome, t0) : undefined;
     writeAll(1, outcome.stdout);
     writeAll(2, outcome.stderr + (logFailure ?? ''));

@@ -66,7 +66,7 @@ export async function gc(conf: NetConf, call: CniCall): Promise<void> {
     // Without the list every reservation would look stale: nothing is released then.
     if (valid === undefined) return;
     const hl: typeof import('./host-local') = require('./host-local');
-    await named('host-local', 'GC', () => hl.hostLocalGc(hl.parseHostLocal(conf, call.env.CNI_ARGS), valid as { containerID: string; ifname: string }[]));
+    await named('host-local', 'GC', () => hl.hostLocalGc(hl.parseHostLocal(conf, []), valid as { containerID: string; ifname: string }[]));
     return;
   }
   const ipam = await modernIpam(conf, call, undefined);

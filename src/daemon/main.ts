@@ -6,6 +6,7 @@
  * refused (CNI calls with code 11, which runtimes retry), then the socket
  * goes and the process exits 0.
  */
+import { rmSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { Metrics } from './metrics';
 import { createDaemonServer, type DaemonState, type Handlers } from './server';
@@ -127,6 +128,18 @@ export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Pro
     active: 0,
     log: stamp,
   };
+  // Taken from here on: a stop signal while starting up stops the daemon as soon as it has started.
+  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+    const stop = (s: NodeJS.Signals) => {
+      if (state.stopping) {
+        stamp(`${s} again: still finishing ${state.active} request(s)`);
+        return;
+      }
+      state.stopping = true;
+      resolve(s);
+    };
+    for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, stop);
+  });
   const server = createDaemonServer(state);
   let plugin: Awaited<ReturnType<Hosted['dockerPlugin']['start']>> | undefined;
   let watcher: ReturnType<Hosted['watch']> | undefined;
@@ -142,7 +155,7 @@ export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Pro
     if (opts.dockerPlugin) plugin = await hosted.dockerPlugin.start(opts.dockerPlugin.socket, opts.dockerPlugin.state, opts.quiet ? undefined : io.err);
   } catch (e) {
     await closeServer(server);
-    require('node:fs').rmSync(opts.socket, { force: true });
+    rmSync(opts.socket, { force: true });
     session.close();
     io.err(`pipework daemon: ${(e as Error).message}`);
     return 1;
@@ -153,17 +166,7 @@ export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Pro
   }
   stamp(`listening on ${opts.socket} (pid ${process.pid})${plugin ? `, Docker plugin on ${opts.dockerPlugin!.socket}` : ''}${watcher ? ', watching Docker' : ''}`);
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const stop = (s: NodeJS.Signals) => {
-      if (state.stopping) {
-        stamp(`${s} again: still finishing ${state.active} request(s)`);
-        return;
-      }
-      state.stopping = true;
-      resolve(s);
-    };
-    for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(s, stop);
-  });
+  const signal = await stopSignal;
   stamp(`${signal}: finishing ${state.active} request(s) in flight, refusing new ones`);
   // New CNI calls are answered (code 11) until the last request received has been answered.
   await new Promise<void>((resolve) => {
@@ -171,7 +174,7 @@ export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Pro
     state.onIdle();
   });
   await closeServer(server);
-  require('node:fs').rmSync(opts.socket, { force: true });
+  rmSync(opts.socket, { force: true });
   watcher?.stop();
   await Promise.all([watching, plugin?.stop({ graceful: true })]);
   session.close();

@@ -31,7 +31,7 @@ import { PipeworkError } from '../errors';
 import { native } from '../native';
 import type { Metrics } from './metrics';
 
-export const MAX_BODY = 1 << 20;
+const MAX_BODY = 1 << 20;
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 

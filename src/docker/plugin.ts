@@ -10,7 +10,7 @@
  * (Docker reads 404 as "not implemented"). Requests run one at a time, each
  * ending with the state saved, so the plugin can be killed at any moment.
  */
-import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { rmSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { Driver, DriverError } from './driver';
@@ -112,7 +112,7 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void,
         return;
       }
       const r = body as Record<string, unknown>;
-      const what = [r.NetworkID, r.EndpointID].filter((x) => typeof x === 'string').map((x) => (x as string).slice(0, 12)).join('/');
+      const what = [r.NetworkID, r.EndpointID].filter((x) => typeof x === 'string').map((x) => (x).slice(0, 12)).join('/');
       serial(async () => {
         if (stop?.aborted) throw new PipeworkError('pipework docker-plugin is stopping: request not started');
         return method.fn(driver, r);

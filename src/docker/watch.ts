@@ -19,8 +19,8 @@ import type { Session } from '../session';
 import type { Guest } from '../guest';
 import type { Command } from '../cli/args';
 import { dockerApi, dockerSocket } from '../guest/docker';
-import { ContainerInfo, containerCommands, showWords } from './commands';
-import { DockerEvent, EventStream, openEvents } from './events';
+import { type ContainerInfo, containerCommands, showWords } from './commands';
+import { type DockerEvent, type EventStream, openEvents } from './events';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
@@ -123,7 +123,7 @@ export class Watcher {
     // Stopping: work not started yet is left for the next watcher's catch-up.
     const run = (this.tails.get(id) ?? Promise.resolve()).then(() => (this.stopped ? undefined : work())).catch((e) => this.say(id.slice(0, 12), `${(e as Error)?.message ?? e}`));
     this.tails.set(id, run);
-    run.then(() => { if (this.tails.get(id) === run) this.tails.delete(id); });
+    void run.then(() => { if (this.tails.get(id) === run) this.tails.delete(id); });
   }
 
   /** Resolves when no container work is queued. */

@@ -3,12 +3,12 @@ import {
 } from '../netlink/constants';
 import { NetlinkError } from '../netlink/error';
 import { PipeworkError } from '../errors';
-import { Reply, Request } from '../netlink/message';
-import { RtnlSocket } from '../netlink/socket';
+import type { Reply, Request } from '../netlink/message';
+import type { RtnlSocket } from '../netlink/socket';
 import { addAddress, deleteAddress } from '../netlink/address';
 import { routeRequest } from '../netlink/route';
 import {
-  Link, deleteLink, deleteLinkByName, dumpLinks, getLinkByIndex, getLinkByName, parseLink, setLink,
+  type Link, deleteLink, deleteLinkByName, dumpLinks, getLinkByIndex, getLinkByName, parseLink, setLink,
 } from '../netlink/link';
 import { BRIDGE_MAX_PORTS, createBridge } from '../netlink/kinds/bridge';
 import { createDummy } from '../netlink/kinds/dummy';
@@ -16,9 +16,10 @@ import { createIpoib } from '../netlink/kinds/ipoib';
 import { createMacvlan } from '../netlink/kinds/macvlan';
 import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
-import { AttachPlan, CREATED_BRIDGE_ALIAS, HostLink, Step, inGuest, vlanUsersAlias } from '../plan/steps';
+import { linkKind } from '../netlink/kinds';
+import { type AttachPlan, CREATED_BRIDGE_ALIAS, type HostLink, type Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
-import { AttachAborted, ExecOptions, InjectedFault, NetnsPair } from './context';
+import { AttachAborted, type ExecOptions, InjectedFault, type NetnsPair } from './context';
 import { lookupLinks } from './observe';
 import { MOVED_ALIAS_PREFIX } from '../plan/detach';
 import { readFileSync } from 'node:fs';
@@ -59,8 +60,6 @@ export interface AttachOutcome {
 
 const family = (f: 4 | 6) => (f === 4 ? AF_INET : AF_INET6);
 
-/** The module that provides each link kind, for the message when the kernel lacks it. */
-const KIND_MODULE: Record<string, string> = { veth: 'veth', bridge: 'bridge', macvlan: 'macvlan', vlan: '8021q', ipoib: 'ib_ipoib', dummy: 'dummy' };
 const EOPNOTSUPP = 95;
 const EXFULL = 54;
 const EEXIST = 17;
@@ -69,7 +68,7 @@ const EAFNOSUPPORT = 97;
 /** A refused link creation, said in terms of what the user can do about it. */
 function creationError(kind: string, e: unknown): unknown {
   if (e instanceof NetlinkError && e.errno === EOPNOTSUPP)
-    return new PipeworkError(`This kernel cannot create ${kind} links (module ${KIND_MODULE[kind]} not available): ${e.message}`);
+    return new PipeworkError(`This kernel cannot create ${kind} links (module ${linkKind(kind)?.module} not available): ${e.message}`);
   if (e instanceof NetlinkError && e.errno === EXFULL)
     return new PipeworkError(`The bridge is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports (${e.message}); spread the containers over several bridges.`);
   return e;
@@ -123,8 +122,8 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
         const outcomes = await ns.guest.send([...batch.map((b) => b.req), getLinkByName(plan.containerInterface)]);
         const after = outcomes.pop()!;
         outcomes.forEach((o, k) => { if (!o.error) undo.push(batch[k].undo, 'guest'); });
-        const failed = outcomes.find((o, k) => o.error && !(steps[i + k].op === 'ipv6-off' && noIpv6State(o.error)));
-        if (failed) throw failed.error;
+        const failed = outcomes.find((o, k) => o.error && !(steps[i + k].op === 'ipv6-off' && noIpv6State(o.error)))?.error;
+        if (failed) throw failed;
         if (!after.error) guestLink = parseLink(after.replies[0]);
         i = end;
         if (opts.killAfterStep === end - 1) process.kill(process.pid, 'SIGKILL');

@@ -1,14 +1,14 @@
-import { Link, deleteLink, deleteLinkGroup, getLinkByIndex, getLinkByName, parseLink, setLink } from '../netlink/link';
+import { type Link, deleteLink, deleteLinkGroup, getLinkByIndex, getLinkByName, parseLink, setLink } from '../netlink/link';
 import { getNsid, parseNsid } from '../netlink/netns';
 import { NetlinkError } from '../netlink/error';
 import { PipeworkError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
-import { InjectedFault, NetnsPair } from './context';
+import { InjectedFault, type NetnsPair } from './context';
 import { Undo } from './undo';
 import { vlanUsersAlias } from '../plan/steps';
 import { findDhcpClients } from './dhcp-records';
 import {
-  DetachObserved, DetachPlan, DetachStep, MOVED_ALIAS_PREFIX, OvsPort, removesContainerInterface,
+  type DetachObserved, type DetachPlan, type DetachStep, MOVED_ALIAS_PREFIX, type OvsPort, removesContainerInterface,
 } from '../plan/detach';
 
 const ENODEV = 19;

@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DhcpClientRecord } from '../plan/detach';
-import { DhcpRequest, fileSafe, scratchBase } from '../plan/dhcp';
+import { type DhcpRequest, fileSafe, scratchBase } from '../plan/dhcp';
 
 /** What an attach records of the DHCP client it left running (state.json in its scratch dir). */
 export interface ClientState {

@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { PipeworkError } from '../errors';
-import { DhcpRequest, dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
+import { type DhcpRequest, dhcpCommandLine, fileSafe, leaseDir, runDir, scratchBase } from '../plan/dhcp';
 import type { DhcpClientRecord } from '../plan/detach';
 import type { ClientState } from './dhcp-records';
 

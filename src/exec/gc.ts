@@ -1,10 +1,10 @@
 import { closeSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { native } from '../native';
 import { NetlinkError } from '../netlink/error';
-import { Link, deleteLink, dumpLinks, parseLink } from '../netlink/link';
+import { type Link, deleteLink, dumpLinks, parseLink } from '../netlink/link';
 import { getNsid, parseNsid } from '../netlink/netns';
 import { RtnlSocket } from '../netlink/socket';
-import { GcObserved, GcStep } from '../plan/gc';
+import type { GcObserved, GcStep } from '../plan/gc';
 import { vlanUsers } from '../plan/steps';
 import { ovsRunning, runProgram } from '../run';
 import { allDhcpClients } from './dhcp-records';

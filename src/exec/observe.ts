@@ -1,10 +1,10 @@
 import { inPrefix } from '../addressing';
 import { AF_INET, AF_INET6, AF_UNSPEC } from '../netlink/constants';
 import { NetlinkError } from '../netlink/error';
-import { Link, dumpLinks, getLinkByName, parseLink } from '../netlink/link';
+import { type Link, dumpLinks, getLinkByName, parseLink } from '../netlink/link';
 import { getRoute } from '../netlink/route';
-import { RtnlSocket } from '../netlink/socket';
-import { CheckedRequest, Existing, Observed, hostKind } from '../plan/attach';
+import type { RtnlSocket } from '../netlink/socket';
+import { type CheckedRequest, type Existing, type Observed, hostKind } from '../plan/attach';
 import { dumpAddresses, parseAddress } from '../netlink/address';
 import { dumpRoutes, parseRouteEntry } from '../netlink/route';
 import { getNsid, parseNsid } from '../netlink/netns';
@@ -14,7 +14,7 @@ import { linksOnLowers } from './gc';
 import { vlanUsers } from '../plan/steps';
 import type { NetnsPair } from './context';
 import { vethHostName } from '../plan/names';
-import { Guest } from '../guest';
+import type { Guest } from '../guest';
 import { PipeworkError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
 

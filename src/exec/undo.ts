@@ -1,4 +1,4 @@
-import { Request } from '../netlink/message';
+import type { Request } from '../netlink/message';
 import type { NetnsPair } from './context';
 
 type UndoStep = (ns: NetnsPair) => Promise<unknown>;

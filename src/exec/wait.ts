@@ -1,7 +1,7 @@
 import { RTM_NEWLINK, RTNLGRP_LINK } from '../netlink/constants';
-import { Link, parseLink } from '../netlink/link';
+import { type Link, parseLink } from '../netlink/link';
 import { RtnlSocket } from '../netlink/socket';
-import { Subscription, subscribe } from '../netlink/subscription';
+import { type Subscription, subscribe } from '../netlink/subscription';
 import { lookupLinks } from './observe';
 
 const ready = (l: Link | undefined) => !!l && l.up && l.lowerUp;
@@ -29,7 +29,7 @@ export async function waitForInterface(name: string, timeoutMs?: number): Promis
           if (l.name === name && ready(l)) done(true);
         }
       }, look);
-      look();
+      void look();
     });
   } finally {
     sub?.close();

@@ -1,6 +1,6 @@
 import { closeSync } from 'node:fs';
 import { PipeworkError } from '../errors';
-import { native, SyscallError } from '../native';
+import { native, type SyscallError } from '../native';
 
 /** Where to plumb: a process, a named netns, a netns file, or an fd already held. */
 export type GuestSpec = number | { pid: number } | { netns: string } | { path: string } | { fd: number };

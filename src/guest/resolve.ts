@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { PipeworkError } from '../errors';
-import { Guest, NETNS_DIR, checkNetnsName, openGuest } from './index';
-import { DockerContainer, dockerAvailable, dockerSocket, inspectContainer } from './docker';
+import { type Guest, NETNS_DIR, checkNetnsName, openGuest } from './index';
+import { type DockerContainer, dockerAvailable, dockerSocket, inspectContainer } from './docker';
 import { lxcPid } from './lxc';
 
 /** A guest named on the command line, opened, with what we learnt about it. */

@@ -3,7 +3,7 @@ import {
   AF_INET, IFA_ADDRESS, IFA_BROADCAST, IFA_F_NODAD, IFA_LOCAL, NLM_F_CREATE, NLM_F_EXCL, RTM_DELADDR,
   RTM_GETADDR, RTM_NEWADDR, NLM_F_DUMP, NLM_F_REQUEST,
 } from './constants';
-import { Reply, Request, ifaddrmsg, request } from './message';
+import { type Reply, type Request, ifaddrmsg, request } from './message';
 
 export interface AddressSpec {
   index: number;

@@ -1,10 +1,10 @@
-import { Attr, attrsLength, bytes, cstring, encodeText, get16, get32, getS32, nest, parseAttrs, s32, str, u32, u8, writeAttrs } from './attributes';
+import { type Attr, attrsLength, bytes, cstring, encodeText, get16, get32, getS32, nest, parseAttrs, s32, str, u32, u8, writeAttrs } from './attributes';
 import {
   AF_INET, AF_INET6, AF_UNSPEC, IFF_LOWER_UP, IFLA_AF_SPEC, IFLA_INET_CONF, IFLA_INET6_ADDR_GEN_MODE, IPV4_DEVCONF_ARP_NOTIFY, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
   IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 } from './constants';
-import { Reply, Request, ifinfomsg, request } from './message';
+import { type Reply, type Request, ifinfomsg, request } from './message';
 
 /** The generic attributes of a link being created or changed. */
 export interface LinkAttrs {

@@ -1,5 +1,5 @@
 import { MalformedMessageError } from '../errors';
-import { Attr, attrsLength, get16, get32, put16, put32, writeAttrs } from './attributes';
+import { type Attr, attrsLength, get16, get32, put16, put32, writeAttrs } from './attributes';
 import { AF_UNSPEC, NLM_F_ACK, NLM_F_REQUEST } from './constants';
 
 /**

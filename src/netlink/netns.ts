@@ -1,6 +1,6 @@
 import { getS32, parseAttrs, u32 } from './attributes';
 import { AF_UNSPEC, NETNSA_FD, NETNSA_NSID, RTM_GETNSID } from './constants';
-import { Reply, Request, request } from './message';
+import { type Reply, type Request, request } from './message';
 
 /**
  * The id the socket's netns gives the netns held by fd (`ip netns list-id`

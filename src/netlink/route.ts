@@ -1,11 +1,11 @@
-import { Attr, bytes, get32, nest, parseAttrs, u32 } from './attributes';
+import { type Attr, bytes, get32, nest, parseAttrs, u32 } from './attributes';
 import {
   AF_INET, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, RTAX_MTU, RTA_DST,
   RTA_GATEWAY, RTA_METRICS, RTA_OIF, RTA_PREFSRC, RTA_PRIORITY, RTA_TABLE, RTM_DELROUTE, RTM_GETROUTE,
   RTM_NEWROUTE, RTNH_F_ONLINK, RTN_UNICAST, RTPROT_BOOT, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN,
   RT_TABLE_UNSPEC, RTN_UNSPEC,
 } from './constants';
-import { Reply, Request, rtmsg, request } from './message';
+import { type Reply, type Request, rtmsg, request } from './message';
 
 export type RouteCommand = 'add' | 'replace' | 'change' | 'append' | 'del';
 

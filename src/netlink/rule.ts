@@ -1,9 +1,9 @@
-import { Attr, bytes, str, u32 } from './attributes';
+import { type Attr, bytes, str, u32 } from './attributes';
 import {
   FIB_RULE_INVERT, FRA_DST, FRA_FWMARK, FRA_FWMASK, FRA_IIFNAME, FRA_OIFNAME, FRA_PRIORITY, FRA_SRC, FRA_TABLE,
   FR_ACT_TO_TBL, NLM_F_CREATE, NLM_F_EXCL, RTM_DELRULE, RTM_NEWRULE, RT_TABLE_UNSPEC,
 } from './constants';
-import { Request, rtmsg, request } from './message';
+import { type Request, rtmsg, request } from './message';
 
 export interface RuleSpec {
   family: number;

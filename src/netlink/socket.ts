@@ -1,11 +1,11 @@
 import { closeSync } from 'node:fs';
-import { SyscallError, native } from '../native';
+import { type SyscallError, native } from '../native';
 import { cstring, get32, getS32, parseAttrs } from './attributes';
 import {
   NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP,
 } from './constants';
 import { NetlinkError } from './error';
-import { Reply, Request, encodeInto, parseReplies, requestLength } from './message';
+import { type Reply, type Request, encodeInto, parseReplies, requestLength } from './message';
 
 /** What came back for one request: its replies, or the kernel's refusal. */
 export interface Outcome {
@@ -90,8 +90,8 @@ export class RtnlSocket {
   /** Sends all in one sendmsg, then throws the first refusal, if any. */
   async all(reqs: Request[]): Promise<Reply[][]> {
     const outcomes = await this.send(reqs);
-    const failed = outcomes.find((o) => o.error);
-    if (failed) throw failed.error;
+    const failed = outcomes.find((o) => o.error)?.error;
+    if (failed) throw failed;
     return outcomes.map((o) => o.replies);
   }
 
@@ -99,7 +99,7 @@ export class RtnlSocket {
     if (this.closed) return;
     this.closed = true;
     // Not under a transaction still queued or running: its fd could be reused meanwhile.
-    if (this.inFlight) this.inFlight.then(() => closeSync(this.fd));
+    if (this.inFlight) void this.inFlight.then(() => closeSync(this.fd));
     else closeSync(this.fd);
   }
 

@@ -1,7 +1,7 @@
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import { NETLINK_ROUTE } from './constants';
 import { NetlinkError } from './error';
-import { Reply, parseReplies } from './message';
+import { type Reply, parseReplies } from './message';
 
 /** A multicast group joined in our netns; close() leaves it. */
 export interface Subscription {

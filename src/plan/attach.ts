@@ -1,13 +1,13 @@
-import { Cidr, broadcastOf, inPrefix, parseCidr, parseIp, parseMac } from '../addressing';
+import { type Cidr, broadcastOf, inPrefix, parseCidr, parseIp, parseMac } from '../addressing';
 import { PipeworkError } from '../errors';
 import { ARPHRD_INFINIBAND, RT_TABLE_MAIN } from '../netlink/constants';
-import { MACVLAN_MODES, MacvlanMode } from '../netlink/kinds/macvlan';
-import { Link, formatMac } from '../netlink/link';
+import { MACVLAN_MODES, type MacvlanMode } from '../netlink/kinds/macvlan';
+import { type Link, formatMac } from '../netlink/link';
 import type { AddressEntry } from '../netlink/address';
 import type { RouteEntry } from '../netlink/route';
 import { checkIfname, vethHostName } from './names';
-import { AttachPlan, HostLink, Step, asideName, vlanUsers } from './steps';
-import { MOVED_ALIAS_PREFIX, OvsPort } from './detach';
+import { type AttachPlan, type HostLink, type Step, asideName, vlanUsers } from './steps';
+import { MOVED_ALIAS_PREFIX, type OvsPort } from './detach';
 import type { DhcpRequest } from './dhcp';
 
 /** What a caller asks for: the arguments of one `pipework` attach. */

@@ -1,8 +1,6 @@
 import type { Link } from '../netlink/link';
-import { HostLink, vlanUsers, vlanUsersAlias } from './steps';
-
-/** Kinds that exist only for the container: deleting the container end removes all of it. */
-const VIRTUAL = new Set(['veth', 'macvlan', 'macvtap', 'ipvlan', 'vlan', 'ipoib', 'dummy']);
+import { linkKind } from '../netlink/kinds';
+import { type HostLink, vlanUsers, vlanUsersAlias } from './steps';
 
 /** IFLA_IFALIAS of a link moved in with --direct-phys: its name on the host. */
 export const MOVED_ALIAS_PREFIX = 'pipework:moved-from:';
@@ -79,7 +77,7 @@ export function planDetach(cif: string, o: DetachObserved): DetachPlan {
   let action: DetachPlan['action'] = 'absent';
   if (link) {
     const moved = link.alias?.startsWith(MOVED_ALIAS_PREFIX);
-    if (!moved && link.kind && VIRTUAL.has(link.kind)) {
+    if (!moved && linkKind(link.kind)?.deletedOnDetach) {
       action = 'deleted';
       if (o.ovsPort) steps.push({ op: 'ovs-del-port', port: o.ovsPort });
       const users = o.peer?.kind === 'vlan' && link.kind === 'macvlan' ? vlanUsers(o.peer.alias) : undefined;

@@ -1,5 +1,5 @@
 import type { DhcpClientRecord } from './detach';
-import { CREATED_BRIDGE_ALIAS, HostLink, vlanUsers } from './steps';
+import { CREATED_BRIDGE_ALIAS, type HostLink, vlanUsers } from './steps';
 
 /**
  * `pipework gc`: what containers that died without `unplug` (and attaches

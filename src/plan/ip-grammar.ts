@@ -1,8 +1,8 @@
 import { parseIp } from '../addressing';
 import { PipeworkError } from '../errors';
 import { AF_INET, AF_INET6 } from '../netlink/constants';
-import { RouteCommand, RouteSpec } from '../netlink/route';
-import { RuleSpec } from '../netlink/rule';
+import type { RouteCommand, RouteSpec } from '../netlink/route';
+import type { RuleSpec } from '../netlink/rule';
 import { checkIfname } from './names';
 
 // The common iproute2 grammar users hand to `pipework route|rule GUEST ...`,

@@ -1,6 +1,6 @@
-import { Cidr, formatIp } from '../addressing';
+import { type Cidr, formatIp } from '../addressing';
 import { formatMac } from '../netlink/link';
-import { MacvlanMode } from '../netlink/kinds/macvlan';
+import type { MacvlanMode } from '../netlink/kinds/macvlan';
 import { type DhcpRequest, dhcpCommandLine } from './dhcp';
 
 /** A link in the host netns, known by name and, once it exists, by ifindex. */

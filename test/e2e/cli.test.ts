@@ -10,7 +10,7 @@
 // bin/pipework.js ...`). afterEach kills the processes the test started (by
 // PID) and deletes the namespaces. Docker, LXC and OVS are started once per
 // describe block with the fixtures of test/support/daemons.ts.
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,12 +47,12 @@ function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; host?: string; inp
     });
     let stdout = '';
     let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
     child.on('error', fail);
     child.on('close', (code) => done({ code, stdout, stderr }));
-    child.stdin!.on('error', () => {});
-    child.stdin!.end(opts.input ?? '');
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
   });
 }
 
@@ -517,8 +517,8 @@ describe('gratuitous ARP, seen on the bridge', () => {
     children.push(child);
     let out = '';
     let err = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
     for (let i = 0; !/listening on/.test(err); i++) {
       if (child.exitCode !== null || i > 500) throw new Error(`tcpdump did not start: ${err}`);
       await new Promise((r) => setTimeout(r, 10));
@@ -849,7 +849,7 @@ describe('--wait (inside the container)', () => {
     const w = spawn('ip', ['netns', 'exec', c1, process.execPath, BIN, '--wait', '-i', 'eth1', '--timeout', '5'], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(w);
     let err = '';
-    w.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    w.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
     await new Promise((r) => setTimeout(r, 400));
     expect(w.exitCode).toBeNull(); // still waiting
     const t0 = performance.now();

@@ -36,7 +36,7 @@ async function contractDaemon(mode: string): Promise<{ socket: string; child: Ch
   const child = spawn(process.execPath, [CONTRACT_DAEMON, socket, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
   daemons.push(child);
   await new Promise<void>((ok, fail) => {
-    child.stdout!.once('data', () => ok());
+    child.stdout.once('data', () => ok());
     child.once('exit', (code) => fail(new Error(`contract daemon exited ${code}`)));
   });
   return { socket, child };

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settle, snapshot, withoutKernelNoise } from '../helpers/kernel';
 import { BIN, cliIn } from '../helpers/cli';
 import { mulberry32 } from '../helpers/random';
-import { Dnsmasq, Ovs, run, startDnsmasq, startOvs } from '../support/daemons';
+import { type Dnsmasq, type Ovs, run, startDnsmasq, startOvs } from '../support/daemons';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/converge.test.ts changes network namespaces: only inside scripts/in-netns.js');
@@ -55,7 +55,7 @@ interface Scenario {
   /** The command's arguments without the options and with GUEST for the container. */
   args: string[];
   /** The host netns as the test needs it, made fresh for each run (unless the describe keeps one). */
-  setup?: () => Promise<void>;
+  setup?: () => Promise<unknown>;
   /** MACs the command sets (kept in the comparison). */
   macs?: string[];
   /** Extra state to compare (ovsdb rows). */
@@ -69,7 +69,7 @@ async function freshGuest(): Promise<void> {
   await ip('netns', 'add', GUEST);
 }
 
-async function freshBoth(setup?: () => Promise<void>): Promise<void> {
+async function freshBoth(setup?: () => Promise<unknown>): Promise<void> {
   await ip('netns', 'del', HOST).catch(() => undefined);
   await ip('netns', 'add', HOST);
   await freshGuest();

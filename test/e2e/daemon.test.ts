@@ -5,7 +5,7 @@
 // peer, a socket path taken, SIGKILL mid-ADD and SIGTERM with work in flight;
 // fds and sockets flat over many ADD/DEL pairs. Only inside scripts/in-netns.js:
 //   npx tsc -p . && node scripts/in-netns.js npx vitest run test/e2e/daemon.test.ts
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -98,6 +98,21 @@ describe('pipework daemon', () => {
     const h = await get(SOCKET, '/v1/health');
     expect(h.status).toBe(200);
     expect(h.json).toMatchObject({ status: 'ok', pid: daemon.pid, inFlight: 0 });
+  });
+
+  it('started by its launcher, the daemon runs with a 1 MiB young generation (RSS kept flat)', async () => {
+    const socket = join(dir, 'launched.sock');
+    const launched = spawn('bin/pipework.js', ['daemon', '--socket', socket, '-q'], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => launched.once('exit', resolve));
+    try {
+      await waitFor(() => existsSync(socket), 15_000, 'the launched daemon');
+      expect(readFileSync(`/proc/${launched.pid}/cmdline`, 'utf8').split('\0').filter(Boolean)).toEqual(
+        ['node', '--max-semi-space-size=1', 'bin/pipework.js', 'daemon', '--socket', socket, '-q']);
+    } finally {
+      launched.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(existsSync(socket)).toBe(false);
   });
 
   it('attach, plan, route, rule and detach: each changes the kernel as the CLI would', async () => {
@@ -209,6 +224,21 @@ describe('pipework daemon', () => {
     const again = await both('DEL', withPrev);
     expect(again.viaD).toEqual({ exitCode: again.node.code, stdout: again.node.stdout, stderr: again.node.stderr });
     sh('ip', 'netns', 'del', 'pwc1');
+  });
+
+  it('CNI through the daemon takes the per-container values too: CNI_ARGS MAC= and IP= (as Podman sends them)', async () => {
+    const path = netns('pwc2');
+    const env = { CNI_CONTAINERID: 'ctr-c2', CNI_NETNS: path, CNI_IFNAME: 'eth0', CNI_PATH: SYSTEM_CNI, CNI_ARGS: 'IgnoreUnknown=1;MAC=02:aa:bb:cc:61:03;IP=10.61.3.50' };
+    const conf = { cniVersion: '1.0.0', name: 'pwc2', type: 'pipework', bridge: 'brpwc', ipam: { type: 'host-local', subnet: '10.61.3.0/24', dataDir: DATA } };
+    const added = await viaDaemon({ ...env, CNI_COMMAND: 'ADD' }, conf);
+    expect(added.exitCode, added.stdout).toBe(0);
+    expect(link(path, 'eth0')?.address).toBe('02:aa:bb:cc:61:03');
+    expect(addrs(path, 'eth0')).toEqual(['10.61.3.50/24']);
+    const bad = await viaDaemon({ ...env, CNI_CONTAINERID: 'ctr-c3', CNI_COMMAND: 'ADD', CNI_ARGS: 'MAC=zz' }, conf);
+    expect([bad.exitCode, JSON.parse(bad.stdout).code]).toEqual([1, 4]);
+    expect((await viaDaemon({ ...env, CNI_COMMAND: 'DEL' }, conf)).exitCode).toBe(0);
+    expect(reservations(DATA, 'pwc2')).toEqual({});
+    sh('ip', 'netns', 'del', 'pwc2');
   });
 
   it('metrics: Prometheus text that parses, counting each operation and its errors', async () => {

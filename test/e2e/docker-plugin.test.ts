@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OVS_DB_SOCK, startDockerd, startOvs, waitFor, type Dockerd } from '../support/daemons';
 import {
-  PipeworkProcess, deleteLinkIfPresent, ipj, linkNamed, links, portsOf, post, sh, socketUp, waitForLog,
+  PipeworkProcess, deleteLinkIfPresent, ipj, linkNamed, links, portsOf, post, sh, socketUp,
 } from './docker/helpers';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
@@ -119,7 +119,7 @@ describe('pipework docker-plugin', () => {
     expect(linkNamed('brpw')).toBeUndefined();
     expect(state()).toEqual({ version: 1, networks: {}, endpoints: {} });
     expect(links().filter((l) => /^(pwtmp|vpw)/.test(l.ifname))).toEqual([]);
-    const log = plugin!.output();
+    const log = plugin.output();
     expect(log).toMatch(/NetworkDriver\.Join \w{12}\/\w{12}: ok/);
     expect(log).toMatch(/NetworkDriver\.DeleteNetwork \w{12}: ok/);
   }, 120_000);

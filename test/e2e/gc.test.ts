@@ -5,10 +5,10 @@
 // state before the dead container was attached. Only inside scripts/in-netns.js:
 //   npx tsc -p . && node scripts/in-netns.js npx vitest run test/e2e/gc.test.ts
 import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settle, snapshot, withoutKernelNoise } from '../helpers/kernel';
 import { cliIn } from '../helpers/cli';
-import { Dnsmasq, Ovs, run, startDnsmasq, startOvs } from '../support/daemons';
+import { type Dnsmasq, type Ovs, run, startDnsmasq, startOvs } from '../support/daemons';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/gc.test.ts changes network namespaces: only inside scripts/in-netns.js');
@@ -36,7 +36,7 @@ function dumps() {
   }, 'the namespaces');
 }
 
-async function fresh(setup?: () => Promise<void>): Promise<void> {
+async function fresh(setup?: () => Promise<unknown>): Promise<void> {
   for (const n of [DEAD, ALIVE, HOST]) await ip('netns', 'del', n).catch(() => undefined);
   for (const n of [HOST, ALIVE, DEAD]) await ip('netns', 'add', n);
   await setup?.();

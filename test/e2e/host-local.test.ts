@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/daemons';
 import { SYSTEM_CNI, addrs, cni, ip, reservations, scratch, type CniRun } from './cni/harness';
 import { hostLocalAdd, hostLocalDel, parseHostLocal } from '../../src/cni/host-local';
+import { parseCniArgs } from '../../src/cni/config';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/host-local.test.ts changes network namespaces: only inside scripts/in-netns.js');
@@ -98,7 +99,7 @@ describe('host-local in process, next to the reference host-local', () => {
     for (const dir of [a, b]) writeFileSync(join(dir, 'resolv.conf'), 'nameserver 10.0.0.53\nsearch example.com corp\n# comment\noptions ndots:2\n');
     const steps: [string, string, string?][] = [
       ['ADD', 'c1'], ['ADD', 'c2'], ['ADD', 'c3', 'IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.78.1.1'], ['ADD', 'c1'], ['DEL', 'c2'],
-      ['ADD', 'c4'], ['ADD', 'c5'], ['ADD', 'c6'], ['ADD', 'c7', 'IP=10.78.0.9'], ['ADD', 'c8', 'IP=10.78.0.3'], ['ADD', 'c9', 'K8S_POD_NAME=x'],
+      ['ADD', 'c4'], ['ADD', 'c5'], ['ADD', 'c6'], ['ADD', 'c7', 'IP=10.78.0.9'], ['ADD', 'c8', 'IP=10.78.0.3'],
       ['DEL', 'c4'], ['ADD', 'c10'],
     ];
     for (const [command, id, args] of steps) {
@@ -106,7 +107,7 @@ describe('host-local in process, next to the reference host-local', () => {
       const theirs = await reference(command, id, { ...conf, ipam: ipam(b) }, 'eth0', args);
       let mine: { code: number; json: any };
       try {
-        const parsed = parseHostLocal({ ...conf, ipam: ipam(a) }, args);
+        const parsed = parseHostLocal({ ...conf, ipam: ipam(a) }, parseCniArgs(args).ips);
         mine = { code: 0, json: command === 'ADD' ? await hostLocalAdd(parsed, '1.0.0', id, 'eth0') : await hostLocalDel(parsed, id, 'eth0') };
       } catch (e) {
         mine = { code: 1, json: { msg: (e as Error).message } };
@@ -134,7 +135,7 @@ describe('host-local in process, next to the reference host-local', () => {
       const conf = { cniVersion: '1.0.0', name: 'hlnet', type: 'host-local', ipam: { type: 'host-local', dataDir: d, ...ipamExtra } };
       const theirs = await reference('ADD', 'c1', conf);
       expect(theirs.code, JSON.stringify(ipamExtra)).not.toBe(0);
-      expect(() => parseHostLocal(conf, undefined), JSON.stringify(ipamExtra)).toThrow(theirs.json.msg);
+      expect(() => parseHostLocal(conf, []), JSON.stringify(ipamExtra)).toThrow(theirs.json.msg);
     }
     // Through the plugin: the reference's message under the plugin's name, code 999, nothing made.
     const c1 = addNs('pwhl1');
@@ -149,7 +150,7 @@ describe('host-local in process, next to the reference host-local', () => {
     const d = dataDir();
     const conf = { cniVersion: '1.0.0', name: 'hlnet', type: 'host-local', ipam: ipamConf(d, { subnet: '10.81.0.0/24' }) };
     const n = 24;
-    const parsed = parseHostLocal(conf, undefined);
+    const parsed = parseHostLocal(conf, []);
     const results = await Promise.all([
       ...Array.from({ length: n }, (_, i) => reference('ADD', `ref-${i}`, conf).then((r) => ok(r).ips[0].address as string)),
       ...Array.from({ length: n }, (_, i) => hostLocalAdd(parsed, '1.0.0', `ours-${i}`, 'eth0').then((r) => r.ips![0].address)),
@@ -176,7 +177,7 @@ describe('host-local in process, next to the reference host-local', () => {
     const holder = spawn('flock', [join(d, 'hlnet', 'lock'), 'sh', '-c', `touch ${held}; sleep 0.5; touch ${released}`], { stdio: 'ignore' });
     const gone = new Promise((res) => holder.once('close', res));
     await waitFor(() => existsSync(held), 10_000, 'flock(1) to hold the lock');
-    const r = await hostLocalAdd(parseHostLocal(conf, undefined), '1.0.0', 'second', 'eth0');
+    const r = await hostLocalAdd(parseHostLocal(conf, []), '1.0.0', 'second', 'eth0');
     expect(existsSync(released)).toBe(true);
     expect(r.ips![0].address).toBe('10.77.0.3/28');
     await gone;
@@ -190,7 +191,7 @@ describe('host-local in process, next to the reference host-local', () => {
     ok(await reference('DEL', 'r2', conf(a)));
     cpSync(join(a, 'hlnet'), join(b, 'hlnet'), { recursive: true });
     // Ours continues after .4, fills .5..14 and the freed .3 last, then both say the range is exhausted.
-    const parsed = parseHostLocal(conf(b), undefined);
+    const parsed = parseHostLocal(conf(b), []);
     const got: string[] = [];
     for (let i = 0; i < 11; i++) got.push((await hostLocalAdd(parsed, '1.0.0', `o${i}`, 'eth0')).ips![0].address);
     expect(got).toEqual([...Array.from({ length: 10 }, (_, i) => `10.77.0.${i + 5}/28`), '10.77.0.3/28']);

@@ -83,8 +83,8 @@ async function startCase(mode: Mode, dir = ''): Promise<Case> {
   const c: Case = { sandbox, pid: 0, dir: lxcpath, out: () => out };
   running.push(c);
   let err = '';
-  sandbox.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  sandbox.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
+  sandbox.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  sandbox.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
   await waitFor(() => {
     if (sandbox.exitCode !== null) {
       let log = '';

@@ -4,7 +4,7 @@
 // `ip -j` in each guest; the summary names the lines done, failed, rolled
 // back and not started; the exit status is 128 + the signal's number.
 //   npx tsc -p . && node scripts/in-netns.js npx vitest run test/e2e/stop.test.ts
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';

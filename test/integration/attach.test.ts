@@ -116,7 +116,8 @@ describe('veth on a Linux bridge', () => {
 });
 
 describe('IPv6 on the veth ends', () => {
-  const inet6 = (fd: number, dev: string) => ipj<any[]>(fd, '-6', 'addr', 'show', 'dev', dev)[0]?.addr_info ?? [];
+  const inet6 = (fd: number, dev: string): { scope: string; local: string }[] =>
+    ipj<any[]>(fd, '-6', 'addr', 'show', 'dev', dev)[0]?.addr_info ?? [];
   /** Polls until the link-local address the kernel makes for dev is there (it comes once linkwatch saw carrier). */
   const linkLocal = async (fd: number, dev: string) => {
     for (let t = 0; t < 100 && !inet6(fd, dev).some((a) => a.scope === 'link'); t++) await new Promise((r) => setTimeout(r, 50));

@@ -1,7 +1,7 @@
 // Many containers in one call: results per item, a bad item rolled back
 // alone, the bridge port limit said up front, teardown by device group.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AttachAborted, BulkResult, Session } from '../../src/index';
+import { AttachAborted, type BulkResult, Session } from '../../src/index';
 import { type LinkJson, ip, ipj, links, netnsSet, nsPath, snapshot, withoutKernelNoise } from '../helpers/kernel';
 
 let ns: ReturnType<typeof netnsSet>;

@@ -1,9 +1,9 @@
 // A failure at any step of any attach leaves host and guest exactly as they
 // were: every link, address, route and rule compared before and after.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Ovs, startOvs } from '../support/daemons';
-import { AttachRequest, STEP_SIDE, Session } from '../../src/index';
-import { dadDone, ip, ipj, linkLocalDone, netnsSet, settle, snapshot } from '../helpers/kernel';
+import { type Ovs, startOvs } from '../support/daemons';
+import { type AttachRequest, STEP_SIDE, Session } from '../../src/index';
+import { dadDone, ip, linkLocalDone, netnsSet, settle, snapshot } from '../helpers/kernel';
 
 /** Kinds of attach step a fault was injected at, and kinds undone after a fault at a later step, in this file. */
 const faulted = new Set<string>();

@@ -116,9 +116,9 @@ describe('dnsmasq + DHCP clients in a private /etc', { timeout: 60_000 }, () => 
       await dns?.stop();
       await l.remove();
     }
-    expect(pidGone(dns!.pid)).toBe(true);
-    expect(existsSync(dns!.leaseFile)).toBe(false);
-    expect(existsSync(etc!.mntNs)).toBe(false);
+    expect(pidGone(dns.pid)).toBe(true);
+    expect(existsSync(dns.leaseFile)).toBe(false);
+    expect(existsSync(etc.mntNs)).toBe(false);
     expect(machineFiles()).toEqual(before);
   });
 

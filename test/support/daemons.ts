@@ -83,8 +83,8 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
     const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.on('error', (e) => { clearTimeout(timer); reject(new Error(`${cmd}: ${e.message}`)); });
     child.on('close', (code, signal) => {
@@ -92,8 +92,8 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
       if (code === 0 || opts.allowFailure) resolve(out);
       else reject(new Error(`${cmd} ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${err.trim() || out.trim()}`));
     });
-    child.stdin!.on('error', () => {});
-    child.stdin!.end(opts.input ?? '');
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
   });
 }
 

@@ -27,6 +27,24 @@ describe('runBounded', () => {
     expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i));
   });
 
+  it('with a stop signal, pulling from an async input leaves no listener behind per item (memory stays flat)', async () => {
+    const { getEventListeners } = (await import('node:events')).EventEmitter;
+    const stop = new AbortController();
+    async function* items() {
+      for (let i = 0; i < 2000; i++) yield i;
+    }
+    let most = 0;
+    let n = 0;
+    for await (const r of runBounded(items(), async (i: number) => i, { concurrency: 4, signal: stop.signal })) {
+      expect(r.ok).toBe(true);
+      most = Math.max(most, getEventListeners(stop.signal, 'abort').length);
+      n++;
+    }
+    expect(n).toBe(2000);
+    expect(most).toBeLessThanOrEqual(1);
+    expect(getEventListeners(stop.signal, 'abort')).toHaveLength(0);
+  });
+
   it('a failed item is reported alone; stopOnError starts no new item after it', async () => {
     const work = async (i: number) => { if (i === 3) throw new Error('bad 3'); return i; };
     const all = [];

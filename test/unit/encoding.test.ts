@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decode } from '../helpers/decode';
-import { encodeRequest, Request } from '../../src/netlink/message';
+import { encodeRequest, type Request } from '../../src/netlink/message';
 import { createVeth } from '../../src/netlink/kinds/veth';
 import { createBridge } from '../../src/netlink/kinds/bridge';
 import { createMacvlan } from '../../src/netlink/kinds/macvlan';

@@ -1,9 +1,9 @@
 // The planner is pure: request + observed state -> steps. Kinds this kernel
 // cannot create (vlan, ipoib, dummy) are planned here like any other.
 import { describe, expect, it } from 'vitest';
-import { checkRequest, planAttach, Observed, AttachRequest } from '../../src/plan/attach';
+import { checkRequest, planAttach, type Observed, type AttachRequest } from '../../src/plan/attach';
 import { renderStep } from '../../src/plan/steps';
-import { Link } from '../../src/netlink/link';
+import type { Link } from '../../src/netlink/link';
 import { broadcastOf, formatIp, parseCidr, parseIp } from '../../src/addressing';
 
 const link = (over: Partial<Link>): Link => ({

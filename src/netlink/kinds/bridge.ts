@@ -1,5 +1,6 @@
-import { LinkAttrs, createLink } from '../link';
-import { Request } from '../message';
+import { type LinkAttrs, createLink } from '../link';
+import type { Request } from '../message';
+import type { KindRecord } from './record';
 
 /** `ip link add name NAME [up] type bridge` */
 export function createBridge(a: LinkAttrs): Request {
@@ -8,3 +9,5 @@ export function createBridge(a: LinkAttrs): Request {
 
 /** A Linux bridge holds at most this many ports (port number 0 is reserved); the next enslave fails with EXFULL. */
 export const BRIDGE_MAX_PORTS = 1023;
+
+export const bridge: KindRecord = { kind: 'bridge', module: 'bridge', deletedOnDetach: false };

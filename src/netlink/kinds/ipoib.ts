@@ -1,6 +1,7 @@
 import { u16 } from '../attributes';
-import { LinkAttrs, createLink } from '../link';
-import { Request } from '../message';
+import { type LinkAttrs, createLink } from '../link';
+import type { Request } from '../message';
+import type { KindRecord } from './record';
 
 const IFLA_IPOIB_PKEY = 1;
 const IFLA_IPOIB_MODE = 2;
@@ -17,3 +18,5 @@ export function createIpoib(a: LinkAttrs & { parent: number }, pkey?: number, mo
   if (mode !== undefined) data.push(u16(IFLA_IPOIB_MODE, IPOIB_MODES[mode]));
   return createLink(a, { kind: 'ipoib', data });
 }
+
+export const ipoib: KindRecord = { kind: 'ipoib', module: 'ib_ipoib', deletedOnDetach: true };

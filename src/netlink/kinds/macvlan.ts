@@ -1,6 +1,7 @@
 import { u32 } from '../attributes';
-import { LinkAttrs, createLink } from '../link';
-import { Request } from '../message';
+import { type LinkAttrs, createLink } from '../link';
+import type { Request } from '../message';
+import type { KindRecord } from './record';
 
 const IFLA_MACVLAN_MODE = 1;
 
@@ -12,3 +13,5 @@ export type MacvlanMode = keyof typeof MACVLAN_MODES;
 export function createMacvlan(a: LinkAttrs & { parent: number }, mode: MacvlanMode = 'bridge'): Request {
   return createLink(a, { kind: 'macvlan', data: [u32(IFLA_MACVLAN_MODE, MACVLAN_MODES[mode])] });
 }
+
+export const macvlan: KindRecord = { kind: 'macvlan', module: 'macvlan', deletedOnDetach: true };

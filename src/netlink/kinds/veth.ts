@@ -1,6 +1,7 @@
 import { bytes } from '../attributes';
-import { LinkAttrs, createLink, headerWithAttrs, linkAttrs, linkHeader } from '../link';
-import { Request } from '../message';
+import { type LinkAttrs, createLink, headerWithAttrs, linkAttrs, linkHeader } from '../link';
+import type { Request } from '../message';
+import type { KindRecord } from './record';
 
 const VETH_INFO_PEER = 1;
 
@@ -14,3 +15,5 @@ export function createVeth(host: LinkAttrs, peer: LinkAttrs): Request {
     data: [bytes(VETH_INFO_PEER, headerWithAttrs(linkHeader(peer), linkAttrs(peer)))],
   });
 }
+
+export const veth: KindRecord = { kind: 'veth', module: 'veth', deletedOnDetach: true };

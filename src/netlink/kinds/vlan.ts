@@ -1,6 +1,7 @@
 import { u16 } from '../attributes';
-import { LinkAttrs, createLink } from '../link';
-import { Request } from '../message';
+import { type LinkAttrs, createLink } from '../link';
+import type { Request } from '../message';
+import type { KindRecord } from './record';
 
 const IFLA_VLAN_ID = 1;
 
@@ -9,3 +10,5 @@ export function createVlan(a: LinkAttrs & { parent: number }, vid: number): Requ
   if (!Number.isInteger(vid) || vid < 1 || vid > 4094) throw new RangeError(`VLAN id ${vid} is not in 1-4094`);
   return createLink(a, { kind: 'vlan', data: [u16(IFLA_VLAN_ID, vid)] });
 }
+
+export const vlan: KindRecord = { kind: 'vlan', module: '8021q', deletedOnDetach: true };

@@ -226,8 +226,8 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
       const [cmd, ...rest] = [...prefix(), 'ctr', '-a', socket, '-n', namespace, 'run', '--rm', '--cni', '--rootfs', root, id, ...argv];
       const child = spawn(cmd, rest, { env, stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';
-      child.stdout!.setEncoding('utf8').on('data', (d: string) => { output += d; });
-      child.stderr!.setEncoding('utf8').on('data', (d: string) => { output += d; });
+      child.stdout.setEncoding('utf8').on('data', (d: string) => { output += d; });
+      child.stderr.setEncoding('utf8').on('data', (d: string) => { output += d; });
       const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
       foreground.set(id, { child, exited });
       return { child, exited, output: () => output };

@@ -83,8 +83,8 @@ export function cni(host: string, env: CniEnv, input: unknown, opts: { argv0?: s
     const child = spawn('nsenter', [`--net=${nsFile(host)}`, '--', ...argv], { env: base, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
     child.on('error', fail);
     child.on('close', (code) => {
       let json: any;
@@ -95,8 +95,8 @@ export function cni(host: string, env: CniEnv, input: unknown, opts: { argv0?: s
       }
       done({ code, stdout, stderr, json, ms: performance.now() - t0 });
     });
-    child.stdin!.on('error', () => {});
-    child.stdin!.end(typeof input === 'string' || Buffer.isBuffer(input) ? input : input === undefined ? '' : JSON.stringify(input));
+    child.stdin.on('error', () => {});
+    child.stdin.end(typeof input === 'string' || Buffer.isBuffer(input) ? input : input === undefined ? '' : JSON.stringify(input));
   });
 }
 

@@ -1,7 +1,7 @@
 // Helpers for the Docker plugin and watcher tests: long-running `pipework`
 // processes we start and end by PID, kernel state read with `ip -j`, and
 // raw HTTP to a unix socket. Only inside scripts/in-netns.js.
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { resolve } from 'node:path';

@@ -1,0 +1,13 @@
+/** What pipework knows of one link kind; each file of this folder exports the record of its kind. */
+export interface KindRecord {
+  /** IFLA_INFO_KIND, as `ip link add ... type KIND` names it. */
+  kind: string;
+  /** The kernel module that provides it: named when the kernel refuses to create one (EOPNOTSUPP). */
+  module: string;
+  /**
+   * A container end of this kind exists only for the container: detach
+   * deletes it. Otherwise (a NIC moved in with --direct-phys, a bridge) it is
+   * given back to the host.
+   */
+  deletedOnDetach: boolean;
+}

@@ -1,0 +1,44 @@
+// The table of link kinds (src/netlink/kinds/table.ts) against what iproute2
+// sends: every kind `ip link add ... type KIND` creates in the fixtures has a
+// record, found under the name iproute2 puts in IFLA_INFO_KIND.
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { linkKind } from '../../src/netlink/kinds';
+import * as table from '../../src/netlink/kinds/table';
+import { parseAttrs } from '../../src/netlink/attributes';
+import { IFLA_INFO_KIND, IFLA_LINKINFO, RTM_NEWLINK } from '../../src/netlink/constants';
+
+const dir = path.join(__dirname, '../fixtures/iproute2');
+
+/** IFLA_INFO_KIND of each RTM_NEWLINK request in the fixtures that creates a link of a kind. */
+function fixtureKinds(): Set<string> {
+  const kinds = new Set<string>();
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.json'))) {
+    for (const hex of (JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as { requests: string[] }).requests) {
+      const msg = Buffer.from(hex, 'hex');
+      if (msg.readUInt16LE(4) !== RTM_NEWLINK) continue;
+      const info = parseAttrs(msg.subarray(16 + 16)).get(IFLA_LINKINFO);
+      const kind = info && parseAttrs(info).get(IFLA_INFO_KIND);
+      if (kind) kinds.add(Buffer.from(kind).toString('latin1').replace(/\0+$/, ''));
+    }
+  }
+  return kinds;
+}
+
+describe('link kinds', () => {
+  it('every kind iproute2 creates in the fixtures has a record naming its module', () => {
+    const kinds = fixtureKinds();
+    expect([...kinds].sort()).toEqual(['bridge', 'dummy', 'ipoib', 'macvlan', 'veth', 'vlan']);
+    for (const k of kinds) expect(linkKind(k)?.module, k).toMatch(/^[a-z0-9_]+$/);
+  });
+
+  it('each line of the table is named as its IFLA_INFO_KIND (KindName is the kinds the kernel names)', () => {
+    for (const [name, record] of Object.entries(table)) expect(record.kind).toBe(name);
+  });
+
+  it('a link without a kind (a physical NIC) or of a kind not in the table has no record', () => {
+    expect(linkKind(undefined)).toBeUndefined();
+    expect(linkKind('vxlan')).toBeUndefined();
+  });
+});
