@@ -23,7 +23,7 @@ export type { MacvlanMode } from './netlink/kinds/macvlan';
 export type { Cidr } from './addressing';
 export type { Link } from './netlink/link';
 export type { DockerContainer } from './guest/docker';
-export { PipeworkError } from './errors';
+export { PipeworkError, RollbackError } from './errors';
 export { NetlinkError } from './netlink/error';
 export { AttachAborted } from './exec/context';
 export { openGuest } from './guest';

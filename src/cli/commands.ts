@@ -4,13 +4,15 @@
  * message a failure gives the user.
  */
 import type { Command } from './args';
-import { PipeworkError } from '../errors';
+import { PipeworkError, RollbackError } from '../errors';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 
 /** One line for the user: our own messages as they are, kernel refusals with their cause. */
 export function describeError(e: unknown, verbose = false): string {
   const err = e as Error & { code?: string; syscall?: string };
+  if (err instanceof RollbackError)
+    return [describeError(err.cause, verbose), ...err.errors.map((u) => `pipework: undoing it failed too, left in place: ${describeError(u, verbose)}`)].join('\n');
   if (err instanceof PipeworkError || err?.name === 'NetlinkError') return err.message;
   if (err?.syscall) return `${err.syscall} failed: ${err.code ?? ''} ${err.message}`.trim();
   return verbose ? `pipework: internal error: ${err?.stack ?? err}` : `pipework: internal error: ${err?.message ?? err}`;

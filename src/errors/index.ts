@@ -16,3 +16,16 @@ export class MalformedMessageError extends Error {
     this.name = 'MalformedMessageError';
   }
 }
+
+/**
+ * An operation failed and undoing what it had already done failed too, so
+ * some of it may be left in place. `cause` is the first failure; `errors`
+ * are the undo steps that failed.
+ */
+export class RollbackError extends AggregateError {
+  constructor(cause: unknown, undoFailures: Error[]) {
+    const first = cause instanceof Error ? cause.message : String(cause);
+    super(undoFailures, `${first} (undoing what was done failed too, some of it may be left: ${undoFailures.map((e) => e.message).join('; ')})`, { cause });
+    this.name = 'RollbackError';
+  }
+}

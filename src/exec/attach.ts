@@ -135,8 +135,7 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
     }
     return { containerInterface: await guest(), hostInterface: plan.hostInterface, dhcp };
   } catch (e) {
-    await undo.unwind();
-    throw e;
+    throw await undo.rollBack(e);
   }
 }
 

@@ -64,8 +64,7 @@ export async function executeDetach(plan: DetachPlan, ns: NetnsPair, opts: { fai
       committed ||= removesContainerInterface(step);
     }
   } catch (e) {
-    if (!committed) await undo.unwind();
-    throw e;
+    throw committed ? e : await undo.rollBack(e);
   }
   return { action: plan.action, kind: plan.kind };
 }

@@ -1,5 +1,6 @@
 import type { Request } from '../netlink/message';
 import type { NetnsPair } from './context';
+import { RollbackError } from '../errors';
 
 type UndoStep = (ns: NetnsPair) => Promise<unknown>;
 
@@ -31,5 +32,11 @@ export class Undo {
       }
     }
     return failures;
+  }
+
+  /** After a failure: everything undone, newest first; returns what to throw, the failure itself or, if undo steps failed too, a RollbackError. */
+  async rollBack(failure: unknown): Promise<unknown> {
+    const failures = await this.unwind();
+    return failures.length ? new RollbackError(failure, failures) : failure;
   }
 }
