@@ -11,7 +11,7 @@
 # kernel version + host binaries + this script, a project part keyed by dist/,
 # the addon, bin/, the VM test program and this script).
 #
-# Environment: PIPEWORK_KERNEL_TIMEOUT (s, default 600), PIPEWORK_KERNEL_PACKAGE
+# Environment: PIPEWORK_KERNEL_TIMEOUT (s, default 900), PIPEWORK_KERNEL_PACKAGE
 # (a linux-image package name instead of the newest), PIPEWORK_KERNEL_NO_BUILD=1
 # (use dist/ as it is, no tsc), PIPEWORK_KERNEL_NO_OVS=1 (an image without Open
 # vSwitch: the OVS tests report SKIP), PIPEWORK_KERNEL_CACHE (cache directory).
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CACHE=${PIPEWORK_KERNEL_CACHE:-$ROOT/test/kernel/.cache}
-TIMEOUT=${PIPEWORK_KERNEL_TIMEOUT:-600}
+TIMEOUT=${PIPEWORK_KERNEL_TIMEOUT:-900}
 T0=$(date +%s)
 
 say() { echo "test-kernel: $*" >&2; }

@@ -1,4 +1,4 @@
-import { closeSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { native } from '../native';
 import { NetlinkError } from '../netlink/error';
 import { type Link, deleteLink, dumpLinks, parseLink } from '../netlink/link';
@@ -81,7 +81,7 @@ async function pipeworkOvsPorts(): Promise<{ bridge: string; port: string }[]> {
  * ifindexes), in the host and in every netns a process or /run/netns holds:
  * a VLAN link's users live in containers, out of the host's sight.
  */
-async function linksOnLowers(ns: HostPair, hostLinks: Link[], lowers: Set<number>): Promise<Map<number, number>> {
+export async function linksOnLowers(ns: HostPair, hostLinks: Link[], lowers: Set<number>): Promise<Map<number, number>> {
   const count = new Map<number, number>();
   const add = (l: Link) => {
     if (l.parent !== undefined && lowers.has(l.parent) && LOWER_KINDS.has(l.kind ?? '')) count.set(l.parent, (count.get(l.parent) ?? 0) + 1);
@@ -112,7 +112,11 @@ async function linksOnLowers(ns: HostPair, hostLinks: Link[], lowers: Set<number
   return count;
 }
 
-/** One path per network namespace other than the host's: named ones, then those of processes. */
+/**
+ * One path per network namespace other than the host's: every netns file
+ * mounted anywhere (`ip netns`, Docker's sandboxes), those of processes, and
+ * those processes hold open by fd.
+ */
 function netnsPaths(hostIno: number): string[] {
   const seen = new Set<number>([hostIno]);
   const paths: string[] = [];
@@ -128,7 +132,20 @@ function netnsPaths(hostIno: number): string[] {
   const list = (dir: string) => {
     try { return readdirSync(dir); } catch { return []; }
   };
-  for (const name of list('/run/netns')) consider(`/run/netns/${name}`);
-  for (const pid of list('/proc')) if (/^\d+$/.test(pid)) consider(`/proc/${pid}/ns/net`);
+  let mounts = '';
+  try { mounts = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { /* no procfs */ }
+  for (const line of mounts.split('\n')) {
+    const [fields, after] = line.split(' - ');
+    if (after?.startsWith('nsfs ')) consider(fields.split(' ')[4].replace(/\\(\d{3})/g, (_m, o) => String.fromCharCode(parseInt(o, 8))));
+  }
+  for (const pid of list('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    consider(`/proc/${pid}/ns/net`);
+    for (const fd of list(`/proc/${pid}/fd`)) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('net:[')) consider(`/proc/${pid}/fd/${fd}`);
+      } catch { /* closed meanwhile */ }
+    }
+  }
   return paths;
 }

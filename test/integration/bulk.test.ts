@@ -2,7 +2,7 @@
 // alone, the bridge port limit said up front, teardown by device group.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AttachAborted, type BulkResult, Session } from '../../src/index';
-import { type LinkJson, ip, ipj, links, netnsSet, nsPath, snapshot } from '../helpers/kernel';
+import { type LinkJson, ip, ipj, links, netnsSet, nsPath, snapshot, withoutKernelNoise } from '../helpers/kernel';
 
 let ns: ReturnType<typeof netnsSet>;
 let session: Session;
@@ -53,6 +53,39 @@ describe('attachMany / detachMany', () => {
     expect(down.filter((r) => r.ok && r.result.action === 'absent').map((r) => r.index)).toEqual([7]);
     expect(links(host).map((l) => l.ifname).sort()).toEqual(['br0', 'br1', 'lo']);
     for (const fd of guests) expect(links(fd).map((l) => l.ifname)).toEqual(['lo']);
+  });
+});
+
+describe('attachMany with converge', () => {
+  beforeEach(() => {
+    ns = netnsSet(9);
+    session = new Session({ hostNetns: ns.fds[0] });
+  });
+
+  it('completes half-made items, leaves complete ones unchanged, creates the rest, and refuses another attachment', async () => {
+    const [host, ...guests] = ns.fds;
+    const request = (i: number) => ({ hostInterface: 'br0', hostName: `vc${i}`, addresses: [`10.5.0.${i + 2}/24`], gateway: '10.5.0.1' });
+    ip(host, 'link', 'add', 'br0', 'up', 'type', 'bridge');
+    // 0-1 complete; 2-3 half-made (veth only, down); 4: eth1 is a veth on another bridge; 5-7 nothing yet.
+    for (const i of [0, 1]) await session.attach({ fd: guests[i] }, request(i));
+    ip(host, 'link', 'add', 'br9', 'up', 'type', 'bridge');
+    for (const [i, master] of [[2, 'br0'], [3, 'br0'], [4, 'br9']] as const) {
+      ip(host, 'link', 'add', `vc${i}`, 'master', master, 'type', 'veth', 'peer', 'name', 'eth1', 'netns', nsPath(guests[i]));
+    }
+    const complete = [0, 1].map((i) => withoutKernelNoise(snapshot(guests[i])));
+    const items = guests.map((fd, i) => ({ guest: { fd }, request: request(i) }));
+    const results = await collect(session.attachMany(items, { concurrency: 4, converge: true }));
+    const status = Object.fromEntries(results.map((r) => [r.index, r.ok ? r.result.status : r.error.message]));
+    expect(status).toEqual({
+      0: 'unchanged', 1: 'unchanged', 2: 'repaired', 3: 'repaired', 5: 'created', 6: 'created', 7: 'created',
+      4: 'eth1 exists but is not the attachment asked for: eth1 in the container is a veth link whose host end vc4 is not on bridge br0.',
+    });
+    expect([0, 1].map((i) => withoutKernelNoise(snapshot(guests[i])))).toEqual(complete);
+    for (const i of [2, 3, 5, 6, 7]) {
+      expect(ipj<any[]>(guests[i], '-4', 'addr', 'show', 'dev', 'eth1')[0].addr_info[0]).toMatchObject({ local: `10.5.0.${i + 2}`, prefixlen: 24 });
+      expect(ipj<any[]>(guests[i], 'route', 'show', 'default')[0]).toMatchObject({ gateway: '10.5.0.1', dev: 'eth1' });
+    }
+    expect(ipj<any[]>(guests[4], '-4', 'addr', 'show', 'dev', 'eth1')).toEqual([]);
   });
 });
 

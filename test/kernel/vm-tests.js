@@ -292,7 +292,7 @@ test('vlan-mtu-cli', async () => {
 test('vlan-foreign-lib', async () => {
   // A VLAN link someone else made is used, and never deleted by unplug (it has no pipework alias).
   netns('c41');
-  fakeNic('nicg');
+  fakeNic('nicz');
   ip(null, 'link', 'add', 'link', 'nicg', 'name', 'nicg.20', 'type', 'vlan', 'id', '20');
   await session.attach({ netns: 'c41' }, { hostInterface: 'nicg', vlan: '20', addresses: ['10.1.31.2/24'] });
   eq(link('c41', 'eth1')?.link_index, link(null, 'nicg.20').ifindex, 'c41 eth1 parent');
@@ -618,6 +618,107 @@ test('faults-every-step-new-ovs-bridge-lib', async () => {
   const rows = () => ['Bridge', 'Port', 'Interface'].map((t) => must('ovs-vsctl', '--format=json', '--columns=name', 'list', t)).join('\n');
   const ops = await faultEveryStep('c33', { hostInterface: 'ovsbr7', vlan: '9', addresses: ['10.3.7.2/24'] }, rows);
   eq(ops.slice(0, 3), ['create-ovs-bridge', 'create-veth', 'ovs-add-port'], 'first steps');
+});
+
+// ---- killed (SIGKILL) right after each step, then --converge: a clean run's state (test/e2e/converge.test.ts for the other kinds)
+
+/**
+ * The state without what differs between two equal runs: random MACs,
+ * ifindexes (links are made anew each run), and the order of routes (links
+ * come up in another order after a kill).
+ */
+function comparable(state) {
+  const sorted = (list) => [...list].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+  const text = JSON.stringify(state, (k, v) => (['ifindex', 'link_index', 'bridge_id', 'root_id'].includes(k) ? undefined
+    : ['routes', 'routes6'].includes(k) ? sorted(v) : v));
+  return JSON.parse(text.replace(/"(address|permaddr)":"[0-9a-f:]{17}"/g, (m, k) => (m.includes('"02:00:00') ? m : `"${k}":"<mac>"`))
+    .replace(/fe80::[0-9a-f:]+/g, 'fe80::<from mac>'));
+}
+
+/** pipework ARGS, killed by SIGKILL right after step k (the test hook). */
+function killedAfter(k, args) {
+  const r = spawnSync(CLI, args, { encoding: 'utf8', env: { ...process.env, PIPEWORK_TEST_KILL_AFTER_STEP: String(k) } });
+  check(r.signal === 'SIGKILL', `pipework ${args.join(' ')} killed after step ${k}: ${r.signal ?? `exit ${r.status}`} ${r.stderr}`);
+}
+
+/**
+ * For each step: fresh(), the CLI (`args`) killed after it, then the same
+ * attach (`request`, through the library: no process to start in this slow
+ * VM) with converge: host and guest as after a clean run; once more: unchanged.
+ */
+async function killAfterEachStep(ns, args, request, fresh) {
+  fresh();
+  const steps = (await session.plan({ netns: ns }, request)).steps.map((st) => st.op);
+  await session.attach({ netns: ns }, request);
+  const want = comparable([snapshot(null), snapshot(ns)]);
+  for (let k = 0; k < steps.length; k++) {
+    fresh();
+    killedAfter(k, args);
+    const r = await session.attach({ netns: ns }, request, { converge: true });
+    check(['created', 'repaired', 'unchanged'].includes(r.status), `status after a kill after step ${k}: ${r.status}`);
+    const now = [snapshot(null), snapshot(ns)];
+    sameState(want, comparable(now), `state after a kill after step ${k} (${steps[k]}) and converge`);
+    eq((await session.attach({ netns: ns }, request, { converge: true })).status, 'unchanged', `status of a second converge (step ${k})`);
+    sameState(now, [snapshot(null), snapshot(ns)], `state after a second converge (step ${k})`);
+  }
+  return steps;
+}
+
+const renew = (ns) => { run(IP, ['netns', 'del', ns]); netns(ns); };
+
+test('converge-after-kill-vlan-cli', async () => {
+  // The first container makes the VLAN link (down NIC brought up); a second one counts itself on it.
+  fakeNic('nick', { up: false });
+  const fresh1 = () => {
+    run(IP, ['link', 'del', 'nick.70']);
+    ip(null, 'link', 'set', 'nick', 'down');
+    renew('c50');
+  };
+  const req = (a) => ({ hostInterface: 'nick', vlan: '70', addresses: [a], gateway: '10.1.70.1' });
+  eq((await killAfterEachStep('c50', ['nick', 'c50', '10.1.70.2/24@10.1.70.1', '@70'], req('10.1.70.2/24'), fresh1)).slice(0, 3),
+    ['host-link-up', 'create-vlan', 'create-macvlan'], 'first steps of the first');
+  eq(link(null, 'nick.70')?.ifalias, 'pipework:vlan-users=1', 'alias with the first');
+  const steps = await killAfterEachStep('c51', ['nick', 'c51', '10.1.70.3/24@10.1.70.1', '@70'], req('10.1.70.3/24'), () => {
+    renew('c51');
+    ip(null, 'link', 'set', 'nick.70', 'alias', 'pipework:vlan-users=1');
+  });
+  eq(steps.slice(0, 2), ['vlan-user', 'create-macvlan'], 'the second counts itself first');
+  eq(link(null, 'nick.70')?.ifalias, 'pipework:vlan-users=2', 'alias with both');
+});
+
+test('converge-after-kill-dummy-cli', async () => {
+  await killAfterEachStep('c52', ['dummy9', 'c52', '10.2.9.2/24@10.2.9.1', '02:00:00:00:09:02'],
+    { hostInterface: 'dummy9', addresses: ['10.2.9.2/24'], gateway: '10.2.9.1', mac: '02:00:00:00:09:02' }, () => renew('c52'));
+});
+
+test('gc-vlan-cli', async () => {
+  // Two containers on a VLAN link pipework made; one dies without unplug: the link stays. Both gone: gc removes it.
+  fakeNic('nicz');
+  netns('c53', 'c54');
+  pipeworkOk('nicz', 'c53', '10.1.80.2/24', '@80');
+  pipeworkOk('nicz', 'c54', '10.1.80.3/24', '@80');
+  // A VLAN link pipework did not make, with no user: never a candidate.
+  ip(null, 'link', 'add', 'link', 'nicz', 'name', 'nicz.81', 'type', 'vlan', 'id', '81');
+  ip(null, 'netns', 'del', 'c53');
+  check(!pipeworkOk('gc', '--dry-run').out.includes('nicz.80'), 'gc --dry-run lists nicz.80 while c54 is still on it');
+  ip(null, 'netns', 'del', 'c54');
+  // Leftovers of earlier tests in this VM may be listed too: each is compared as removed.
+  const before = snapshot(null);
+  const listed = pipeworkOk('gc', '--dry-run').out.split('\n');
+  check(listed.includes('ip link del dev nicz.80'), `gc --dry-run once both are gone: ${listed.join('; ')}`);
+  check(!listed.some((l) => l.includes('nicz.81')), 'gc --dry-run lists a VLAN link it did not make');
+  sameState(before, snapshot(null), 'host after gc --dry-run');
+  eq(pipeworkOk('gc').out.split('\n'), listed, 'gc removes what --dry-run listed');
+  const gone = new Set(listed.map((l) => /^ip link del dev (\S+)$/.exec(l)?.[1]).filter(Boolean));
+  check(!link(null, 'nicz.80') && link(null, 'nicz.81'), 'nicz.80 should be gone, nicz.81 (not ours) kept');
+  before.links = before.links.filter((l) => !gone.has(l.ifname));
+  before.addrs = before.addrs.filter((l) => !gone.has(l.ifname));
+  before.routes = before.routes.filter((r) => !gone.has(r.dev));
+  before.routes6 = before.routes6.filter((r) => !gone.has(r.dev));
+  const after = snapshot(null);
+  after.routes = after.routes.filter((r) => !gone.has(r.dev));
+  sameState(before, after, 'host after gc (but what it removed)');
+  eq(pipeworkOk('gc').out, '', 'a second gc');
 });
 
 test('every-step-kind-faulted-in-the-vm', async () => {
