@@ -137,6 +137,8 @@ describe('pipework gc', () => {
       dnsmasq = await startDnsmasq({ iface: 'br0', range: ['10.69.0.100', '10.69.0.200'], netmask: '255.255.255.0', netns: `/run/netns/${HOST}` });
     }, 60_000);
     afterAll(async () => {
+      // The live neighbour's client must not outlive the test: unplug stops it.
+      await cli(['unplug', ALIVE]);
       await dnsmasq?.stop();
     });
 

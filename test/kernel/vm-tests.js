@@ -292,7 +292,7 @@ test('vlan-mtu-cli', async () => {
 test('vlan-foreign-lib', async () => {
   // A VLAN link someone else made is used, and never deleted by unplug (it has no pipework alias).
   netns('c41');
-  fakeNic('nicz');
+  fakeNic('nicg');
   ip(null, 'link', 'add', 'link', 'nicg', 'name', 'nicg.20', 'type', 'vlan', 'id', '20');
   await session.attach({ netns: 'c41' }, { hostInterface: 'nicg', vlan: '20', addresses: ['10.1.31.2/24'] });
   eq(link('c41', 'eth1')?.link_index, link(null, 'nicg.20').ifindex, 'c41 eth1 parent');
