@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/daemons';
 import { SHIM, SYSTEM_CNI, ip, ports, reservations, scratch, startPipeworkDaemon, stopChild } from './cni/harness';
-import { startContainerd, type Containerd } from './cni/containerd';
+import { pingFrom, startContainerd, type Containerd } from './cni/containerd';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/cni-containerd-shim.test.ts changes network namespaces: only inside scripts/in-netns.js');
@@ -72,10 +72,8 @@ describe.skipIf(!hasContainerd)('the native shim as containerd\'s CNI plugin', (
       const [ip1, ip2] = [await addressIn(c, 'c1'), await addressIn(c, 'c2')];
       expect(Object.keys(reservations(c.ipamDir, 'pwshim')).sort()).toEqual([ip1, ip2].sort());
       expect(ports(HOST, BRIDGE)).toHaveLength(2);
-      const p12 = await c.ctr(['task', 'exec', '--exec-id', 'ping12', 'c1', '/bin/busybox', 'ping', '-c', '2', '-W', '2', ip2]);
-      expect(p12).toMatch(/2 packets transmitted, 2 packets received/);
-      const p21 = await c.ctr(['task', 'exec', '--exec-id', 'ping21', 'c2', '/bin/busybox', 'ping', '-c', '2', '-W', '2', ip1]);
-      expect(p21).toMatch(/2 packets transmitted, 2 packets received/);
+      expect(await pingFrom(c, 'c1', ip2)).toMatch(/2 packets transmitted, 2 packets received/);
+      expect(await pingFrom(c, 'c2', ip1)).toMatch(/2 packets transmitted, 2 packets received/);
 
       for (const [name, x, addr, left] of [['c2', c2, ip2, 1], ['c1', c1, ip1, 0]] as const) {
         await c.ctr(['task', 'kill', '-s', 'SIGKILL', name]);

@@ -17,7 +17,7 @@ import {
   BIN, SYSTEM_CNI, addrs, cni, fakeCalls, fakeIpam, ip, kernelHas, link, links, median, ping, ports, reservations, routes,
   type CniEnv, type CniRun,
 } from './cni/harness';
-import { startContainerd, type Containerd } from './cni/containerd';
+import { pingFrom, startContainerd, type Containerd } from './cni/containerd';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/cni.test.ts changes network namespaces: only inside scripts/in-netns.js');
@@ -677,10 +677,8 @@ describe.skipIf(!hasContainerd)('pipework-cni under containerd (ctr run --cni)',
     await waitFor(async () => (await c.ctr(['tasks', 'ls'])).split('\n').filter((l) => / RUNNING/.test(l)).length === 2, 30_000, 'both tasks RUNNING', 100);
     const inside = await c.ctr(['task', 'exec', '--exec-id', 'ipa', 'c1', '/bin/busybox', 'ip', '-4', 'addr', 'show', 'eth0']);
     expect(inside).toContain(`inet ${a1.ips![0]}`);
-    const p12 = await c.ctr(['task', 'exec', '--exec-id', 'ping12', 'c1', '/bin/busybox', 'ping', '-c', '2', '-W', '2', ip2]);
-    expect(p12).toMatch(/2 packets transmitted, 2 packets received/);
-    const p21 = await c.ctr(['task', 'exec', '--exec-id', 'ping21', 'c2', '/bin/busybox', 'ping', '-c', '2', '-W', '2', ip1]);
-    expect(p21).toMatch(/2 packets transmitted, 2 packets received/);
+    expect(await pingFrom(c, 'c1', ip2)).toMatch(/2 packets transmitted, 2 packets received/);
+    expect(await pingFrom(c, 'c2', ip1)).toMatch(/2 packets transmitted, 2 packets received/);
 
     // Removal: the task is killed, the foreground `ctr run --rm` runs CNI DEL (netns already gone) before it exits.
     for (const [name, x, ipAddr, left] of [['c2', c2, ip2, 1], ['c1', c1, ip1, 0]] as const) {

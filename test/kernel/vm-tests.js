@@ -84,6 +84,14 @@ function fakeNic(name, { peerNs, up = true } = {}) {
   if (up) ip(null, 'link', 'set', name, 'up');
 }
 
+/** The switch's side of a fake NIC (`<nic>p` in `ns`): a VLAN interface with an address, up, to reach tagged. */
+function switchVlan(ns, nic, vid, cidr) {
+  const dev = `${nic}p.${vid}`;
+  ip(ns, 'link', 'add', 'link', `${nic}p`, 'name', dev, 'type', 'vlan', 'id', String(vid));
+  ip(ns, 'addr', 'add', cidr, 'dev', dev);
+  ip(ns, 'link', 'set', dev, 'up');
+}
+
 function check(cond, why) {
   if (!cond) throw new Error(why);
 }
@@ -188,9 +196,7 @@ test('vlan-cli', async () => {
   netns('c5');
   // nicv plays the NIC; its peer in "sw" has the VLAN 10 interface the container must reach, tagged.
   fakeNic('nicv', { peerNs: 'sw' });
-  ip('sw', 'link', 'add', 'link', 'nicvp', 'name', 'nicvp.10', 'type', 'vlan', 'id', '10');
-  ip('sw', 'addr', 'add', '10.1.0.1/24', 'dev', 'nicvp.10');
-  ip('sw', 'link', 'set', 'nicvp.10', 'up');
+  switchVlan('sw', 'nicv', 10, '10.1.0.1/24');
   pipeworkOk('nicv', 'c5', '10.1.0.2/24', '@10');
   const v = link(null, 'nicv.10');
   check(v, 'no nicv.10 in the host');
@@ -325,9 +331,7 @@ test('cni-vlan', async () => {
   // mode vlan: a macvlan on <master>.<vlan> (made for the first container, deleted with the last), tags on the wire.
   netns('c43', 'c44');
   fakeNic('nicc', { peerNs: 'swc' });
-  ip('swc', 'link', 'add', 'link', 'niccp', 'name', 'niccp.40', 'type', 'vlan', 'id', '40');
-  ip('swc', 'addr', 'add', '10.5.40.1/24', 'dev', 'niccp.40');
-  ip('swc', 'link', 'set', 'niccp.40', 'up');
+  switchVlan('swc', 'nicc', 40, '10.5.40.1/24');
   const conf = cniConf({ mode: 'vlan', master: 'nicc', vlan: 40 }, '10.5.40.0/24');
   const r = cni('ADD', 'c43', conf);
   cni('ADD', 'c44', conf);
@@ -380,9 +384,7 @@ test('docker-plugin-vlan', async () => {
   // the interface into the sandbox, naming and addressing it, and taking it out again) is done here with iproute2.
   netns('c46');
   fakeNic('nicd', { peerNs: 'swd' });
-  ip('swd', 'link', 'add', 'link', 'nicdp', 'name', 'nicdp.50', 'type', 'vlan', 'id', '50');
-  ip('swd', 'addr', 'add', '10.6.50.1/24', 'dev', 'nicdp.50');
-  ip('swd', 'link', 'set', 'nicdp.50', 'up');
+  switchVlan('swd', 'nicd', 50, '10.6.50.1/24');
   const sock = '/run/pw-docker-plugin.sock';
   const plugin = spawn(CLI, ['docker-plugin', '--socket', sock, '--state', '/tmp/pw-docker-plugin.json'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

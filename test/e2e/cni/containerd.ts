@@ -245,3 +245,8 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
     throw e;
   }
 }
+
+/** Two pings from inside the running task `from` (busybox by path: an image-less rootfs has no PATH); busybox's output. */
+export function pingFrom(c: Containerd, from: string, to: string): Promise<string> {
+  return c.ctr(['task', 'exec', '--exec-id', `ping-${from}`, from, '/bin/busybox', 'ping', '-c', '2', '-W', '2', to]);
+}
