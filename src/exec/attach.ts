@@ -25,7 +25,7 @@ import { MOVED_ALIAS_PREFIX } from '../plan/detach';
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
 import { runProgram } from '../run';
-import type { DhcpOutcome } from './dhcp';
+import type { DhcpOutcome } from './dhcp-client';
 
 /** What an attach left in place. */
 export interface AttachResult {

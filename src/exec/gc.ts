@@ -27,7 +27,7 @@ export async function observeGc(ns: HostPair): Promise<GcObserved> {
   }));
   const names = new Set(hostLinks.map((l) => l.name));
   const ovsPorts = ovsRunning() ? (await pipeworkOvsPorts()).map((p) => ({ ...p, linkExists: names.has(p.port) })) : [];
-  const { dhcpClientRunning, dhcpNetnsInUse }: typeof import('./dhcp') = require('./dhcp');
+  const { dhcpClientRunning, dhcpNetnsInUse }: typeof import('./dhcp-stop') = require('./dhcp-stop');
   const dhcpClients = allDhcpClients().map(({ record, state }) => ({
     record, guest: state.hostname, ifname: state.ifname, running: dhcpClientRunning(record), netnsInUse: dhcpNetnsInUse(record),
   }));
@@ -50,7 +50,7 @@ export async function executeGc(steps: GcStep[], ns: HostPair): Promise<{ done: 
           await ns.host.request(deleteLink(step.link.index, step.link.name));
           break;
         case 'stop-dhcp': {
-          const { stopDhcpClient }: typeof import('./dhcp') = require('./dhcp');
+          const { stopDhcpClient }: typeof import('./dhcp-stop') = require('./dhcp-stop');
           await stopDhcpClient(step.record);
           break;
         }
