@@ -28,6 +28,12 @@ export interface PipeworkNative {
    * end to end, each padded to 4 bytes. bytes is copied before this returns.
    */
   netlinkTransact(fd: number, bytes: Uint8Array): Promise<Uint8Array>;
+  /**
+   * ETHTOOL_GLINK on link ifname of the netns of socket fd, on the netlink
+   * thread after the transactions asked before it: whether it has carrier.
+   * The kernel applies the link's pending carrier change (linkwatch) first.
+   */
+  linkCarrier(fd: number, ifname: string): Promise<boolean>;
   /** Who is at the other end of connected unix socket fd (SO_PEERCRED, as of its connect). */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
 }
