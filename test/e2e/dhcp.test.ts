@@ -13,7 +13,8 @@ import {
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDnsmasq, startDockerd, type Dnsmasq, type Dockerd } from '../support/daemons';
+import { startDnsmasq, type Dnsmasq } from '../support/daemons/dnsmasq';
+import { startDockerd, type Dockerd } from '../support/daemons/dockerd';
 import { openInRoot, spawnIsolated } from '../../src/native/spawn';
 // The library as built (`npx tsc -p .` first): src/exec/attach.ts loads the
 // DHCP module lazily with require(), which only resolves in dist.
