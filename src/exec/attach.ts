@@ -16,7 +16,7 @@ import { createIpoib } from '../netlink/kinds/ipoib';
 import { createMacvlan } from '../netlink/kinds/macvlan';
 import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
-import { linkKind } from '../netlink/kinds';
+import { type KindName, linkKind } from '../netlink/kinds';
 import { type AttachPlan, CREATED_BRIDGE_ALIAS, type HostLink, type Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
 import { AttachAborted, type ExecOptions, InjectedFault, type NetnsPair } from './context';
@@ -66,7 +66,7 @@ const EEXIST = 17;
 const EAFNOSUPPORT = 97;
 
 /** A refused link creation, said in terms of what the user can do about it. */
-function creationError(kind: string, e: unknown): unknown {
+function creationError(kind: KindName, e: unknown): unknown {
   if (e instanceof NetlinkError && e.errno === EOPNOTSUPP)
     return new PipeworkError(`This kernel cannot create ${kind} links (module ${linkKind(kind)?.module} not available): ${e.message}`);
   if (e instanceof NetlinkError && e.errno === EXFULL)
@@ -75,7 +75,7 @@ function creationError(kind: string, e: unknown): unknown {
 }
 
 /** Creates a link; a kernel without the kind gets a message that names it and its module. */
-async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promise<Reply[]> {
+async function createLinkOf(sock: RtnlSocket, kind: KindName, req: Request): Promise<Reply[]> {
   try {
     return await sock.request(req);
   } catch (e) {

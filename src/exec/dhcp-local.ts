@@ -4,7 +4,8 @@
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PipeworkError } from '../errors';
-import { type IsolatedChild, spawnIsolated } from '../native/spawn';
+import type { IsolatedChild } from '../native';
+import { spawnIsolated } from '../native/spawn';
 import { RtnlSocket } from '../netlink/socket';
 import { type DhcpRequest, dhcpCommandLine, fileSafe, leaseDir, runDir } from '../plan/dhcp';
 import { type DhcpOutcome, dhcpTimeoutMs, findDhcpClient } from './dhcp-client';

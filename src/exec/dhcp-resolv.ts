@@ -3,7 +3,7 @@
 import { closeSync, constants, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PipeworkError } from '../errors';
-import { openInRoot } from '../native/spawn';
+import { native } from '../native';
 
 /** The nameservers a resolv.conf text names, in its order. */
 export function nameservers(resolvConf: string): string[] {
@@ -24,7 +24,7 @@ export function writeInRoot(rootfs: string, path: string, content: string): void
   let fd: number;
   try {
     // A symlink is followed, but only inside rootfs (RESOLVE_IN_ROOT).
-    fd = openInRoot(rootfs, path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
+    fd = native.openInRoot(rootfs, path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
   } catch (e) {
     throw new PipeworkError(`Cannot write the lease's DNS servers to ${join(rootfs, path)}: ${(e as Error).message}`);
   }
@@ -37,7 +37,7 @@ export function writeInRoot(rootfs: string, path: string, content: string): void
 
 export function readInRoot(rootfs: string, path: string): string | undefined {
   try {
-    const fd = openInRoot(rootfs, path, constants.O_RDONLY);
+    const fd = native.openInRoot(rootfs, path, constants.O_RDONLY);
     try {
       return readFileSync(fd, 'utf8');
     } finally {
