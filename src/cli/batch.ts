@@ -3,8 +3,7 @@ import { readLines } from './lines';
 import { describeError, runOne } from './commands';
 import { PipeworkError } from '../errors';
 import { type Stopping, stopOnSignals } from './signals';
-
-type Out = { out: (s: string) => void; err: (s: string) => void };
+import type { Out } from '../run/out';
 
 /**
  * One batch line as a shell would split it, without any expansion: words,

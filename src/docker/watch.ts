@@ -22,9 +22,7 @@ import { dockerApi, dockerSocket } from '../guest/docker';
 import { type ContainerInfo, containerCommands, showWords } from './commands';
 import { type DockerEvent, type EventStream, openEvents } from './events';
 import { FirstAlone, Sequencer } from '../bulk/order';
-
-type Out = { out: (s: string) => void; err: (s: string) => void };
-const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
+import type { Out } from '../run/out';
 
 export const USAGE = `Usage: pipework watch [--cleanup]
 Follows Docker's events; each container that starts (and each one running
@@ -288,7 +286,7 @@ export class Watcher {
   }
 }
 
-export async function main(argv: string[], io: Out = stdio): Promise<number> {
+export async function main(argv: string[], io: Out): Promise<number> {
   let cleanup = false;
   for (const a of argv) {
     if (a === '--cleanup') cleanup = true;
