@@ -19,17 +19,30 @@ describe('planAttach', () => {
   it('veth on an existing bridge: names and MTU as the original, the container side in one batch', () => {
     const p = plan({ hostInterface: 'br0', addresses: ['10.0.0.2/24'], gateway: '10.0.0.1' },
       observed({ host: link({ name: 'br0', kind: 'bridge', mtu: 9000 }) }));
-    expect(p.steps.map((s) => s.op)).toEqual(['create-veth', 'add-address', 'arp-notify', 'guest-link-up', 'arp-notify', 'replace-default-route']);
+    expect(p.steps.map((s) => s.op)).toEqual(['create-veth', 'add-address', 'guest-link-up', 'replace-default-route',
+      'port-carrier', 'arp-notify', 'announce', 'arp-notify']);
     expect(p.steps[0]).toMatchObject({ hostName: 'veth1pl42', peerName: 'eth1', mtu: 9000, master: { name: 'br0', index: 5 } });
     expect(p.steps.map((s) => renderStep(s, p.guestPath))).toEqual([
       'ip link add veth1pl42 mtu 9000 master br0 up type veth peer name eth1 mtu 9000 netns /proc/42/ns/net'
         + ' && ip link set dev veth1pl42 addrgenmode none',
       'nsenter --net=/proc/42/ns/net ip -4 addr add 10.0.0.2/24 brd 10.0.0.255 dev eth1',
-      'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=1',
       'nsenter --net=/proc/42/ns/net ip link set dev eth1 up',
-      'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=<previous value>',
       'nsenter --net=/proc/42/ns/net ip -4 route replace default via 10.0.0.1 dev eth1',
+      'ethtool veth1pl42',
+      'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=1',
+      'nsenter --net=/proc/42/ns/net ip link set dev eth1 address <its own address>',
+      'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=<previous value>',
     ]);
+  });
+
+  it('gratuitous ARP: on a Linux bridge once the port forwards, elsewhere as the link comes up; none without IPv4 or with announce off', () => {
+    const bridge = observed({ host: link({ name: 'br0', kind: 'bridge' }) });
+    expect(ops({ hostInterface: 'brnew', addresses: ['10.0.0.2/24'] }, observed()))
+      .toEqual(['create-bridge', 'create-veth', 'add-address', 'guest-link-up', 'port-carrier', 'arp-notify', 'announce', 'arp-notify']);
+    expect(ops({ hostInterface: 'eth0', addresses: ['10.0.0.2/24'] }, observed({ host: link({ name: 'eth0' }) })))
+      .toEqual(['create-macvlan', 'add-address', 'arp-notify', 'guest-link-up', 'arp-notify']);
+    expect(ops({ hostInterface: 'br0', addresses: ['10.0.0.2/24'], announce: false }, bridge)).toEqual(['create-veth', 'add-address', 'guest-link-up']);
+    expect(ops({ hostInterface: 'br0', addresses: ['2001:db8::2/64'] }, bridge)).toEqual(['create-veth', 'add-address', 'guest-link-up']);
   });
 
   it('IPv6: none on a Linux bridge port unless hostIpv6; ipv6: false turns it off on the container end before it comes up', () => {
