@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { checkRequest, planAttach, type Observed, type AttachRequest } from '../../src/plan/attach';
 import { renderStep } from '../../src/plan/steps';
+import { checkIfname, ifnameFault } from '../../src/plan/names';
+import { ifnameProblem } from '../../src/cni/config';
 import type { Link } from '../../src/netlink/link';
 import { broadcastOf, formatIp, parseCidr, parseIp } from '../../src/addressing';
 
@@ -154,5 +156,23 @@ describe('addresses', () => {
     expect([brd('10.1.2.3/16'), brd('192.168.1.7/24'), brd('10.0.0.0/1'), brd('10.0.0.5/30'), brd('0.0.0.0/0')])
       .toEqual(['10.1.255.255', '192.168.1.255', '127.255.255.255', '10.0.0.7', '255.255.255.255']);
     expect([brd('10.0.0.1/31'), brd('10.0.0.1/32'), brd('2001:db8::1/64')]).toEqual([undefined, undefined, undefined]);
+  });
+});
+
+describe('interface names: one rule, in the words of each front end', () => {
+  it('the CLI (and the Docker driver) and the CNI plugin refuse the same names, each saying why', () => {
+    const said = (name: string) => { try { checkIfname(name, 'parent'); return undefined; } catch (e) { return (e as Error).message; } };
+    const cases: [string, string | undefined, string | undefined][] = [
+      ['eth1', undefined, undefined],
+      ['a'.repeat(15), undefined, undefined],
+      ['é'.repeat(8), "The parent name 'éééééééé' is 16 characters long; Linux allows at most 15.", 'is longer than 15 characters'],
+      ['', 'The parent name is empty.', 'is empty'],
+      ['..', "The parent name '..' is not valid: no '/', ':' or whitespace, and not '.' or '..'.", 'is . or ..'],
+      ['a:b', "The parent name 'a:b' is not valid: no '/', ':' or whitespace, and not '.' or '..'.", 'contains / or : or whitespace'],
+    ];
+    for (const [name, cli, cni] of cases) {
+      expect([said(name), ifnameProblem(name)]).toEqual([cli, cni]);
+      expect(ifnameFault(name) === undefined).toBe(cli === undefined);
+    }
   });
 });
