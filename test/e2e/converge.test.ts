@@ -6,7 +6,7 @@
 // inside scripts/in-netns.js:
 //   npx tsc -p . && node scripts/in-netns.js npx vitest run test/e2e/converge.test.ts
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settle, snapshot, withoutKernelNoise } from '../helpers/kernel';
 import { BIN, cliIn } from '../helpers/cli';
@@ -194,6 +194,23 @@ describe('killed after each step, then --converge: Open vSwitch port with a tag'
   }, 180_000);
 });
 
+/** The DHCP clients (udhcpc, dhclient, dhcpcd) whose netns is the named netns's. */
+function dhcpClientsIn(netns: string): string[] {
+  const ino = statSync(`/run/netns/${netns}`).ino;
+  const clients: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      if (['udhcpc', 'dhclient', 'dhcpcd'].includes(comm) && statSync(`/proc/${pid}/ns/net`).ino === ino) clients.push(comm);
+    } catch { /* gone meanwhile */ }
+  }
+  return clients;
+}
+
+/** The DHCP scratch dirs of a guest (`<guest>.<ifname>.XXXXXX`), without their random part. */
+const dhcpScratch = (guest: string) => (existsSync('/run/pipework-dhcp') ? readdirSync('/run/pipework-dhcp') : [])
+  .filter((d) => d.startsWith(`${guest}.`)).map((d) => d.replace(/\.[^.]+$/, '')).sort();
+
 describe('killed after each step, then --converge: DHCP (udhcpc against dnsmasq)', () => {
   let dnsmasq: Dnsmasq | undefined;
   beforeAll(async () => {
@@ -209,11 +226,23 @@ describe('killed after each step, then --converge: DHCP (udhcpc against dnsmasq)
     for (const n of [GUEST, HOST]) await ip('netns', 'del', n).catch(() => undefined);
   });
 
+  // Beyond the kernel: the clients running in the container's netns, its pidfile and DHCP scratch dirs.
+  const dhcpState = async () => ({ clients: dhcpClientsIn(GUEST), pidfile: existsSync(`/run/udhcpc.${GUEST}.pid`), scratch: dhcpScratch(GUEST) });
+  const unplugGuest = async () => {
+    await cli(['unplug', GUEST]);
+    await freshGuest();
+  };
+
   it('udhcpc with a fixed MAC (the same lease each run)', async () => {
+    await killAfterEachStep({ args: ['br0', GUEST, 'udhcpc', '02:00:00:00:68:02'], macs: ['02:00:00:00:68:02'], extra: dhcpState, reset: unplugGuest }, freshGuest);
+  }, 180_000);
+
+  it('udhcpc -f, the client staying: one client, its pidfile and scratch dir, as after a clean run', async () => {
+    const want = { clients: ['udhcpc'], pidfile: true, scratch: [`${GUEST}.eth1`] };
     await killAfterEachStep({
-      args: ['br0', GUEST, 'udhcpc', '02:00:00:00:68:02'],
-      macs: ['02:00:00:00:68:02'],
-      reset: freshGuest,
+      args: ['br0', GUEST, 'udhcpc-f', '02:00:00:00:68:03'], macs: ['02:00:00:00:68:03'],
+      extra: async () => { const now = await dhcpState(); expect(now).toEqual(want); return now; },
+      reset: unplugGuest,
     }, freshGuest);
   }, 180_000);
 });
