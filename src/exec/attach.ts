@@ -18,6 +18,7 @@ import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
 import { type KindName, linkKind } from '../netlink/kinds';
 import { type AttachPlan, CREATED_BRIDGE_ALIAS, type HostLink, type Step, inGuest, vlanUsersAlias } from '../plan/steps';
+import { VlanUsersLock, changeVlanUsers, readVlanUsers, withVlanUsersLock } from './vlan-users';
 import { Undo } from './undo';
 import { AttachAborted, type ExecOptions, InjectedFault, type NetnsPair } from './context';
 import { lookupLinks } from './observe';
@@ -101,6 +102,8 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
   const guest = async () => (guestLink ??= parseLink((await ns.guest.request(getLinkByName(plan.containerInterface)))[0]));
   // The veth's creation reply (NLM_F_ECHO) names the peer's index: no lookup needed before the guest batch.
   const known: { index?: number } = {};
+  // A VLAN user count's lock, held from counting this attach until its macvlan exists (exec/vlan-users.ts).
+  const held: { vlan?: VlanUsersLock } = {};
 
   try {
     const steps = plan.steps;
@@ -132,13 +135,15 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
         if (opts.killAfterStep === end - 1) process.kill(process.pid, 'SIGKILL');
         continue;
       }
-      dhcp = (await runHostStep(step, ns, undo, created, resolve, guest, known)) ?? dhcp;
+      dhcp = (await runHostStep(step, ns, undo, created, resolve, guest, known, held)) ?? dhcp;
       if (opts.killAfterStep === i) process.kill(process.pid, 'SIGKILL');
       i++;
     }
     return { containerInterface: await guest(), hostInterface: plan.hostInterface, dhcp };
   } catch (e) {
     throw await undo.rollBack(e);
+  } finally {
+    held.vlan?.release();
   }
 }
 
@@ -187,7 +192,7 @@ function guestRequest(step: Step, link: Link): { req: Request; undo?: () => Requ
 
 async function runHostStep(
   step: Step, ns: NetnsPair, undo: Undo, created: Map<string, number>,
-  resolve: (l: HostLink) => number, guest: () => Promise<Link>, known: { index?: number },
+  resolve: (l: HostLink) => number, guest: () => Promise<Link>, known: { index?: number }, held: { vlan?: VlanUsersLock },
 ): Promise<DhcpOutcome | void> {
   const host = ns.host;
   const guestDelete = (name: string) => undo.push(() => deleteLinkByName(name), 'guest');
@@ -243,8 +248,14 @@ async function runHostStep(
     }
     case 'vlan-user': {
       const index = resolve(step.link);
-      await host.request(setLink(index, { alias: vlanUsersAlias(step.users + 1) }, step.link.name));
-      undo.push(() => setLink(index, { alias: vlanUsersAlias(step.users) }, step.link.name));
+      const lock = held.vlan = await VlanUsersLock.take(ns.hostFd, index);
+      if (step.converge) {
+        const { linksOnLowers }: typeof import('./gc') = require('./gc');
+        const found = (await linksOnLowers(ns, [], new Set([index]))).get(index) ?? 0;
+        if (((await readVlanUsers(host, index)) ?? 0) > found) return; // counted before it was killed
+      }
+      await changeVlanUsers(host, index, step.link.name, 1);
+      undo.pushAsync((s) => withVlanUsersLock(s.hostFd, index, lock, () => changeVlanUsers(s.host, index, step.link.name, -1)));
       return;
     }
     case 'create-vlan':
@@ -253,6 +264,7 @@ async function runHostStep(
       undo.push(() => deleteLinkByName(step.name));
       const index = parseLink((await host.request(getLinkByName(step.name)))[0]).index;
       created.set(step.name, index);
+      held.vlan = await VlanUsersLock.take(ns.hostFd, index); // until the macvlan is on it: gc would find it unused
       // The kernel ignores IFLA_IFALIAS when it creates a link: set it afterwards.
       await host.request(setLink(index, { alias: vlanUsersAlias(1) }, step.name));
       return;
@@ -297,6 +309,7 @@ async function runHostStep(
         name: step.name, parent: resolve(step.parent), mtu: step.mtu || undefined, address: step.mac, netnsFd: ns.guestFd,
       }, step.mode));
       guestDelete(step.name);
+      held.vlan?.release(); // counted and made: what converge and gc compare agrees again
       return;
     case 'create-ipoib':
       await createLinkOf(host, 'ipoib', createIpoib({ name: step.name, parent: resolve(step.parent), netnsFd: ns.guestFd }, step.pkey));

@@ -3,11 +3,11 @@ import { RTNLGRP_LINK } from '../netlink/constants';
 import { type Subscription, subscribe } from '../netlink/subscription';
 import { getNsid, parseNsid } from '../netlink/netns';
 import { NetlinkError } from '../netlink/error';
-import { PipeworkError } from '../errors';
+import { PipeworkError, RollbackError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
 import { InjectedFault, type NetnsPair } from './context';
 import { Undo } from './undo';
-import { vlanUsersAlias } from '../plan/steps';
+import { changeVlanUsers, readVlanUsers, withVlanUsersLock } from './vlan-users';
 import { findDhcpClients } from './dhcp-records';
 import {
   type DetachObserved, type DetachPlan, type DetachStep, MOVED_ALIAS_PREFIX, type OvsPort, removesContainerInterface,
@@ -74,9 +74,10 @@ export async function executeDetach(plan: DetachPlan, ns: NetnsPair, opts: { fai
 async function runDetachStep(step: DetachStep, ns: NetnsPair, undo: Undo): Promise<void> {
   switch (step.op) {
     case 'vlan-release': {
-      const { link, users } = step;
-      await ns.host.request(setLink(link.index, { alias: vlanUsersAlias(users - 1) }, link.name));
-      undo.push(() => setLink(link.index, { alias: vlanUsersAlias(users) }, link.name));
+      const { link } = step;
+      const change = (s: NetnsPair, delta: number) => withVlanUsersLock(s.hostFd, link.index, undefined, () => changeVlanUsers(s.host, link.index, link.name, delta));
+      await change(ns, -1);
+      undo.pushAsync((s) => change(s, 1));
       return;
     }
     case 'ovs-del-port': {
@@ -93,7 +94,20 @@ async function runDetachStep(step: DetachStep, ns: NetnsPair, undo: Undo): Promi
       await deleteLinkAnnounced(ns, step);
       return;
     case 'delete-vlan':
-      await ns.host.request(deleteLink(step.link.index, step.link.name));
+      // An attach may have counted itself on the link since it was observed: then only this container's macvlan goes.
+      await withVlanUsersLock(ns.hostFd, step.link.index, undefined, async () => {
+        if (((await readVlanUsers(ns.host, step.link.index)) ?? 0) <= 1) {
+          await ns.host.request(deleteLink(step.link.index, step.link.name));
+          return;
+        }
+        await changeVlanUsers(ns.host, step.link.index, step.link.name, -1);
+        try {
+          await ns.guest.request(deleteLink(parseLink((await ns.guest.request(getLinkByName(step.ifname)))[0]).index, step.ifname));
+        } catch (e) {
+          const restored = await changeVlanUsers(ns.host, step.link.index, step.link.name, 1).then(() => undefined, (u: Error) => u);
+          throw restored ? new RollbackError(e, [restored]) : e;
+        }
+      });
       return;
     case 'return-link':
       await ns.guest.request(setLink(step.index, {

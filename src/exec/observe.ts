@@ -10,8 +10,6 @@ import { dumpRoutes, parseRouteEntry } from '../netlink/route';
 import { getNsid, parseNsid } from '../netlink/netns';
 import { findDhcpClients } from './dhcp-records';
 import { ovsPortOf } from './detach';
-import { linksOnLowers } from './gc';
-import { vlanUsers } from '../plan/steps';
 import type { NetnsPair } from './context';
 import { vethHostName } from '../plan/names';
 import type { Guest } from '../guest';
@@ -78,10 +76,6 @@ export async function observe(ns: NetnsPair, guest: Guest, r: CheckedRequest, br
     if (kind === 'new-ovs') o.ovsAvailable = ovsRunning();
     if (['bridge', 'new-bridge', 'ovs', 'new-ovs'].includes(kind)) o.localLink = localLink;
     if (kind === 'phys') o.vlanLink = vlanLink;
-    // Converge onto a VLAN link pipework counts users of: how many are there, in every netns (see planAttach).
-    if (r.converge && vlanLink && vlanUsers(vlanLink.alias) !== undefined) {
-      o.vlanUsersFound = (await linksOnLowers(ns, [], new Set([vlanLink.index]))).get(vlanLink.index) ?? 0;
-    }
     if (r.converge) {
       const guestCif = r.containerInterface ?? (kind === 'ipoib' ? 'ib0' : 'eth1');
       o.existing = await observeExisting(ns, r, guestCif, kind === 'ovs' ? localName : undefined);

@@ -74,8 +74,6 @@ export interface Observed {
   gatewayRoutable?: boolean;
   /** With converge: the container interface as found in the guest, and what is on it. */
   existing?: Existing;
-  /** With converge onto a VLAN link pipework counts users of: the macvlans found on it in every netns. */
-  vlanUsersFound?: number;
 }
 
 /** A container interface that already exists, as converge sees it. */
@@ -307,10 +305,8 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
           parentUp = o.vlanLink.up;
           const users = vlanUsers(o.vlanLink.alias);
           // The count goes up before the macvlan is made: a macvlan found on the link is counted already. With
-          // converge and none found, a count above the users found in every netns is taken to include this one
-          // (killed between the count and the macvlan); an attach to the same link in flight meanwhile would be one too.
-          const counted = ex || (r.converge && users !== undefined && users > (o.vlanUsersFound ?? users));
-          if (users !== undefined && !r.directPhys && !counted) steps.push({ op: 'vlan-user', link: parent, users });
+          // converge and none found, the step itself judges, holding the count's lock (exec/vlan-users.ts).
+          if (users !== undefined && !r.directPhys && !ex) steps.push({ op: 'vlan-user', link: parent, users, ...(r.converge ? { converge: true } : {}) });
         } else {
           steps.push({ op: 'create-vlan', parent, name, vid, mtu });
           parent = { name, index: 0 };

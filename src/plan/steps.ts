@@ -26,8 +26,12 @@ export type Step =
   | { op: 'delete-host-link'; link: HostLink }
   | { op: 'host-link-up'; link: HostLink }
   | { op: 'create-vlan'; parent: HostLink; name: string; vid: number; mtu: number }
-  /** One more container on a VLAN link pipework made: its count lives in the link's alias. */
-  | { op: 'vlan-user'; link: HostLink; users: number }
+  /**
+   * One more container on a VLAN link pipework made: its count lives in the link's alias (users: as observed;
+   * the step adds one to what the link says when it runs). converge: not when the count is above the macvlans
+   * found on the link, in every netns: then it includes this attach, killed after counting itself.
+   */
+  | { op: 'vlan-user'; link: HostLink; users: number; converge?: boolean }
   /**
    * masterWas: an existing bridge's MAC and MTU, which a bridge left without ports loses (the undo gives them back).
    * hostAddrGenNone: the host end gets no IPv6 address (set in the same sendmsg, before it has carrier).

@@ -723,6 +723,47 @@ test('gc-vlan-cli', async () => {
   eq(pipeworkOk('gc').out, '', 'a second gc');
 });
 
+/** `pipework ARGS` as a process of its own, not waited for here: resolves with its exit. */
+function pipeworkAsync(...args) {
+  return new Promise((resolve) => {
+    const child = spawn(CLI, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('close', (status) => resolve({ status, err: err.trim() }));
+  });
+}
+
+test('vlan-users-concurrent', async () => {
+  // The user count of a VLAN link pipework made, with attaches, a converge and unplugs on it at once, in this process
+  // and in others: always the number of macvlans on it. c71 is killed right after counting itself (no macvlan yet);
+  // its converge runs among the others' attaches, which are then counted before their macvlans exist.
+  fakeNic('nicq');
+  const names = Array.from({ length: 10 }, (_, k) => `c${70 + k}`);
+  netns(...names);
+  const req = (k) => ({ hostInterface: 'nicq', vlan: '90', addresses: [`10.1.90.${k + 2}/24`] });
+  const alias = () => link(null, 'nicq.90')?.ifalias;
+  const macvlansOnIt = () => names.filter((n) => link(n, 'eth1')?.link_index === link(null, 'nicq.90')?.ifindex).length;
+  await session.attach({ netns: 'c70' }, req(0));
+  eq((await session.plan({ netns: 'c71' }, req(1))).steps[0].op, 'vlan-user', 'the second attach counts itself first');
+  killedAfter(0, ['nicq', 'c71', '10.1.90.3/24', '@90']);
+  eq([alias(), macvlansOnIt()], ['pipework:vlan-users=2', 1], 'count and macvlans after the kill');
+  const results = await Promise.all([
+    session.attach({ netns: 'c71' }, req(1), { converge: true }).then((r) => r.status),
+    ...names.slice(2, 7).map((n, k) => session.attach({ netns: n }, req(k + 2)).then(() => 'attached')),
+    ...names.slice(7).map((n, k) => pipeworkAsync('nicq', n, `10.1.90.${k + 9}/24`, '@90').then((r) => (r.status === 0 ? 'attached' : r.err))),
+  ]);
+  eq(results, ['created', ...names.slice(2).map(() => 'attached')], 'converge and attaches at once');
+  eq([alias(), macvlansOnIt()], ['pipework:vlan-users=10', 10], 'count and macvlans after them');
+  const unplugged = await Promise.all([
+    ...names.slice(1, 6).map((n) => session.unplug({ netns: n }).then((r) => r.action)),
+    ...names.slice(6).map((n) => pipeworkAsync('unplug', n).then((r) => (r.status === 0 ? 'deleted' : r.err))),
+  ]);
+  eq(unplugged, names.slice(1).map(() => 'deleted'), 'unplugs at once');
+  eq([alias(), macvlansOnIt()], ['pipework:vlan-users=1', 1], 'count and macvlans with c70 alone');
+  eq(await session.unplug({ netns: 'c70' }), { action: 'deleted', kind: 'macvlan' }, 'unplug of the last');
+  check(!link(null, 'nicq.90'), 'nicq.90 goes with its last user');
+});
+
 test('every-step-kind-faulted-in-the-vm', async () => {
   // test/integration/rollback.test.ts enumerates every kind (STEP_SIDE) and leaves these to the VM.
   for (const op of ['host-link-up', 'create-vlan', 'vlan-user', 'create-dummy', 'create-macvlan']) {
