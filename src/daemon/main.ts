@@ -4,15 +4,17 @@
  * Docker events watcher in the same process, so one daemon serves every
  * engine. SIGTERM (or SIGINT, SIGHUP): work in flight finishes, new work is
  * refused (CNI calls with code 11, which runtimes retry), then the socket
- * goes and the process exits 0.
+ * goes and the process exits with 128 + the signal's number (143 for
+ * SIGTERM), as the other long-running commands do.
  */
 import { rmSync } from 'node:fs';
+import { constants } from 'node:os';
 import { PipeworkError } from '../errors';
 import { Metrics } from './metrics';
 import { createDaemonServer, type DaemonState, type Handlers } from './server';
+import { optionsOrExit, readOptions } from '../cli/options';
+import type { Out } from '../run/out';
 
-type Out = { out: (s: string) => void; err: (s: string) => void };
-const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
 type Session = import('../session').Session;
 
 export const DEFAULT_SOCKET = '/run/pipework/pipework.sock';
@@ -39,7 +41,7 @@ the CNI shim's calls, the library's operations, /v1/health and Prometheus /metri
   --watch               also plumb Docker containers as their labels ask (as pipework watch)
   --cleanup             with --watch: unplug what was plumbed when a container dies
   -q, --quiet           log only start, stop and failures
-SIGTERM: requests in flight finish, new ones are refused (CNI: error 11, try again), exit 0.`;
+SIGTERM: requests in flight finish, new ones are refused (CNI: error 11, try again), exit 143.`;
 
 interface Options {
   socket: string;
@@ -49,29 +51,13 @@ interface Options {
 }
 
 function parseOptions(argv: string[], h: Hosted): Options | 'help' {
-  let socket = DEFAULT_SOCKET;
-  let docker = false;
-  let dockerSocket: string | undefined;
-  let dockerState: string | undefined;
-  let watch = false;
-  let cleanup = false;
-  let quiet = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => {
-      if (i + 1 >= argv.length || argv[i + 1] === '') throw new PipeworkError(`${a} needs a value.`);
-      return argv[++i];
-    };
-    if (a === '--socket') socket = value();
-    else if (a === '--docker-plugin') docker = true;
-    else if (a === '--docker-socket') dockerSocket = value();
-    else if (a === '--docker-state') dockerState = value();
-    else if (a === '--watch') watch = true;
-    else if (a === '--cleanup') cleanup = true;
-    else if (a === '-q' || a === '--quiet') quiet = true;
-    else if (a === '-h' || a === '--help') return 'help';
-    else throw new PipeworkError(`Unexpected argument: ${a} (see pipework daemon --help)`);
-  }
+  const given = readOptions(argv, 'daemon', {
+    flags: { '--docker-plugin': 'docker', '--watch': 'watch', '--cleanup': 'cleanup', '-q': 'quiet', '--quiet': 'quiet' },
+    values: { '--socket': 'socket', '--docker-socket': 'dockerSocket', '--docker-state': 'dockerState' },
+  });
+  if (given === 'help') return 'help';
+  const { flags, values: { socket = DEFAULT_SOCKET, dockerSocket, dockerState } } = given;
+  const [docker, watch, cleanup, quiet] = (['docker', 'watch', 'cleanup', 'quiet'] as const).map((f) => flags.has(f));
   if (!docker && (dockerSocket || dockerState)) throw new PipeworkError('--docker-socket and --docker-state go with --docker-plugin');
   if (!watch && cleanup) throw new PipeworkError('--cleanup goes with --watch');
   return {
@@ -102,19 +88,10 @@ function cniHandlers(): Pick<Handlers, 'cni' | 'cniTryAgain'> {
   };
 }
 
-/** Runs the daemon until a stop signal; resolves with the exit status. */
-export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Promise<number> {
-  let opts: Options | 'help';
-  try {
-    opts = parseOptions(argv, hosted);
-  } catch (e) {
-    io.err((e as Error).message);
-    return 1;
-  }
-  if (opts === 'help') {
-    io.out(usage(hosted));
-    return 0;
-  }
+/** Runs the daemon until a stop signal; resolves with the exit status (128 + the signal's number). */
+export async function main(argv: string[], hosted: Hosted, io: Out): Promise<number> {
+  const opts = optionsOrExit(() => parseOptions(argv, hosted), usage(hosted), io);
+  if (typeof opts === 'number') return opts;
   const stamp = (line: string) => io.err(`${new Date().toISOString()} pipework daemon: ${line}`);
   const { Session }: typeof import('../session') = require('../session');
   const { listenUnix }: typeof import('../run/listen') = require('../run/listen');
@@ -179,7 +156,7 @@ export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Pro
   await Promise.all([watching, plugin?.stop({ graceful: true })]);
   session.close();
   stamp('stopped');
-  return 0;
+  return 128 + constants.signals[signal];
 }
 
 /** Stops listening; connections kept alive by clients are closed (nothing is in flight on them any more). */

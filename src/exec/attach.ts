@@ -16,7 +16,7 @@ import { createIpoib } from '../netlink/kinds/ipoib';
 import { createMacvlan } from '../netlink/kinds/macvlan';
 import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
-import { linkKind } from '../netlink/kinds';
+import { type KindName, linkKind } from '../netlink/kinds';
 import { type AttachPlan, CREATED_BRIDGE_ALIAS, type HostLink, type Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
 import { AttachAborted, type ExecOptions, InjectedFault, type NetnsPair } from './context';
@@ -25,7 +25,7 @@ import { MOVED_ALIAS_PREFIX } from '../plan/detach';
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
 import { runProgram } from '../run';
-import type { DhcpOutcome } from './dhcp';
+import type { DhcpOutcome } from './dhcp-client';
 
 /** What an attach left in place. */
 export interface AttachResult {
@@ -66,7 +66,7 @@ const EEXIST = 17;
 const EAFNOSUPPORT = 97;
 
 /** A refused link creation, said in terms of what the user can do about it. */
-function creationError(kind: string, e: unknown): unknown {
+function creationError(kind: KindName, e: unknown): unknown {
   if (e instanceof NetlinkError && e.errno === EOPNOTSUPP)
     return new PipeworkError(`This kernel cannot create ${kind} links (module ${linkKind(kind)?.module} not available): ${e.message}`);
   if (e instanceof NetlinkError && e.errno === EXFULL)
@@ -75,7 +75,7 @@ function creationError(kind: string, e: unknown): unknown {
 }
 
 /** Creates a link; a kernel without the kind gets a message that names it and its module. */
-async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promise<Reply[]> {
+async function createLinkOf(sock: RtnlSocket, kind: KindName, req: Request): Promise<Reply[]> {
   try {
     return await sock.request(req);
   } catch (e) {
@@ -121,7 +121,10 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
         // The link's state after the batch comes back in the same sendmsg.
         const outcomes = await ns.guest.send([...batch.map((b) => b.req), getLinkByName(plan.containerInterface)]);
         const after = outcomes.pop()!;
-        outcomes.forEach((o, k) => { if (!o.error) undo.push(batch[k].undo, 'guest'); });
+        outcomes.forEach((o, k) => {
+          const reverse = batch[k].undo;
+          if (!o.error && reverse) undo.push(reverse, 'guest');
+        });
         const failed = outcomes.find((o, k) => o.error && !(steps[i + k].op === 'ipv6-off' && noIpv6State(o.error)))?.error;
         if (failed) throw failed;
         if (!after.error) guestLink = parseLink(after.replies[0]);
@@ -139,8 +142,8 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
   }
 }
 
-/** A guest-side step as one request and the request that reverses it. */
-function guestRequest(step: Step, link: Link): { req: Request; undo: () => Request } {
+/** A guest-side step as one request and the request that reverses it (none for one that changes nothing). */
+function guestRequest(step: Step, link: Link): { req: Request; undo?: () => Request } {
   const { index } = link;
   switch (step.op) {
     case 'arp-notify': {
@@ -150,6 +153,9 @@ function guestRequest(step: Step, link: Link): { req: Request; undo: () => Reque
     }
     case 'guest-link-up':
       return { req: setLink(index, { up: true }, step.name), undo: () => setLink(index, { up: false }, step.name) };
+    case 'announce':
+      // The same MAC: the kernel still reports a MAC change, and announces the addresses (arp_notify).
+      return { req: setLink(index, { address: macBytes(link.mac!) }, `${step.ifname} address`) };
     case 'set-guest-link': {
       const before = { address: step.mac && link.mac ? macBytes(link.mac) : undefined, mtu: step.mtu && link.mtu };
       return { req: setLink(index, { address: step.mac, mtu: step.mtu }, step.name), undo: () => setLink(index, before, step.name) };
@@ -225,6 +231,9 @@ async function runHostStep(
     }
     case 'delete-host-link':
       await host.request(deleteLink(step.link.index, step.link.name));
+      return;
+    case 'port-carrier':
+      await host.linkCarrier(step.name);
       return;
     case 'host-link-up': {
       const index = resolve(step.link);

@@ -33,8 +33,9 @@ const EPROTO = 71;
 export class RtnlSocket {
   private seq = 0;
   private closed = false;
-  /** The last transaction asked for, while it runs: the fd stays open until it ends. */
-  private inFlight?: Promise<unknown>;
+  /** Transactions asked for and not ended: the fd stays open until the last one ends. */
+  private inFlight = 0;
+  private onIdle?: () => void;
 
   private constructor(private readonly fd: number) {}
 
@@ -46,9 +47,10 @@ export class RtnlSocket {
   /**
    * Sends all requests in one sendmsg and resolves with one outcome each, in
    * order. The kernel runs every message even after one fails, so callers
-   * only batch requests that are safe to run that way.
+   * only batch requests that are safe to run that way. alone: on a thread of
+   * its own, not queued behind (nor holding up) other transactions.
    */
-  async send(reqs: Request[]): Promise<Outcome[]> {
+  async send(reqs: Request[], opts: { alone?: boolean } = {}): Promise<Outcome[]> {
     if (this.closed) throw new Error('netlink socket is closed');
     if (reqs.length === 0) return [];
     const pending = new Map<number, Pending>();
@@ -61,9 +63,8 @@ export class RtnlSocket {
       pending.set(seq, { req, replies: [], done: false });
       end = encodeInto(bytes, end, req, seq);
     }
-    const answer = native.netlinkTransact(this.fd, bytes);
-    const settled = answer.then(() => undefined, () => undefined);
-    this.inFlight = settled;
+    const answer = native.netlinkTransact(this.fd, bytes, opts.alone);
+    this.inFlight++;
     let failure: NetlinkError | undefined;
     try {
       this.match(await answer, pending);
@@ -71,7 +72,7 @@ export class RtnlSocket {
       const err = e as SyscallError;
       failure = new NetlinkError(err.errno ?? 5, `${err.syscall ?? 'sendmsg'} for ${reqs[0].op}`);
     } finally {
-      if (this.inFlight === settled) this.inFlight = undefined;
+      if (--this.inFlight === 0) this.onIdle?.();
     }
     return [...pending.values()].map((p) => ({
       replies: p.replies,
@@ -81,8 +82,8 @@ export class RtnlSocket {
   }
 
   /** One request; its replies, or a NetlinkError. */
-  async request(req: Request): Promise<Reply[]> {
-    const [outcome] = await this.send([req]);
+  async request(req: Request, opts: { alone?: boolean } = {}): Promise<Reply[]> {
+    const [outcome] = await this.send([req], opts);
     if (outcome.error) throw outcome.error;
     return outcome.replies;
   }
@@ -95,11 +96,31 @@ export class RtnlSocket {
     return outcomes.map((o) => o.replies);
   }
 
+  /**
+   * Whether link `name` of this netns has carrier (ETHTOOL_GLINK), asked on
+   * the netlink thread after the transactions asked before. The kernel first
+   * applies the link's pending carrier change, which it otherwise leaves to
+   * a worker (linkwatch): a bridge port whose peer just came up forwards
+   * (without STP) once this answers.
+   */
+  async linkCarrier(name: string): Promise<boolean> {
+    if (this.closed) throw new Error('netlink socket is closed');
+    const answer = native.linkCarrier(this.fd, name);
+    this.inFlight++;
+    try {
+      return await answer;
+    } catch (e) {
+      throw new NetlinkError((e as SyscallError).errno ?? 5, `ETHTOOL_GLINK ${name}`);
+    } finally {
+      if (--this.inFlight === 0) this.onIdle?.();
+    }
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     // Not under a transaction still queued or running: its fd could be reused meanwhile.
-    if (this.inFlight) void this.inFlight.then(() => closeSync(this.fd));
+    if (this.inFlight) this.onIdle = () => closeSync(this.fd);
     else closeSync(this.fd);
   }
 

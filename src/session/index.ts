@@ -24,7 +24,7 @@ const EEXIST = 17;
 const ENODEV = 19;
 
 /** The DHCP runner, loaded only when DHCP is used. */
-const dhcpModule = (): typeof import('../exec/dhcp') => require('../exec/dhcp');
+const dhcpModule = (): typeof import('../exec/dhcp-client') => require('../exec/dhcp-client');
 
 /** A guest as given: a spec to open, or a Guest already open (the caller closes it). */
 export type GuestArg = GuestSpec | Guest;
@@ -65,6 +65,7 @@ export class Session {
    * as the batch looked it up once (see observe()). If the kernel then
    * refuses the veth (its host-end name taken, the bridge gone), the attach,
    * rolled back, is planned again from a full look.
+   * @internal
    */
   async attachOnto(bridge: Link | undefined, guest: GuestArg, request: AttachRequest, opts: AttachOptions = {}): Promise<AttachResult> {
     const checked = checkRequest(request, opts.converge);
@@ -129,14 +130,20 @@ export class Session {
     return detachMany(this, items, opts);
   }
 
-  /** Bulk teardown's first half: see detachOrGroup (src/exec/detach.ts). With unplug, as unplug does. */
+  /**
+   * Bulk teardown's first half: see detachOrGroup (src/exec/detach.ts). With unplug, as unplug does.
+   * @internal
+   */
   async detachOrGroup(guest: GuestArg, containerInterface = 'eth1', group: number, opts: { unplug?: boolean } = {}):
     Promise<{ outcome: DetachOutcome; grouped: boolean }> {
     return this.withGuest(guest, async (g, ns) =>
       detachOrGroup(await this.detachPlan(ns, g, containerInterface, !!opts.unplug), ns, group));
   }
 
-  /** Bulk teardown's second half: every host link of the group, deleted at once. */
+  /**
+   * Bulk teardown's second half: every host link of the group, deleted at once.
+   * @internal
+   */
   async deleteLinkGroup(group: number): Promise<void> {
     await deleteGroup({ host: this.host }, group);
   }

@@ -1,9 +1,12 @@
 // Real links in real (throwaway) namespaces: each test makes a "host" netns
 // and container netns, attaches with the library, and reads the result back
 // with `ip -j`, then proves connectivity with ping.
+import { execFileSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Session, PipeworkError, NetlinkError } from '../../src/index';
 import { inNetns, ip, ipj, kernelHasKind, link, netnsSet, ping, waitInNetns } from '../helpers/kernel';
+import { RtnlSocket } from '../../src/netlink/socket';
+import { dumpLinks, getLinkByName, parseLink } from '../../src/netlink/link';
 
 let ns: ReturnType<typeof netnsSet>;
 let host: number;
@@ -110,7 +113,7 @@ describe('veth on a Linux bridge', () => {
     for (let i = 0; i < 100 && learnt().length === 0; i++) await new Promise((res) => setTimeout(res, 50));
     const neigh = learnt();
     expect(neigh).toEqual([expect.objectContaining({ lladdr: r.containerInterface.mac })]);
-    // arp_notify was only on while the link came up.
+    // arp_notify was only on while the announcement was sent.
     expect(inNetns(guests[1], 'sysctl', ['-n', 'net.ipv4.conf.eth1.arp_notify']).trim()).toBe('0');
   });
 });
@@ -212,6 +215,24 @@ describe('dummy', () => {
 });
 
 describe('refusals', () => {
+  it('two long guest names whose veth host names collided before (5 hex digits of md5) both attach', async () => {
+    // Named netns: their names are the tags in veth1pl<tag>, cut with a hash when over 15 bytes.
+    const names = ['pwlongguest1136', 'pwlongguest1823'];
+    for (const n of names) execFileSync('ip', ['netns', 'add', n]);
+    try {
+      const results = [];
+      for (const [k, n] of names.entries())
+        results.push(await session.attach({ netns: n }, { hostInterface: 'br1', addresses: [`10.66.0.${k + 2}/24`] }));
+      const hostNames = results.map((r) => r.hostInterface!);
+      expect(new Set(hostNames).size).toBe(2);
+      const ports = ipj<any[]>(host, 'link', 'show', 'master', 'br1').map((l) => l.ifname);
+      expect(ports.sort()).toEqual([...hostNames].sort());
+      for (const h of hostNames) expect(Buffer.byteLength(h)).toBeLessThanOrEqual(15);
+    } finally {
+      for (const n of names) execFileSync('ip', ['netns', 'del', n]);
+    }
+  });
+
   it('reports the kernel refusal with errno, code, operation and extended ACK', async () => {
     ip(guests[0], 'link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'x');
     const err = await session.attach({ fd: guests[0] }, { hostInterface: 'br1' }).catch((e) => e);
@@ -239,6 +260,49 @@ describe('detach', () => {
     expect(link(guests[0], 'eth1')).toBeUndefined();
     expect(link(host, r.hostInterface!)).toBeUndefined();
     expect(await session.detach({ fd: guests[0] })).toEqual({ action: 'absent' });
+  });
+
+  // The deletion is done when the kernel announces it (before the RCU barrier the deleting sendmsg still waits out).
+  it('returns with both veth ends, the address and the bridge port gone, read back at once, and the names free again', async () => {
+    const hostSock = RtnlSocket.open(host);
+    const guestSock = RtnlSocket.open(guests[0]);
+    try {
+      const names = async () => ({
+        host: (await hostSock.request(dumpLinks())).map((m) => parseLink(m).name).sort(),
+        guest: (await guestSock.request(dumpLinks())).map((m) => parseLink(m).name),
+      });
+      for (let i = 0; i < 5; i++) {
+        const r = await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'] });
+        expect(await session.detach({ fd: guests[0] })).toEqual({ action: 'deleted', kind: 'veth' });
+        expect(await names()).toEqual({ host: ['br1', 'lo'], guest: ['lo'] });
+        await expect(hostSock.request(getLinkByName(r.hostInterface!))).rejects.toMatchObject({ code: 'ENODEV' });
+        expect(ipj<unknown[]>(host, 'link', 'show', 'master', 'br1')).toEqual([]);
+        expect(ipj<unknown[]>(guests[0], '-4', 'addr', 'show', 'to', '10.66.0.2')).toEqual([]);
+      }
+    } finally {
+      hostSock.close();
+      guestSock.close();
+    }
+  });
+
+  it('deletes a macvlan the same way, and many veths detached at once', async () => {
+    fakePhysical('eth0');
+    await session.attach({ fd: guests[0] }, { hostInterface: 'eth0', addresses: ['10.9.0.2/24'] });
+    expect(await session.detach({ fd: guests[0] })).toEqual({ action: 'deleted', kind: 'macvlan' });
+    expect(link(guests[0], 'eth1')).toBeUndefined();
+    expect(link(host, 'eth0')).toBeDefined();
+
+    const many = netnsSet(12);
+    try {
+      await Promise.all(many.fds.map((g, i) => session.attach({ fd: g }, { hostInterface: 'br1', addresses: [`10.66.0.${i + 2}/24`] })));
+      expect(ipj<unknown[]>(host, 'link', 'show', 'master', 'br1')).toHaveLength(12);
+      const outcomes = await Promise.all(many.fds.map((g) => session.detach({ fd: g })));
+      expect(outcomes).toEqual(many.fds.map(() => ({ action: 'deleted', kind: 'veth' })));
+      expect(ipj<unknown[]>(host, 'link', 'show', 'master', 'br1')).toEqual([]);
+      for (const g of many.fds) expect(link(g, 'eth1')).toBeUndefined();
+    } finally {
+      many.close();
+    }
   });
 });
 

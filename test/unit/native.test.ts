@@ -5,16 +5,37 @@ import { Worker } from 'node:worker_threads';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { native } from '../../src/native';
+import { native, type PipeworkNative } from '../../src/native';
 import { getS32 } from '../../src/netlink/attributes';
 import { RTM_NEWLINK } from '../../src/netlink/constants';
 import { dumpLinks, parseLink } from '../../src/netlink/link';
 import { createBridge } from '../../src/netlink/kinds/bridge';
 import { encodeRequest, parseReplies } from '../../src/netlink/message';
+import { ip, ipj } from '../helpers/kernel';
 
 const here = () => statSync('/proc/thread-self/ns/net').ino;
 
+const ROOT = path.resolve(__dirname, '../..');
+/** The start of a worker script: the addon loaded there, a netlink socket, and an RTM_GETLINK dump (nlmsghdr + ifinfomsg). */
+const WORKER_PRELUDE = `
+  const { parentPort, workerData } = require('node:worker_threads');
+  const native = require(require.resolve('node-gyp-build', { paths: [workerData.root] }))(workerData.root);
+  const sock = native.openNetlinkSocket();
+  const dump = new Uint8Array(32);
+  dump.set([32, 0, 0, 0, 18, 0, 1, 3, 1]);`;
+
 describe('native addon', () => {
+  it('exports exactly the functions PipeworkNative declares', () => {
+    // A Record over the interface's keys: a function declared but missing here, or listed but not declared, fails to compile.
+    const declared: Record<keyof PipeworkNative, true> = {
+      withNetns: true, netnsInode: true, newNetns: true, openNetnsPath: true, openNetnsPid: true, strerror: true, tryLock: true,
+      readSmallFiles: true, openNetlinkSocket: true, netlinkTransact: true, linkCarrier: true, peerCredentials: true, spawnIsolated: true,
+      openInRoot: true,
+    };
+    expect(Object.keys(native).sort()).toEqual(Object.keys(declared).sort());
+    for (const name of Object.keys(declared)) expect(typeof native[name as keyof PipeworkNative]).toBe('function');
+  });
+
   it('newNetns makes a new netns held only by its fd, and leaves us where we were', () => {
     const home = here();
     const fd = native.newNetns();
@@ -51,6 +72,28 @@ describe('native addon', () => {
     }
   });
 
+  it('linkCarrier: whether a link has carrier, its pending carrier change applied first (the bridge port follows at once)', async () => {
+    const fd = native.newNetns();
+    const sock = native.openNetlinkSocket(fd);
+    try {
+      ip(fd, 'link', 'add', 'br0', 'up', 'type', 'bridge');
+      // Enslaved before the kernel has applied its lack of carrier, the port starts out forwarding; it is
+      // disabled when that is applied: left to the kernel's worker (up to a second), now by linkCarrier.
+      ip(fd, 'link', 'add', 'pwport', 'master', 'br0', 'up', 'type', 'veth', 'peer', 'name', 'pwpeer');
+      const state = () => ipj<any[]>(fd, '-d', 'link', 'show', 'pwport')[0].linkinfo.info_slave_data.state;
+      expect(await native.linkCarrier(sock, 'pwport')).toBe(false);
+      expect(state()).toBe('disabled');
+      ip(fd, 'link', 'set', 'pwpeer', 'up');
+      expect(await native.linkCarrier(sock, 'pwport')).toBe(true);
+      expect(state()).toBe('forwarding');
+      await expect(native.linkCarrier(sock, 'pwnone')).rejects.toMatchObject({ code: 'ENODEV', syscall: 'ioctl(SIOCETHTOOL)' });
+      expect(() => native.linkCarrier(sock, 'a-name-over-15-bytes')).toThrow(TypeError);
+    } finally {
+      closeSync(sock);
+      closeSync(fd);
+    }
+  });
+
   it('openNetlinkSocket makes the socket in the netns given, refuses other fds, and never moves us', async () => {
     const home = here();
     const fd = native.newNetns();
@@ -82,26 +125,32 @@ describe('native addon', () => {
   });
 
   it('netlinkTransact in a worker thread: answers there; the worker ends cleanly, and terminate() while it calls in a loop ends only the worker', async () => {
-    const root = path.resolve(__dirname, '../..');
-    const script = `
-      const { parentPort, workerData } = require('node:worker_threads');
-      const native = require(require.resolve('node-gyp-build', { paths: [workerData.root] }))(workerData.root);
-      const sock = native.openNetlinkSocket();
-      // RTM_GETLINK dump: nlmsghdr + ifinfomsg.
-      const dump = new Uint8Array(32);
-      dump.set([32, 0, 0, 0, 18, 0, 1, 3, 1]);
+    const script = `${WORKER_PRELUDE}
       native.netlinkTransact(sock, dump).then((answer) => {
         parentPort.postMessage(answer.length);
         if (!workerData.flood) process.exit(0);
         for (;;) native.netlinkTransact(sock, dump); // until terminate() stops it, in here or between calls
       });`;
     for (const flood of [false, true]) {
-      const worker = new Worker(script, { eval: true, workerData: { root, flood } });
+      const worker = new Worker(script, { eval: true, workerData: { root: ROOT, flood } });
       const length = await new Promise<number>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
       expect(length).toBeGreaterThan(16); // at least lo, and NLMSG_DONE
       const code = flood ? await worker.terminate() : await new Promise<number>((resolve) => worker.once('exit', resolve));
       expect(code).toBe(flood ? 1 : 0);
     }
+  });
+
+  it('netlinkTransact alone: the same answer, on a thread of its own; a worker that ends with some in flight ends cleanly', async () => {
+    const script = `${WORKER_PRELUDE}
+      Promise.all([native.netlinkTransact(sock, dump, true), native.netlinkTransact(sock, dump)]).then(([alone, queued]) => {
+        parentPort.postMessage(Buffer.from(alone).equals(Buffer.from(queued)));
+        for (let i = 0; i < 20; i++) native.netlinkTransact(sock, dump, true);
+        process.exit(0);
+      });`;
+    const worker = new Worker(script, { eval: true, workerData: { root: ROOT } });
+    const same = await new Promise<boolean>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+    expect(same).toBe(true);
+    expect(await new Promise<number>((resolve) => worker.once('exit', resolve))).toBe(0);
   });
 
   it('openNetnsPid opens a live process netns through a pidfd, and names the failure otherwise', () => {

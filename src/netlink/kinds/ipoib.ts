@@ -19,4 +19,4 @@ export function createIpoib(a: LinkAttrs & { parent: number }, pkey?: number, mo
   return createLink(a, { kind: 'ipoib', data });
 }
 
-export const ipoib: KindRecord = { kind: 'ipoib', module: 'ib_ipoib', deletedOnDetach: true };
+export const ipoib: KindRecord = { kind: 'ipoib', module: 'ib_ipoib', deletedOnDetach: true, sharesLower: false };

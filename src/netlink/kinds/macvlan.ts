@@ -14,4 +14,4 @@ export function createMacvlan(a: LinkAttrs & { parent: number }, mode: MacvlanMo
   return createLink(a, { kind: 'macvlan', data: [u32(IFLA_MACVLAN_MODE, MACVLAN_MODES[mode])] });
 }
 
-export const macvlan: KindRecord = { kind: 'macvlan', module: 'macvlan', deletedOnDetach: true };
+export const macvlan: KindRecord = { kind: 'macvlan', module: 'macvlan', deletedOnDetach: true, sharesLower: true };

@@ -11,4 +11,4 @@ export function createVlan(a: LinkAttrs & { parent: number }, vid: number): Requ
   return createLink(a, { kind: 'vlan', data: [u16(IFLA_VLAN_ID, vid)] });
 }
 
-export const vlan: KindRecord = { kind: 'vlan', module: '8021q', deletedOnDetach: true };
+export const vlan: KindRecord = { kind: 'vlan', module: '8021q', deletedOnDetach: true, sharesLower: false };
