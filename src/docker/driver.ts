@@ -383,7 +383,7 @@ export class Driver {
     } else {
       if (net.mode === 'bridge' && parent!.kind !== 'bridge') throw new DriverError(`${net.parent} is no longer a bridge`);
       const master = net.mode === 'bridge' ? parent!.index : undefined;
-      await this.sock.request(createVeth({ name: hostName, mtu, master, up: true }, { name: srcName, mtu, address }));
+      await this.sock.request(createVeth({ name: hostName, mtu, master, up: true, queues: 1 }, { name: srcName, mtu, address, queues: 1 }));
       if (net.mode === 'ovs') {
         try {
           await runProgram('ovs-vsctl', ['--may-exist', 'add-port', net.parent, hostName, ...(net.vlan ? [`tag=${net.vlan}`] : []),
