@@ -12,7 +12,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { rmSync } from 'node:fs';
-import { PipeworkError } from '../errors';
+import { PipeworkError, RollbackError } from '../errors';
 import { Driver, DriverError } from './driver';
 import { listenUnix } from '../run/listen';
 import type { Out } from '../run/out';
@@ -121,7 +121,8 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void,
         },
         (e) => {
           const err = e as Error;
-          const known = err instanceof DriverError || err instanceof PipeworkError || err?.name === 'NetlinkError';
+          // A RollbackError's message says what failed and which undo steps failed too (what may be left).
+          const known = err instanceof DriverError || err instanceof PipeworkError || err instanceof RollbackError || err?.name === 'NetlinkError';
           const message = known ? err.message : `internal error: ${err?.message ?? err}`;
           log?.(`${new Date().toISOString()} ${path.slice(1)} ${what}: ${message.replace(/\n/g, ' ')}`);
           reply(res, err instanceof DriverError ? err.status : 500, { Err: message });
