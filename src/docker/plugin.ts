@@ -15,6 +15,7 @@ import { rmSync } from 'node:fs';
 import { PipeworkError, RollbackError } from '../errors';
 import { Driver, DriverError } from './driver';
 import { listenUnix } from '../run/listen';
+import { optionsOrExit, readOptions } from '../cli/options';
 import type { Out } from '../run/out';
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/pipework.sock';
@@ -149,20 +150,10 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void,
 }
 
 function parseOptions(argv: string[]): { socket: string; state: string; quiet: boolean } | 'help' {
-  const o = { socket: DEFAULT_SOCKET, state: DEFAULT_STATE, quiet: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => {
-      if (i + 1 >= argv.length || argv[i + 1] === '') throw new PipeworkError(`${a} needs a value.`);
-      return argv[++i];
-    };
-    if (a === '--socket') o.socket = value();
-    else if (a === '--state') o.state = value();
-    else if (a === '-q' || a === '--quiet') o.quiet = true;
-    else if (a === '-h' || a === '--help') return 'help';
-    else throw new PipeworkError(`Unexpected argument: ${a} (see pipework docker-plugin --help)`);
-  }
-  return o;
+  const given = readOptions(argv, 'docker-plugin', { flags: { '-q': 'quiet', '--quiet': 'quiet' }, values: { '--socket': 'socket', '--state': 'state' } });
+  if (given === 'help') return 'help';
+  const { socket = DEFAULT_SOCKET, state = DEFAULT_STATE } = given.values;
+  return { socket, state, quiet: given.flags.has('quiet') };
 }
 
 /**
@@ -171,17 +162,8 @@ function parseOptions(argv: string[]): { socket: string; state: string; quiet: b
  * the one running finishes.
  */
 export async function main(argv: string[], io: Out): Promise<number> {
-  let opts: ReturnType<typeof parseOptions>;
-  try {
-    opts = parseOptions(argv);
-  } catch (e) {
-    io.err((e as Error).message);
-    return 1;
-  }
-  if (opts === 'help') {
-    io.out(USAGE);
-    return 0;
-  }
+  const opts = optionsOrExit(() => parseOptions(argv), USAGE, io);
+  if (typeof opts === 'number') return opts;
   const log = opts.quiet ? undefined : (line: string) => io.err(line);
   let plugin: RunningPlugin;
   try {
