@@ -17,8 +17,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { PipeworkError } from '../errors';
 import { parseCidr, parseMac } from '../addressing';
-import { NetlinkError } from '../netlink/error';
-import { type Link, deleteLink, dumpLinks, getLinkByName, parseLink } from '../netlink/link';
+import { refusedWith } from '../netlink/error';
+import { ENODEV } from '../netlink/errno';
+import { type Link, deleteLink, dumpLinks, findLink } from '../netlink/link';
 import { RtnlSocket } from '../netlink/socket';
 import { createBridge } from '../netlink/kinds/bridge';
 import { MACVLAN_MODES, type MacvlanMode, createMacvlan } from '../netlink/kinds/macvlan';
@@ -28,7 +29,6 @@ import { ovsRunning, runProgram } from '../run';
 import { JsonStateFile } from './state';
 import { isOvsBridge } from '../exec/observe';
 
-const ENODEV = 19;
 const IFNAMSIZ = 16;
 
 /** A refusal sent back to Docker as `{"Err": message}` with this HTTP status. */
@@ -179,23 +179,14 @@ export class Driver {
   // -------------------------------------------------------------------------
   // Kernel helpers
 
-  private async link(name: string): Promise<Link | undefined> {
-    try {
-      return parseLink((await this.sock.request(getLinkByName(name)))[0]);
-    } catch (e) {
-      if (e instanceof NetlinkError && e.errno === ENODEV) return undefined;
-      throw e;
-    }
-  }
-
   /** Deletes the link if it is there; true when it was. */
   private async deleteIfPresent(name: string): Promise<boolean> {
-    const l = await this.link(name);
+    const l = await findLink(this.sock, name);
     if (!l) return false;
     try {
       await this.sock.request(deleteLink(l.index, name));
     } catch (e) {
-      if (e instanceof NetlinkError && e.errno === ENODEV) return false; // gone meanwhile
+      if (refusedWith(e, ENODEV)) return false; // gone meanwhile
       throw e;
     }
     return true;
@@ -257,7 +248,7 @@ export class Driver {
     if (vlan !== undefined) net.vlan = vlan;
     if (mvText !== undefined) net.macvlanMode = mvText as MacvlanMode;
     try {
-      const existing = await this.link(parent);
+      const existing = await findLink(this.sock, parent);
       // An OVS bridge of the userspace datapath has no kernel link of its name: ask OVS before creating anything.
       const ovs = modeOpt !== 'macvlan' && existing?.kind !== 'bridge' && (await isOvsBridge(parent, existing));
       if (ovs) {
@@ -279,7 +270,7 @@ export class Driver {
       }
       if (net.mode === 'macvlan' && vlan !== undefined) {
         const lower = checkIfName(`${parent}.${vlan}`, 'VLAN interface');
-        const l = await this.link(lower);
+        const l = await findLink(this.sock, lower);
         if (!l) {
           await this.sock.request(createVlan({ name: lower, parent: existing!.index, mtu: existing!.mtu, up: true }, vlan));
           undo.push(() => this.deleteIfPresent(lower));
@@ -308,7 +299,7 @@ export class Driver {
     const others = Object.values(this.state.networks).filter((n) => n.id !== id);
     if (net.createdVlan && net.lower && !others.some((n) => n.lower === net.lower)) await this.deleteIfPresent(net.lower);
     if (net.createdBridge && !others.some((n) => n.parent === net.parent)) {
-      const br = await this.link(net.parent);
+      const br = await findLink(this.sock, net.parent);
       if (br?.kind === 'bridge' && (await this.portCount(br)) === 0) await this.deleteIfPresent(net.parent);
     }
     for (const ep of Object.values(this.state.endpoints)) if (ep.networkId === id) delete this.state.endpoints[ep.id];
@@ -374,7 +365,7 @@ export class Driver {
     await this.deleteIfPresent(srcName);
     if (net.mode !== 'macvlan') await this.deleteIfPresent(hostName);
 
-    const parent = await this.link(net.lower ?? net.parent);
+    const parent = await findLink(this.sock, net.lower ?? net.parent);
     if (!parent && net.mode !== 'ovs') throw new DriverError(`${net.lower ?? net.parent} (parent of network ${shortId(net.id, 12)}) does not exist`);
     const mtu = net.mtu ?? parent?.mtu;
     const address = parseMac(ep.mac);

@@ -760,22 +760,10 @@ async function linkIndex(sock: import('../netlink/socket').RtnlSocket, ifname: s
 
 /** The link's IPv4 addresses (and with v6, its global IPv6 ones) as CIDR strings. */
 async function addresses(sock: import('../netlink/socket').RtnlSocket, index: number, v6: boolean): Promise<string[]> {
-  const { dumpAddresses }: typeof import('../netlink/address') = require('../netlink/address');
-  const { get32, parseAttrs }: typeof import('../netlink/attributes') = require('../netlink/attributes');
+  const { readAddresses }: typeof import('../netlink/address') = require('../netlink/address');
+  const { formatIp }: typeof import('../addressing') = require('../addressing');
   const C: typeof import('../netlink/constants') = require('../netlink/constants');
-  const out: string[] = [];
-  for (const reply of await sock.request(dumpAddresses(v6 ? 0 : C.AF_INET))) {
-    const p = reply.payload;
-    const family = p[0];
-    if (get32(p, 4) !== index) continue;
-    const attrs = parseAttrs(p, 8);
-    if (family === C.AF_INET) {
-      const a = attrs.get(C.IFA_LOCAL) ?? attrs.get(C.IFA_ADDRESS);
-      if (a) out.push(`${a.join('.')}/${p[1]}`);
-    } else if (family === C.AF_INET6 && p[3] === C.RT_SCOPE_UNIVERSE) {
-      const a = attrs.get(C.IFA_ADDRESS);
-      if (a) out.push(`${require('ipaddr.js').fromByteArray([...a]).toString()}/${p[1]}`);
-    }
-  }
-  return out;
+  return (await readAddresses(sock, v6 ? 0 : C.AF_INET))
+    .filter((a) => a.index === index && (a.family === C.AF_INET || (a.family === C.AF_INET6 && a.scope === C.RT_SCOPE_UNIVERSE)))
+    .map((a) => `${formatIp(a.address)}/${a.prefixLen}`);
 }

@@ -4,7 +4,9 @@ import {
   IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 } from './constants';
+import { ENODEV } from './errno';
 import { type Reply, type Request, ifinfomsg, request } from './message';
+import type { Outcome, RtnlSocket } from './socket';
 
 /** The generic attributes of a link being created or changed. */
 export interface LinkAttrs {
@@ -109,6 +111,11 @@ export function getLinkByIndex(index: number): Request {
   return request(RTM_GETLINK, 0, ifinfomsg({ index }), [], `RTM_GETLINK ${index}`);
 }
 
+/** `ip link show dev NAME` or the link of an ifindex: one link, no dump. */
+export function getLink(which: string | number): Request {
+  return typeof which === 'number' ? getLinkByIndex(which) : getLinkByName(which);
+}
+
 /** `ip link show [master B]`: a dump, filtered by the kernel when master is given. */
 export function dumpLinks(master?: number): Request {
   const attrs = master === undefined ? [] : [s32(IFLA_MASTER, master)];
@@ -174,6 +181,19 @@ export function parseLink(reply: Reply): Link {
     arpNotify: inetConf(attrs.get(IFLA_AF_SPEC), IPV4_DEVCONF_ARP_NOTIFY),
     addrGenMode: inet6AddrGenMode(attrs.get(IFLA_AF_SPEC)),
   };
+}
+
+/** The link an RTM_GETLINK's outcome carries; undefined when there is none (ENODEV); other refusals thrown. */
+export function linkOf(outcome: Outcome): Link | undefined {
+  if (!outcome.error) return parseLink(outcome.replies[0]);
+  if (outcome.error.errno === ENODEV) return undefined;
+  throw outcome.error;
+}
+
+/** One link of the socket's netns, by name or ifindex; undefined if it has none such. */
+export async function findLink(sock: RtnlSocket, which: string | number): Promise<Link | undefined> {
+  const [outcome] = await sock.send([getLink(which)]);
+  return linkOf(outcome);
 }
 
 /** IFLA_AF_SPEC: AF_INET6: IFLA_INET6_ADDR_GEN_MODE, one byte. */
