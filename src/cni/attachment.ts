@@ -10,7 +10,7 @@ import { RtnlSocket } from '../netlink/socket';
 import { refusedWith } from '../netlink/error';
 import { EEXIST, ENODEV } from '../netlink/errno';
 import { createBridge } from '../netlink/kinds/bridge';
-import type { KindName } from '../netlink/kinds';
+import { type KindName, kindData } from '../netlink/kinds';
 import { deleteLink, findLink, setLink, type Link } from '../netlink/link';
 import { readAddresses } from '../netlink/address';
 import { readRoutes } from '../netlink/route';
@@ -329,7 +329,7 @@ const fail = (msg: string, details = '') => new CniError(ErrorCode.Internal, msg
 
 /**
  * CHECK: IPAM's CHECK, then the container interface of prevResult exists in
- * CNI_NETNS with its kind, MAC and addresses; prevResult's routes exist; in
+ * CNI_NETNS with its kind (a macvlan in its mode), MAC and addresses; prevResult's routes exist; in
  * mode bridge the veth's host end is still a port of the bridge.
  */
 export async function check(conf: NetConf, a: Attachment, call: CniCall): Promise<void> {
@@ -349,6 +349,11 @@ export async function check(conf: NetConf, a: Attachment, call: CniCall): Promis
     if (!link) throw fail(`interface ${a.ifname} not found in ${a.netns}`);
     const kind = CONTAINER_KIND[conf.mode];
     if (link.kind !== kind) throw fail(`interface ${a.ifname} in ${a.netns} is a ${link.kind ?? 'physical'} link, not a ${kind}`);
+    if (kind === 'macvlan') {
+      const mode = kindData(link, 'macvlan')?.mode;
+      const want = conf.macvlanMode ?? 'bridge';
+      if (mode !== want) throw fail(`interface ${a.ifname} in ${a.netns} is a macvlan in mode ${mode}, not ${want}`);
+    }
     if (expected.mac && link.mac?.toLowerCase() !== expected.mac.toLowerCase())
       throw fail(`interface ${a.ifname} has MAC ${link.mac}, expected ${expected.mac}`);
     if (!link.up) throw fail(`interface ${a.ifname} in ${a.netns} is down`);

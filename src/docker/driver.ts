@@ -25,6 +25,7 @@ import { createBridge } from '../netlink/kinds/bridge';
 import { MACVLAN_MODES, type MacvlanMode, createMacvlan } from '../netlink/kinds/macvlan';
 import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
+import { kindData } from '../netlink/kinds';
 import { ovsRunning, runProgram } from '../run';
 import { JsonStateFile } from './state';
 import { isOvsBridge } from '../exec/observe';
@@ -275,8 +276,8 @@ export class Driver {
           await this.sock.request(createVlan({ name: lower, parent: existing!.index, mtu: existing!.mtu, up: true }, vlan));
           undo.push(() => this.deleteIfPresent(lower));
           net.createdVlan = true;
-        } else if (l.kind !== 'vlan') {
-          throw new DriverError(`${lower} exists and is not a VLAN interface`);
+        } else if (l.kind !== 'vlan' || kindData(l, 'vlan')?.id !== vlan) {
+          throw new DriverError(`${lower} exists and is not a VLAN interface for id ${vlan}`);
         }
         net.lower = lower;
       }

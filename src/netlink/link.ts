@@ -138,6 +138,8 @@ export interface Link {
   linkNetnsid?: number;
   mac?: string;
   kind?: string;
+  /** IFLA_INFO_DATA, undecoded: `kindData(link, kind)` (./kinds) reads it. */
+  infoData?: Uint8Array;
   operstate?: number;
   carrier?: boolean;
   alias?: string;
@@ -151,11 +153,14 @@ const LINK_ATTRS: ReadonlySet<number> = new Set([
   IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_ADDRESS, IFLA_LINKINFO, IFLA_OPERSTATE, IFLA_CARRIER, IFLA_IFALIAS, IFLA_AF_SPEC,
 ]);
 
+const LINKINFO_ATTRS: ReadonlySet<number> = new Set([IFLA_INFO_KIND, IFLA_INFO_DATA]);
+
 export function parseLink(reply: Reply): Link {
   const p = reply.payload;
   const attrs = parseAttrs(p, 16, p.length, LINK_ATTRS);
   const flags = get32(p, 8);
   const linkinfo = attrs.get(IFLA_LINKINFO);
+  const info = linkinfo && parseAttrs(linkinfo, 0, linkinfo.length, LINKINFO_ATTRS);
   const address = attrs.get(IFLA_ADDRESS);
   const u32Of = (type: number) => {
     const v = attrs.get(type);
@@ -174,7 +179,8 @@ export function parseLink(reply: Reply): Link {
     parent: u32Of(IFLA_LINK),
     linkNetnsid: linkNetnsid && linkNetnsid.length >= 4 ? getS32(linkNetnsid, 0) : undefined,
     mac: address && formatMac(address),
-    kind: linkinfo ? cstring(parseAttrs(linkinfo).get(IFLA_INFO_KIND)) : undefined,
+    kind: info ? cstring(info.get(IFLA_INFO_KIND)) : undefined,
+    infoData: info?.get(IFLA_INFO_DATA),
     operstate: attrs.get(IFLA_OPERSTATE)?.[0],
     carrier: attrs.has(IFLA_CARRIER) ? attrs.get(IFLA_CARRIER)![0] === 1 : undefined,
     alias: cstring(attrs.get(IFLA_IFALIAS)) || undefined,

@@ -491,6 +491,8 @@ describe('pipework-cni, called directly', () => {
     expect(link(c1, 'eth0')!.linkinfo?.info_kind).toBe('macvlan');
     expect(ping(c1, '10.66.5.3')).toBe(true);
     expect((await check(c1, 'c1', withPrev(conf, r1))).code).toBe(0);
+    // CHECK reads the macvlan's mode back: another one asked for is a failure.
+    expectError(await check(c1, 'c1', withPrev({ ...conf, macvlanMode: 'vepa' }, r1)), 999, /eth0 in \S+ is a macvlan in mode bridge, not vepa/);
     expect((await del(c1, 'c1', withPrev(conf, r1))).code).toBe(0);
     expect(link(c1, 'eth0')).toBeUndefined();
     expect(Object.values(reservations(d, 'pwnet'))).toEqual(['c2']);

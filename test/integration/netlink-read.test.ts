@@ -1,6 +1,7 @@
 // netlink/'s read side against the kernel: findLink, the parsers of address
-// and route replies, and dumps taken while another process changes the
-// table, each compared with `ip -j` read back.
+// and route replies, dumps taken while another process changes the table,
+// and the link kinds' IFLA_INFO_DATA decoders, each compared with `ip -j`
+// read back.
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { closeSync } from 'node:fs';
@@ -15,7 +16,8 @@ import { readAddresses } from '../../src/netlink/address';
 import { readRoutes } from '../../src/netlink/route';
 import { AF_INET, AF_INET6, AF_UNSPEC } from '../../src/netlink/constants';
 import { formatIp } from '../../src/addressing';
-import { ip, ipBatch, ipj, nsPath, socketInFreshNetns } from '../helpers/kernel';
+import { type DecodedKind, kindData } from '../../src/netlink/kinds';
+import { type LinkJson, ip, ipBatch, ipj, kernelHasKind, links, nsPath, socketInFreshNetns } from '../helpers/kernel';
 
 const t = socketInFreshNetns();
 
@@ -149,4 +151,52 @@ describe('dumps while the table changes (NLM_F_DUMP_INTR)', () => {
     expect(now.map((l) => [l.name, l.index]).sort()).toEqual(after.map((l) => [l.ifname, l.ifindex]).sort());
     console.log(`churn: ${whole.length} whole dumps, ${flagged} answers flagged interrupted, ${gaveUp} dumps given up after every attempt`);
   }, 120_000);
+});
+
+describe('IFLA_INFO_DATA decoders (netlink/kinds)', () => {
+  /** Each link of a decoded kind: our kindData against the same keys of ip -d's info_data (a flag ip leaves out is false). */
+  async function compareAll(kinds: DecodedKind[]): Promise<number> {
+    const shown = new Map(links(t.fd).map((l: LinkJson) => [l.ifname, l.linkinfo?.info_data ?? {}]));
+    let compared = 0;
+    for (const l of (await t.sock.request(dumpLinks())).map(parseLink)) {
+      const kind = kinds.find((k) => k === l.kind);
+      if (!kind) continue;
+      const ours = kindData(l, kind) as Record<string, unknown>;
+      const theirs = shown.get(l.name)!;
+      expect(ours, l.name).toBeDefined();
+      const picked = Object.fromEntries(Object.keys(ours).map((k) => [k, theirs[k] ?? (ours[k] === false ? false : undefined)]));
+      expect(ours, `${l.name} (${kind})`).toEqual(picked);
+      compared++;
+    }
+    return compared;
+  }
+
+  it('macvlan and macvtap: the mode (each of them) and nopromisc, as ip -d link show reads them', async () => {
+    ip(t.fd, 'link', 'add', 'lw0', 'type', 'veth', 'peer', 'name', 'lw1');
+    for (const mode of ['private', 'vepa', 'bridge', 'source']) ip(t.fd, 'link', 'add', 'link', 'lw0', 'name', `mv-${mode}`, 'type', 'macvlan', 'mode', mode);
+    ip(t.fd, 'link', 'add', 'link', 'lw1', 'name', 'mv-pass', 'type', 'macvlan', 'mode', 'passthru', 'nopromisc');
+    ip(t.fd, 'link', 'add', 'link', 'lw0', 'name', 'mt-vepa', 'type', 'macvtap', 'mode', 'vepa');
+    expect(await compareAll(['macvlan', 'macvtap'])).toBe(6);
+    const pass = (await findLink(t.sock, 'mv-pass'))!;
+    expect(kindData(pass, 'macvlan')).toEqual({ mode: 'passthru', nopromisc: true });
+    // A link of another kind has no data of this one.
+    expect(kindData(pass, 'vlan')).toBeUndefined();
+    expect(kindData((await findLink(t.sock, 'mt-vepa'))!, 'macvtap')).toMatchObject({ mode: 'vepa' });
+  });
+
+  it.skipIf(!kernelHasKind('vlan'))('vlan: id, protocol and flags, as ip -d link show reads them', async () => {
+    ip(t.fd, 'link', 'add', 'lv0', 'type', 'veth', 'peer', 'name', 'lv1');
+    ip(t.fd, 'link', 'add', 'link', 'lv0', 'name', 'lv0.10', 'type', 'vlan', 'id', '10');
+    ip(t.fd, 'link', 'add', 'link', 'lv0', 'name', 'lv0.20', 'type', 'vlan', 'protocol', '802.1ad', 'id', '20', 'reorder_hdr', 'off', 'loose_binding', 'on');
+    expect(await compareAll(['vlan'])).toBe(2);
+    expect(kindData((await findLink(t.sock, 'lv0.20'))!, 'vlan')).toEqual({ id: 20, protocol: '802.1ad', flags: ['LOOSE_BINDING'] });
+  });
+
+  it.skipIf(!kernelHasKind('ipvlan'))('ipvlan: mode and flags, as ip -d link show reads them', async () => {
+    ip(t.fd, 'link', 'add', 'li0', 'type', 'veth', 'peer', 'name', 'li1');
+    ip(t.fd, 'link', 'add', 'link', 'li0', 'name', 'iv-l2', 'type', 'ipvlan', 'mode', 'l2');
+    ip(t.fd, 'link', 'add', 'link', 'li0', 'name', 'iv-l3', 'type', 'ipvlan', 'mode', 'l3', 'private');
+    ip(t.fd, 'link', 'add', 'link', 'li0', 'name', 'iv-l3s', 'type', 'ipvlan', 'mode', 'l3s', 'vepa');
+    expect(await compareAll(['ipvlan'])).toBe(3);
+  });
 });
