@@ -3,10 +3,13 @@
  * end and the daemon to them and everything else to the CLI. Each is loaded only when asked
  * for: a single call has to start faster than the shell original runs.
  */
-type Out = { out: (s: string) => void; err: (s: string) => void };
+import type { Out } from './run/out';
+
+// Here rather than in run/out.ts: a module more to load would cost every call at start-up.
+const stdio: Out = { out: (line) => process.stdout.write(`${line}\n`), err: (line) => process.stderr.write(`${line}\n`) };
 
 /** Runs one command line; resolves with the exit status. io: default the process's stdout and stderr. */
-export function main(argv: string[], io?: Out): Promise<number> {
+export function main(argv: string[], io: Out = stdio): Promise<number> {
   if (argv[0] === 'docker-plugin') return (require('./docker/plugin') as typeof import('./docker/plugin')).main(argv.slice(1), io);
   if (argv[0] === 'watch') return (require('./docker/watch') as typeof import('./docker/watch')).main(argv.slice(1), io);
   if (argv[0] === 'daemon') return (require('./daemon/main') as typeof import('./daemon/main')).main(argv.slice(1), daemonHosts(), io);

@@ -6,6 +6,9 @@ import { readFileSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import type { Link } from '../netlink/link';
 import { BRIDGE_MAX_PORTS } from '../netlink/kinds/bridge';
+import { FirstAlone } from './order';
+
+export { FirstAlone, Sequencer } from './order';
 
 /**
  * What bulk work needs of a Session (src/session): bulk sits below it, so
@@ -161,23 +164,18 @@ export type Attacher = (guest: GuestSpec | Guest, request: AttachRequest, opts?:
  * failing in the kernel.
  */
 export function bulkAttacher(session: BulkSession, bulkOpts: AttachOptions = {}): Attacher {
-  const first = new Map<string, Promise<unknown>>();
+  const gate = new FirstAlone();
   // Per host interface, once its first attach succeeded: a Linux bridge and its port count.
   const bridges = new Map<string, { link: Link; ports: number } | undefined>();
-  return async (guest, request, itemOpts) => {
+  return (guest, request, itemOpts) => gate.run(request.hostInterface, async (first) => {
     const opts = { ...bulkOpts, ...itemOpts };
     const name = request.hostInterface;
-    const pending = first.get(name);
-    if (!pending) {
-      const p = session.attach(guest, request, opts).then(async (result) => {
-        // A failed look only costs the shortcut.
-        bridges.set(name, await session.bridge(name).catch(() => undefined));
-        return result;
-      });
-      first.set(name, p);
-      return p;
+    if (first) {
+      const result = await session.attach(guest, request, opts);
+      // A failed look only costs the shortcut.
+      bridges.set(name, await session.bridge(name).catch(() => undefined));
+      return result;
     }
-    await pending.catch(() => undefined);
     const bridge = bridges.get(name); // none if the first one failed, or it is no Linux bridge
     // Converge: an attachment found in place takes no new port, so the count would not hold; the kernel still says when the bridge is full.
     if (!bridge || opts.converge) return session.attach(guest, request, opts);
@@ -190,7 +188,7 @@ export function bulkAttacher(session: BulkSession, bulkOpts: AttachOptions = {})
       bridge.ports--;
       throw e;
     }
-  };
+  });
 }
 
 /** Session.attachMany: every item attached, or rolled back alone (see bulkAttacher). */
@@ -201,37 +199,66 @@ export function attachMany(session: BulkSession, items: Iterable<BulkAttachItem>
 }
 
 /** A device group number no one else uses: a high range plus randomness (not a secret). */
-export const deviceGroup = () => (0x70000000 | Math.floor(Math.random() * 0x1000000)) >>> 0;
+const deviceGroup = () => (0x70000000 | Math.floor(Math.random() * 0x1000000)) >>> 0;
 
 /** Veths marked before their group is deleted at once: bounds what a failure could leave marked. */
 const GROUP_FLUSH = 512;
 
 /**
+ * Veths deleted by device group, hundreds per kernel call, instead of one
+ * RCU grace period each: the detaches put their veth in `group`
+ * (BulkSession.detachOrGroup) and mark what they stand for (an item, a
+ * line); flush() deletes the group once `full` (at GROUP_FLUSH marks) and
+ * at the end. What was marked is done only when its group is gone.
+ */
+export class GroupDeleter<T> {
+  /** The device group the detaches put their veths in. */
+  readonly group = deviceGroup();
+  private marked: T[] = [];
+
+  constructor(private readonly session: Pick<BulkSession, 'deleteLinkGroup'>) {}
+
+  mark(what: T): void {
+    this.marked.push(what);
+  }
+
+  get full(): boolean {
+    return this.marked.length >= GROUP_FLUSH;
+  }
+
+  /** Deletes the group: what was marked since the last flush, with the error if the deletion failed (nothing marked: no kernel call). */
+  async flush(): Promise<{ marked: T[]; error?: Error }> {
+    const marked = this.marked;
+    this.marked = [];
+    if (!marked.length) return { marked };
+    try {
+      await this.session.deleteLinkGroup(this.group);
+      return { marked };
+    } catch (e) {
+      return { marked, error: e as Error };
+    }
+  }
+}
+
+/**
  * Session.detachMany: every item detached; absent already counts as done.
- * Plain veths are deleted by device group, hundreds per kernel call, instead
- * of one RCU grace period each; their results come when their group goes.
+ * Plain veths go by device group (GroupDeleter); their results come when
+ * their group goes.
  */
 export async function* detachMany(session: BulkSession, items: Iterable<BulkDetachItem> | AsyncIterable<BulkDetachItem>,
   opts: BulkOptions = {}): AsyncGenerator<BulkResult<DetachOutcome>> {
-  const group = deviceGroup();
-  let marked: BulkResult<DetachOutcome>[] = [];
-  const flush = async () => {
-    const batch = marked;
-    marked = [];
-    try {
-      await session.deleteLinkGroup(group);
-      return batch;
-    } catch (e) {
-      return batch.map((r): BulkResult<DetachOutcome> => ({ index: r.index, ok: false, error: e as Error }));
-    }
+  const deleter = new GroupDeleter<{ index: number; outcome: DetachOutcome }>(session);
+  const flushed = async (): Promise<BulkResult<DetachOutcome>[]> => {
+    const { marked, error } = await deleter.flush();
+    return marked.map(({ index, outcome }) => (error ? { index, ok: false, error } : { index, ok: true, result: outcome }));
   };
-  for await (const r of runBounded(items, (item) => session.detachOrGroup(item.guest, item.containerInterface, group), opts)) {
+  for await (const r of runBounded(items, (item) => session.detachOrGroup(item.guest, item.containerInterface, deleter.group), opts)) {
     if (!r.ok) yield r;
     else if (!r.result.grouped) yield { index: r.index, ok: true, result: r.result.outcome };
     else {
-      marked.push({ index: r.index, ok: true, result: r.result.outcome });
-      if (marked.length >= GROUP_FLUSH) yield* await flush();
+      deleter.mark({ index: r.index, outcome: r.result.outcome });
+      if (deleter.full) yield* await flushed();
     }
   }
-  if (marked.length) yield* await flush();
+  yield* await flushed();
 }

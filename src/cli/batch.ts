@@ -3,8 +3,7 @@ import { readLines } from './lines';
 import { describeError, runOne } from './commands';
 import { PipeworkError } from '../errors';
 import { type Stopping, stopOnSignals } from './signals';
-
-type Out = { out: (s: string) => void; err: (s: string) => void };
+import type { Out } from '../run/out';
 
 /**
  * One batch line as a shell would split it, without any expansion: words,
@@ -89,17 +88,6 @@ async function* parsedLines(lines: AsyncIterable<string> | Iterable<string>, unp
   }
 }
 
-/** Runs work after the previous work with the same key has settled (per-guest order is kept). */
-function sequencer(): <T>(key: string, work: () => Promise<T>) => Promise<T> {
-  const tails = new Map<string, Promise<unknown>>();
-  return (key, work) => {
-    const run = (tails.get(key) ?? Promise.resolve()).then(work);
-    const tail: Promise<unknown> = run.catch(() => undefined).then(() => { if (tails.get(key) === tail) tails.delete(key); });
-    tails.set(key, tail);
-    return run;
-  };
-}
-
 /** Line numbers as ranges: lines finish nearly in order, so a long batch makes few. */
 export class LineSet {
   private readonly ranges: [number, number][] = [];
@@ -181,14 +169,13 @@ export async function runBatchLines(lines: AsyncIterable<string> | Iterable<stri
   { session, progress, stopping, readRest = true }: {
     session: import('../session').Session; progress?: import('./progress').Progress; stopping?: Stopping; readRest?: boolean;
   }): Promise<number> {
-  const { runBounded, bulkAttacher, deviceGroup }: typeof import('../bulk') = require('../bulk');
+  const { runBounded, bulkAttacher, GroupDeleter, Sequencer }: typeof import('../bulk') = require('../bulk');
   const { resolveGuest }: typeof import('../guest/resolve') = require('../guest/resolve');
   const { AttachAborted }: typeof import('../exec/context') = require('../exec/context');
   const started = process.hrtime.bigint();
   const attachWith = bulkAttacher(session, { abort: stopping?.rollback });
-  const inOrder = sequencer();
-  const group = deviceGroup();
-  let grouped: number[] = []; // line numbers whose veth awaits the group deletion
+  const inOrder = new Sequencer();
+  const deleter = new GroupDeleter<number>(session); // marks: line numbers whose veth awaits the group deletion
   const done = new LineSet();
   const failed = new LineSet();
   const rolledBack = new LineSet();
@@ -202,14 +189,10 @@ export async function runBatchLines(lines: AsyncIterable<string> | Iterable<stri
 
   /** Deletes the marked veths at once; their lines count as done only then. */
   const flush = async () => {
-    const lines = grouped;
-    grouped = [];
-    if (!lines.length) return;
-    try {
-      await session.deleteLinkGroup(group);
-      for (const no of lines) done.add(no);
-    } catch (e) {
-      for (const no of lines) report(no, e);
+    const { marked, error } = await deleter.flush();
+    for (const no of marked) {
+      if (error) report(no, error);
+      else done.add(no);
     }
   };
 
@@ -219,8 +202,8 @@ export async function runBatchLines(lines: AsyncIterable<string> | Iterable<stri
     if (cmd.kind === 'unplug' && !cmd.opts.dryRun) {
       const named = await resolveGuest(cmd.guest);
       try {
-        const r = await session.detachOrGroup(named.guest, cmd.containerInterface, group, { unplug: true });
-        if (r.grouped) grouped.push(line.no);
+        const r = await session.detachOrGroup(named.guest, cmd.containerInterface, deleter.group, { unplug: true });
+        if (r.grouped) deleter.mark(line.no);
         if (cmd.opts.json) io.out(JSON.stringify({ guest: named.name, containerInterface: cmd.containerInterface, ...r.outcome }));
         return !r.grouped;
       } finally {
@@ -228,7 +211,7 @@ export async function runBatchLines(lines: AsyncIterable<string> | Iterable<stri
       }
     }
     const key = 'guest' in cmd ? cmd.guest : '';
-    return inOrder(key, async () => {
+    return inOrder.run(key, async () => {
       // Queued behind an earlier line for the same guest when the stop came.
       if (stopping?.signal) throw new NotStarted();
       await runOne(session, cmd, io, attachWith);
@@ -253,7 +236,7 @@ export async function runBatchLines(lines: AsyncIterable<string> | Iterable<stri
     lineOf.delete(r.index);
     if (!r.ok) report(no, r.error);
     else if (r.result) done.add(no);
-    if (grouped.length >= 512) await flush();
+    if (deleter.full) await flush();
     progress?.update(done.size, failed.size + rolledBack.size);
   }
   await flush();

@@ -5,8 +5,7 @@
  */
 import type { Command } from './args';
 import { PipeworkError, RollbackError } from '../errors';
-
-type Out = { out: (s: string) => void; err: (s: string) => void };
+import type { Out } from '../run/out';
 
 /** One line for the user: our own messages as they are, kernel refusals with their cause. */
 export function describeError(e: unknown, verbose = false): string {

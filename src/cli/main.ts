@@ -3,15 +3,13 @@
  * single call has to start faster than the shell original runs.
  */
 import { type Command, type GlobalOptions, HELP, USAGE, parseArgs } from './args';
+import type { Out } from '../run/out';
 
 /** The commands on one guest, and error messages: loaded when a command gets that far (not for --version, --help). */
 const commands = (): typeof import('./commands') => require('./commands');
 
-type Out = { out: (s: string) => void; err: (s: string) => void };
-const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
-
 /** Runs one command line; resolves with the exit status. */
-export async function main(argv: string[], io: Out = stdio): Promise<number> {
+export async function main(argv: string[], io: Out): Promise<number> {
   let cmd: Command;
   try {
     cmd = parseArgs(argv);

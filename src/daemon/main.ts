@@ -10,9 +10,8 @@ import { rmSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { Metrics } from './metrics';
 import { createDaemonServer, type DaemonState, type Handlers } from './server';
+import type { Out } from '../run/out';
 
-type Out = { out: (s: string) => void; err: (s: string) => void };
-const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
 type Session = import('../session').Session;
 
 export const DEFAULT_SOCKET = '/run/pipework/pipework.sock';
@@ -103,7 +102,7 @@ function cniHandlers(): Pick<Handlers, 'cni' | 'cniTryAgain'> {
 }
 
 /** Runs the daemon until a stop signal; resolves with the exit status. */
-export async function main(argv: string[], hosted: Hosted, io: Out = stdio): Promise<number> {
+export async function main(argv: string[], hosted: Hosted, io: Out): Promise<number> {
   let opts: Options | 'help';
   try {
     opts = parseOptions(argv, hosted);

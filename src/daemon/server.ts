@@ -30,10 +30,9 @@ import type { AttachRequest } from '../plan/attach';
 import { PipeworkError } from '../errors';
 import { native } from '../native';
 import type { Metrics } from './metrics';
+import type { Out } from '../run/out';
 
 const MAX_BODY = 1 << 20;
-
-type Out = { out: (s: string) => void; err: (s: string) => void };
 
 /** What the daemon runs that other front ends own, handed over by the entry that starts it. */
 export interface Handlers {

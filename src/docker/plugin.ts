@@ -15,9 +15,7 @@ import { rmSync } from 'node:fs';
 import { PipeworkError } from '../errors';
 import { Driver, DriverError } from './driver';
 import { listenUnix } from '../run/listen';
-
-type Out = { out: (s: string) => void; err: (s: string) => void };
-const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
+import type { Out } from '../run/out';
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/pipework.sock';
 export const DEFAULT_STATE = '/var/lib/pipework/docker-plugin.json';
@@ -171,7 +169,7 @@ function parseOptions(argv: string[]): { socket: string; state: string; quiet: b
  * SIGINT or SIGHUP stops the plugin: no request starts after the signal,
  * the one running finishes.
  */
-export async function main(argv: string[], io: Out = stdio): Promise<number> {
+export async function main(argv: string[], io: Out): Promise<number> {
   let opts: ReturnType<typeof parseOptions>;
   try {
     opts = parseOptions(argv);

@@ -21,9 +21,8 @@ import type { Command } from '../cli/args';
 import { dockerApi, dockerSocket } from '../guest/docker';
 import { type ContainerInfo, containerCommands, showWords } from './commands';
 import { type DockerEvent, type EventStream, openEvents } from './events';
-
-type Out = { out: (s: string) => void; err: (s: string) => void };
-const stdio: Out = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
+import { FirstAlone, Sequencer } from '../bulk/order';
+import type { Out } from '../run/out';
 
 export const USAGE = `Usage: pipework watch [--cleanup]
 Follows Docker's events; each container that starts (and each one running
@@ -53,8 +52,10 @@ const ATTACHING = new Set(['attach', 'route', 'rule', 'tc']);
 
 export class Watcher {
   private readonly tracked = new Map<string, Tracked>();
-  private readonly tails = new Map<string, Promise<unknown>>();
-  private readonly gateFirst = new Map<string, Promise<unknown>>();
+  /** Per container: its start, then its die, in event order. */
+  private readonly inOrder = new Sequencer();
+  /** Per host interface: the first attach runs alone (it may create the bridge). */
+  private readonly firstAttach = new FirstAlone();
   private stream?: EventStream;
   private stopped = false;
   private wake?: () => void;
@@ -121,14 +122,12 @@ export class Watcher {
   private queue(id: string, work: () => Promise<void>): void {
     // What fails here is Docker going away mid-way (the catch-up after reconnecting redoes it) or a bug.
     // Stopping: work not started yet is left for the next watcher's catch-up.
-    const run = (this.tails.get(id) ?? Promise.resolve()).then(() => (this.stopped ? undefined : work())).catch((e) => this.say(id.slice(0, 12), `${(e as Error)?.message ?? e}`));
-    this.tails.set(id, run);
-    void run.then(() => { if (this.tails.get(id) === run) this.tails.delete(id); });
+    this.inOrder.run(id, () => (this.stopped ? Promise.resolve() : work())).catch((e) => this.say(id.slice(0, 12), `${(e as Error)?.message ?? e}`));
   }
 
   /** Resolves when no container work is queued. */
-  async idle(): Promise<void> {
-    while (this.tails.size) await Promise.all([...this.tails.values()]);
+  idle(): Promise<void> {
+    return this.inOrder.idle();
   }
 
   private onEvent(e: DockerEvent): void {
@@ -232,15 +231,7 @@ export class Watcher {
       const code = await runOne(this.session, cmd, io);
       if (code !== 0) throw new PipeworkError(`exit status ${code}`);
     };
-    if (cmd.kind !== 'attach') return work();
-    const first = this.gateFirst.get(cmd.hostInterface);
-    if (first) {
-      await first.catch(() => undefined);
-      return work();
-    }
-    const p = work();
-    this.gateFirst.set(cmd.hostInterface, p);
-    return p;
+    return cmd.kind === 'attach' ? this.firstAttach.run(cmd.hostInterface, work) : work();
   }
 
   /**
@@ -295,7 +286,7 @@ export class Watcher {
   }
 }
 
-export async function main(argv: string[], io: Out = stdio): Promise<number> {
+export async function main(argv: string[], io: Out): Promise<number> {
   let cleanup = false;
   for (const a of argv) {
     if (a === '--cleanup') cleanup = true;

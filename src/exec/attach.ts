@@ -17,7 +17,7 @@ import { createIpoib } from '../netlink/kinds/ipoib';
 import { createMacvlan } from '../netlink/kinds/macvlan';
 import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
-import { linkKind } from '../netlink/kinds';
+import { type KindName, linkKind } from '../netlink/kinds';
 import { type AttachPlan, CREATED_BRIDGE_ALIAS, type HostLink, type Step, inGuest, vlanUsersAlias } from '../plan/steps';
 import { Undo } from './undo';
 import { AttachAborted, type ExecOptions, InjectedFault, type NetnsPair } from './context';
@@ -26,7 +26,7 @@ import { MOVED_ALIAS_PREFIX } from '../plan/detach';
 import { readFileSync } from 'node:fs';
 import { native } from '../native';
 import { runProgram } from '../run';
-import type { DhcpOutcome } from './dhcp';
+import type { DhcpOutcome } from './dhcp-client';
 
 /** What an attach left in place. */
 export interface AttachResult {
@@ -62,7 +62,7 @@ export interface AttachOutcome {
 const family = (f: 4 | 6) => (f === 4 ? AF_INET : AF_INET6);
 
 /** A refused link creation, said in terms of what the user can do about it. */
-function creationError(kind: string, e: unknown): unknown {
+function creationError(kind: KindName, e: unknown): unknown {
   if (refusedWith(e, EOPNOTSUPP))
     return new PipeworkError(`This kernel cannot create ${kind} links (module ${linkKind(kind)?.module} not available): ${e.message}`);
   if (refusedWith(e, EXFULL))
@@ -71,7 +71,7 @@ function creationError(kind: string, e: unknown): unknown {
 }
 
 /** Creates a link; a kernel without the kind gets a message that names it and its module. */
-async function createLinkOf(sock: RtnlSocket, kind: string, req: Request): Promise<Reply[]> {
+async function createLinkOf(sock: RtnlSocket, kind: KindName, req: Request): Promise<Reply[]> {
   try {
     return await sock.request(req);
   } catch (e) {

@@ -97,7 +97,7 @@ async function runDetachStep(step: DetachStep, ns: NetnsPair, undo: Undo): Promi
       }, step.ifname));
       return;
     case 'stop-dhcp': {
-      const { stopDhcpClient }: typeof import('./dhcp') = require('./dhcp');
+      const { stopDhcpClient }: typeof import('./dhcp-stop') = require('./dhcp-stop');
       await stopDhcpClient(step.record);
       return;
     }

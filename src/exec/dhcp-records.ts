@@ -1,4 +1,7 @@
-import { readFileSync, readdirSync } from 'node:fs';
+// A DHCP client's scratch dir (one per attach, under scratchBase()) and the
+// state file in it that records a client left running: what a later
+// process (unplug, gc) finds it by.
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DhcpClientRecord } from '../plan/detach';
 import { type DhcpRequest, fileSafe, scratchBase } from '../plan/dhcp';
@@ -17,6 +20,24 @@ export interface ClientState {
   utsIno?: number;
   pidfile?: string;
   helperContainer?: string;
+}
+
+/** A new scratch dir `<scratchBase>/<guest>.<ifname>.XXXXXX`. */
+export function scratchDir(hostname: string, ifname: string): string {
+  const base = scratchBase();
+  mkdirSync(base, { recursive: true, mode: 0o700 });
+  return mkdtempSync(join(base, `${fileSafe(hostname)}.${fileSafe(ifname)}.`));
+}
+
+export function writeState(dir: string, state: ClientState): void {
+  const tmp = join(dir, 'state.json.tmp');
+  writeFileSync(tmp, JSON.stringify(state), { mode: 0o600 });
+  renameSync(tmp, join(dir, 'state.json'));
+}
+
+/** The state recorded in dir; throws if there is none (ENOENT) or it cannot be read. */
+export function readState(dir: string): ClientState {
+  return JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
 }
 
 /**
@@ -44,7 +65,7 @@ export function allDhcpClients(prefix = ''): { record: DhcpClientRecord; state: 
     const dir = join(scratchBase(), name);
     let state: ClientState;
     try {
-      state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
+      state = readState(dir);
     } catch {
       continue;
     }

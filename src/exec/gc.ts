@@ -1,6 +1,7 @@
 import { closeSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { native } from '../native';
 import { NetlinkError } from '../netlink/error';
+import { linkKind } from '../netlink/kinds';
 import { type Link, deleteLink, dumpLinks, parseLink } from '../netlink/link';
 import { getNsid, parseNsid } from '../netlink/netns';
 import { RtnlSocket } from '../netlink/socket';
@@ -13,7 +14,6 @@ import type { NetnsPair } from './context';
 type HostPair = Pick<NetnsPair, 'host' | 'hostFd'>;
 
 const ASIDE = /^pwold\d+$/;
-const LOWER_KINDS = new Set(['macvlan', 'macvtap', 'ipvlan']);
 
 /** Reads what planGc judges: the host's links, pipework's OVS ports, the recorded DHCP clients. */
 export async function observeGc(ns: HostPair): Promise<GcObserved> {
@@ -27,7 +27,7 @@ export async function observeGc(ns: HostPair): Promise<GcObserved> {
   }));
   const names = new Set(hostLinks.map((l) => l.name));
   const ovsPorts = ovsRunning() ? (await pipeworkOvsPorts()).map((p) => ({ ...p, linkExists: names.has(p.port) })) : [];
-  const { dhcpClientRunning, dhcpNetnsInUse }: typeof import('./dhcp') = require('./dhcp');
+  const { dhcpClientRunning, dhcpNetnsInUse }: typeof import('./dhcp-stop') = require('./dhcp-stop');
   const dhcpClients = allDhcpClients().map(({ record, state }) => ({
     record, guest: state.hostname, ifname: state.ifname, running: dhcpClientRunning(record), netnsInUse: dhcpNetnsInUse(record),
   }));
@@ -50,7 +50,7 @@ export async function executeGc(steps: GcStep[], ns: HostPair): Promise<{ done: 
           await ns.host.request(deleteLink(step.link.index, step.link.name));
           break;
         case 'stop-dhcp': {
-          const { stopDhcpClient }: typeof import('./dhcp') = require('./dhcp');
+          const { stopDhcpClient }: typeof import('./dhcp-stop') = require('./dhcp-stop');
           await stopDhcpClient(step.record);
           break;
         }
@@ -84,7 +84,7 @@ async function pipeworkOvsPorts(): Promise<{ bridge: string; port: string }[]> {
 export async function linksOnLowers(ns: HostPair, hostLinks: Link[], lowers: Set<number>): Promise<Map<number, number>> {
   const count = new Map<number, number>();
   const add = (l: Link) => {
-    if (l.parent !== undefined && lowers.has(l.parent) && LOWER_KINDS.has(l.kind ?? '')) count.set(l.parent, (count.get(l.parent) ?? 0) + 1);
+    if (l.parent !== undefined && lowers.has(l.parent) && linkKind(l.kind)?.sharesLower) count.set(l.parent, (count.get(l.parent) ?? 0) + 1);
   };
   hostLinks.filter((l) => l.linkNetnsid === undefined).forEach(add);
   const hostIno = native.netnsInode(ns.hostFd);

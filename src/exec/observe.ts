@@ -114,7 +114,8 @@ async function observeExisting(ns: NetnsPair, r: CheckedRequest, cif: string, ov
   };
   if (ovsPortName) ex.ovsPort = await ovsPortOf(ovsPortName);
   if (r.dhcp) {
-    const { dhcpClientRunning, dhcpClientStays }: typeof import('./dhcp') = require('./dhcp');
+    const { dhcpClientStays }: typeof import('./dhcp-client') = require('./dhcp-client');
+    const { dhcpClientRunning }: typeof import('./dhcp-stop') = require('./dhcp-stop');
     ex.dhcpDone = findDhcpClients(r.dhcp.hostname, cif).some(dhcpClientRunning) ||
       (!dhcpClientStays(r.dhcp) && ex.addresses.some((a) => a.family === AF_INET));
   }

@@ -1,7 +1,10 @@
 import path from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
 
-/** The native addon (native/pipework.cc): only what Node itself cannot do. */
+/**
+ * The native addon (native/*.cc), declared once: every function it exports,
+ * as it takes and returns them. Only what Node itself cannot do.
+ */
 export interface PipeworkNative {
   /** Runs fn with the calling thread inside netns fd; always returns home, even if fn throws. */
   withNetns<T>(netnsFd: number, fn: () => T): T;
@@ -30,6 +33,71 @@ export interface PipeworkNative {
   netlinkTransact(fd: number, bytes: Uint8Array): Promise<Uint8Array>;
   /** Who is at the other end of connected unix socket fd (SO_PEERCRED, as of its connect). */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /** Starts a program in private namespaces (native/spawn.cc); spawnIsolated() in ./spawn checks the options first. */
+  spawnIsolated(opts: Omit<SpawnIsolatedOptions, 'env'> & { env?: string[] }): IsolatedChild;
+  /**
+   * Opens `path` as if `root` were "/" (openat2 with RESOLVE_IN_ROOT and no
+   * magic links): absolute symlinks and ".." inside a container's tree
+   * (`/proc/<pid>/root`) stay inside it and can never reach the host's files.
+   * `flags` are fs.constants O_* flags, `mode` (default 0o644) applies when
+   * one creates the file; returns an fd the caller closes.
+   */
+  openInRoot(root: string, path: string, flags: number, mode?: number): number;
+}
+
+/** What spawnIsolated starts, and where. */
+export interface SpawnIsolatedOptions {
+  /** Absolute path, or a name looked up on PATH (env.PATH if env is given, as child_process does). */
+  file: string;
+  /** argv[1..]; argv[0] is file. */
+  args: string[];
+  /** The child enters this network namespace (setns) before exec; the caller's namespace is untouched. */
+  netnsFd?: number;
+  /** The child gets a new mount namespace with all propagation made private, so its mounts stay its own. */
+  privateMounts?: boolean;
+  /**
+   * Overlays mounted over `target` in the child's private mount namespace
+   * (before bindMounts): reads see `lower` (default: target itself), every
+   * write, rename or delete lands in `upper` (`work`: an empty dir on the same
+   * filesystem as upper). Unlike a file bind mount, renames onto files inside
+   * work. Requires privateMounts. Paths must be absolute, without ',' ':' '\\'.
+   */
+  overlays?: OverlayMount[];
+  /** [source, target]: source is bind-mounted over target in the child's private mount namespace. Requires privateMounts. */
+  bindMounts?: Array<[source: string, target: string]>;
+  /** The child gets a new UTS namespace: a `hostname` it sets is its own. */
+  privateUts?: boolean;
+  /** The hostname inside the private UTS namespace (1-64 bytes). Requires privateUts. */
+  hostname?: string;
+  /** setsid() in the child: no controlling terminal, out of our process group. */
+  newSession?: boolean;
+  /** Do not keep the event loop alive while the child runs (for a child meant to outlive us). */
+  unref?: boolean;
+  /** Where the child's stdout goes (e.g. from fs.openSync); default /dev/null. stdin is always /dev/null. */
+  stdoutFd?: number;
+  /** Where the child's stderr goes; default /dev/null. */
+  stderrFd?: number;
+  /** The child's whole environment; default: inherit this process's. */
+  env?: Record<string, string>;
+}
+
+export interface OverlayMount {
+  target: string;
+  upper: string;
+  work: string;
+  lower?: string;
+}
+
+/** How the child ended: exactly one of code and signal is non-null. */
+export interface SpawnIsolatedExit {
+  code: number | null;
+  signal: string | null;
+}
+
+/** A started child. Kill it with process.kill(pid) until `exited` settles; it is always reaped. */
+export interface IsolatedChild {
+  pid: number;
+  exited: Promise<SpawnIsolatedExit>;
 }
 
 /** Thrown by the addon: a failed system call. */

@@ -23,7 +23,7 @@ import { executeGc, observeGc } from '../exec/gc';
 
 
 /** The DHCP runner, loaded only when DHCP is used. */
-const dhcpModule = (): typeof import('../exec/dhcp') => require('../exec/dhcp');
+const dhcpModule = (): typeof import('../exec/dhcp-client') => require('../exec/dhcp-client');
 
 /** A guest as given: a spec to open, or a Guest already open (the caller closes it). */
 export type GuestArg = GuestSpec | Guest;

@@ -9,7 +9,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitFor } from '../support/daemons';
+import { waitFor } from '../support/daemons/helpers';
 import { SHIM, SYSTEM_CNI, ip, ports, reservations, scratch, startPipeworkDaemon, stopChild } from './cni/harness';
 import { pingFrom, startContainerd, type Containerd } from './cni/containerd';
 

@@ -11,7 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitFor } from '../support/daemons';
+import { waitFor } from '../support/daemons/helpers';
 import { SHIM, SYSTEM_CNI, addrs, cni, ip, link, reservations, scratch, startPipeworkDaemon, stopChild, type CniEnv, type CniRun } from './cni/harness';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {

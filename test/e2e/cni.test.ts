@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { tmpDir, waitFor } from '../support/daemons';
+import { tmpDir, waitFor } from '../support/daemons/helpers';
 import {
   BIN, SYSTEM_CNI, addrs, cni, fakeCalls, fakeIpam, ip, kernelHas, link, links, median, ping, ports, reservations, routes,
   type CniEnv, type CniRun,

@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settle, snapshot, withoutKernelNoise } from '../helpers/kernel';
 import { BIN, cliIn } from '../helpers/cli';
 import { mulberry32 } from '../helpers/random';
-import { type Dnsmasq, type Ovs, run, startDnsmasq, startOvs } from '../support/daemons';
+import { type Dnsmasq, startDnsmasq } from '../support/daemons/dnsmasq';
+import { run } from '../support/daemons/helpers';
+import { type Ovs, startOvs } from '../support/daemons/ovs';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/converge.test.ts changes network namespaces: only inside scripts/in-netns.js');

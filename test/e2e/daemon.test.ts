@@ -11,7 +11,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDockerd, waitFor, type Dockerd } from '../support/daemons';
+import { startDockerd, type Dockerd } from '../support/daemons/dockerd';
+import { waitFor } from '../support/daemons/helpers';
 import { PipeworkProcess, containerPid, ipv4Of, portsOf, post } from './docker/helpers';
 import { SYSTEM_CNI, addrs, cni, ipj, link, reservations, sh } from './cni/harness';
 

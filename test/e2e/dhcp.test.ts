@@ -13,8 +13,10 @@ import {
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDnsmasq, startDockerd, type Dnsmasq, type Dockerd } from '../support/daemons';
-import { openInRoot, spawnIsolated } from '../../src/native/spawn';
+import { startDnsmasq, type Dnsmasq } from '../support/daemons/dnsmasq';
+import { startDockerd, type Dockerd } from '../support/daemons/dockerd';
+import { native } from '../../src/native';
+import { spawnIsolated } from '../../src/native/spawn';
 // The library as built (`npx tsc -p .` first): src/exec/attach.ts loads the
 // DHCP module lazily with require(), which only resolves in dist.
 const { scratchBase }: typeof import('../../src/plan/dhcp') = require('../../dist/plan/dhcp');
@@ -617,7 +619,7 @@ describe('spawnIsolated: the isolation the DHCP clients run in', () => {
     for (const p of ['../../../../..' + victim, 'up/..' + victim, 'etc/abs']) {
       let fd: number | undefined;
       try {
-        fd = openInRoot(root, p, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC);
+        fd = native.openInRoot(root, p, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC);
         expect(fstatSync(fd).ino).not.toBe(statSync(victim).ino);
       } catch (e: any) {
         expect(e.code).toBe('ENOENT'); // the same path inside the root has no such dir

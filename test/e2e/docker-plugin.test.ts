@@ -8,7 +8,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OVS_DB_SOCK, startDockerd, startOvs, waitFor, type Dockerd } from '../support/daemons';
+import { startDockerd, type Dockerd } from '../support/daemons/dockerd';
+import { waitFor } from '../support/daemons/helpers';
+import { OVS_DB_SOCK, startOvs } from '../support/daemons/ovs';
 import {
   PipeworkProcess, deleteLinkIfPresent, ipj, linkNamed, links, portsOf, post, sh, socketUp,
 } from './docker/helpers';

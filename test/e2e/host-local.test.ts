@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitFor } from '../support/daemons';
+import { waitFor } from '../support/daemons/helpers';
 import { SYSTEM_CNI, addrs, cni, ip, reservations, scratch, type CniRun } from './cni/harness';
 import { hostLocalAdd, hostLocalDel, parseHostLocal } from '../../src/cni/host-local';
 import { parseCniArgs } from '../../src/cni/config';

@@ -11,7 +11,7 @@ import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_pr
 import { readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { tmpDir, waitFor } from '../support/daemons';
+import { tmpDir, waitFor } from '../support/daemons/helpers';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/lxc.test.ts changes mount and network namespaces: only inside scripts/in-netns.js');

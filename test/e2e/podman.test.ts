@@ -13,7 +13,8 @@ import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_pr
 import { readdirSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { busyboxRootfsTar, run, tmpDir, waitFor } from '../support/daemons';
+import { busyboxRootfsTar } from '../support/daemons/busybox';
+import { run, tmpDir, waitFor } from '../support/daemons/helpers';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
   throw new Error('test/e2e/podman.test.ts starts containers: only inside scripts/in-netns.js');

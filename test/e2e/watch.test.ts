@@ -8,7 +8,8 @@ import { mkdtempSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDockerd, waitFor, type Dockerd } from '../support/daemons';
+import { startDockerd, type Dockerd } from '../support/daemons/dockerd';
+import { waitFor } from '../support/daemons/helpers';
 import { containerCommands, expandMacros, insertGuest } from '../../src/docker/commands';
 import { PipeworkProcess, containerPid, deleteLinkIfPresent, ipj, ipv4Of, linkNamed, portsOf, waitForLog } from './docker/helpers';
 

@@ -1,6 +1,7 @@
 // Real links in real (throwaway) namespaces: each test makes a "host" netns
 // and container netns, attaches with the library, and reads the result back
 // with `ip -j`, then proves connectivity with ping.
+import { execFileSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Session, PipeworkError, NetlinkError } from '../../src/index';
 import { inNetns, ip, ipj, kernelHasKind, link, netnsSet, ping, waitInNetns } from '../helpers/kernel';
@@ -218,6 +219,24 @@ describe('dummy', () => {
 });
 
 describe('refusals', () => {
+  it('two long guest names whose veth host names collided before (5 hex digits of md5) both attach', async () => {
+    // Named netns: their names are the tags in veth1pl<tag>, cut with a hash when over 15 bytes.
+    const names = ['pwlongguest1136', 'pwlongguest1823'];
+    for (const n of names) execFileSync('ip', ['netns', 'add', n]);
+    try {
+      const results = [];
+      for (const [k, n] of names.entries())
+        results.push(await session.attach({ netns: n }, { hostInterface: 'br1', addresses: [`10.66.0.${k + 2}/24`] }));
+      const hostNames = results.map((r) => r.hostInterface!);
+      expect(new Set(hostNames).size).toBe(2);
+      const ports = ipj<any[]>(host, 'link', 'show', 'master', 'br1').map((l) => l.ifname);
+      expect(ports.sort()).toEqual([...hostNames].sort());
+      for (const h of hostNames) expect(Buffer.byteLength(h)).toBeLessThanOrEqual(15);
+    } finally {
+      for (const n of names) execFileSync('ip', ['netns', 'del', n]);
+    }
+  });
+
   it('reports the kernel refusal with errno, code, operation and extended ACK', async () => {
     ip(guests[0], 'link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'x');
     const err = await session.attach({ fd: guests[0] }, { hostInterface: 'br1' }).catch((e) => e);

@@ -2,6 +2,7 @@
 // alone, the bridge port limit said up front, teardown by device group.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AttachAborted, type BulkResult, Session } from '../../src/index';
+import { GroupDeleter } from '../../src/bulk';
 import { type LinkJson, ip, ipj, links, netnsSet, nsPath, snapshot, withoutKernelNoise } from '../helpers/kernel';
 
 let ns: ReturnType<typeof netnsSet>;
@@ -275,4 +276,40 @@ describe('bridge port limit', () => {
     expect(down.filter((r) => r.ok && r.result.action === 'deleted')).toHaveLength(1023);
     expect(links(host).map((l) => l.ifname).sort()).toEqual(['br0', 'lo']);
   }, 120_000);
+});
+
+describe('GroupDeleter', () => {
+  beforeEach(() => {
+    ns = netnsSet(1);
+    session = new Session({ hostNetns: ns.fds[0] });
+  });
+
+  it('deletes the links of its group at once, with what was marked; nothing marked, no kernel call; full at 512 marks; a failed deletion comes back with its marks', async () => {
+    const [host] = ns.fds;
+    let calls = 0;
+    const counted = { deleteLinkGroup: (group: number) => { calls++; return session.deleteLinkGroup(group); } };
+    const deleter = new GroupDeleter<string>(counted);
+    for (const n of [0, 1, 2]) ip(host, 'link', 'add', `g${n}`, 'group', String(deleter.group), 'type', 'veth', 'peer', 'name', `p${n}`);
+    ip(host, 'link', 'add', 'keep0', 'type', 'veth', 'peer', 'name', 'keep1');
+    for (const what of ['line 1', 'line 2', 'line 3']) deleter.mark(what);
+    expect(await deleter.flush()).toEqual({ marked: ['line 1', 'line 2', 'line 3'] });
+    expect(links(host).map((l) => l.ifname).sort()).toEqual(['keep0', 'keep1', 'lo']); // a veth's peer goes with it
+    expect(calls).toBe(1);
+    expect(await deleter.flush()).toEqual({ marked: [] });
+    expect(calls).toBe(1);
+
+    for (let i = 0; i < 511; i++) deleter.mark(`item ${i}`);
+    expect(deleter.full).toBe(false);
+    deleter.mark('item 511');
+    expect(deleter.full).toBe(true);
+    expect((await deleter.flush()).marked).toHaveLength(512); // none left in the group: done all the same
+    expect(deleter.full).toBe(false);
+
+    session.close();
+    deleter.mark('late');
+    const failed = await deleter.flush();
+    expect(failed.marked).toEqual(['late']);
+    expect(failed.error?.message).toBe('netlink socket is closed');
+    session = new Session({ hostNetns: host }); // for afterEach
+  });
 });

@@ -1,7 +1,7 @@
 // A failure at any step of any attach leaves host and guest exactly as they
 // were: every link, address, route and rule compared before and after.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type Ovs, startOvs } from '../support/daemons';
+import { type Ovs, startOvs } from '../support/daemons/ovs';
 import { type AttachRequest, STEP_SIDE, Session } from '../../src/index';
 import { ip, netnsSet, restingState, snapshot } from '../helpers/kernel';
 

@@ -3,10 +3,13 @@
 //   node scripts/in-netns.js npx vitest run test/support/daemons.test.ts
 import { readFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  daemonsInThisNetns, run, startDnsmasq, startDockerd, startLxc, startOvs, startPrivateEtc, waitFor,
-  type Dnsmasq, type PrivateEtc,
-} from './daemons';
+import { startDnsmasq, type Dnsmasq } from './daemons/dnsmasq';
+import { startDockerd } from './daemons/dockerd';
+import { run, waitFor } from './daemons/helpers';
+import { startLxc } from './daemons/lxc';
+import { startOvs } from './daemons/ovs';
+import { startPrivateEtc, type PrivateEtc } from './daemons/private-etc';
+import { daemonsInThisNetns } from './daemons/processes';
 
 // Unique per run and file: other test files share this netns and /run.
 const tag = (process.pid % 0xffff).toString(16).padStart(4, '0');

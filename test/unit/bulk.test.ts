@@ -1,8 +1,9 @@
 // runBounded: bounded concurrency and bounded memory, whatever the pace of the consumer.
+// Sequencer and FirstAlone: the order the front ends run work in (--batch, watch).
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { runBounded } from '../../src/bulk';
+import { FirstAlone, Sequencer, runBounded } from '../../src/bulk';
 
 describe('runBounded', () => {
   it('never holds more than `concurrency` items pulled but not yet handed out, even with a slow consumer', async () => {
@@ -67,5 +68,77 @@ describe('defaultConcurrency', () => {
   it('is 1024 where open files allow, and fewer under a low open-file limit (3 descriptors per item, 64 to spare)', () => {
     expect(inChild('prlimit', '--nofile=4000:4000')).toBe('1024');
     expect(inChild('prlimit', '--nofile=256:256')).toBe('64');
+  });
+});
+
+/** A promise settled from outside, and a log of what started and ended when. */
+function deferred<T = void>() {
+  let settle!: { resolve: (v: T) => void; reject: (e: Error) => void };
+  const promise = new Promise<T>((resolve, reject) => (settle = { resolve, reject }));
+  return { promise, ...settle };
+}
+const turns = () => new Promise((resume) => setImmediate(resume));
+
+describe('Sequencer', () => {
+  it('runs work under one key one after another, after a failure too; other keys meanwhile; idle() waits for all', async () => {
+    const seq = new Sequencer();
+    const log: string[] = [];
+    const gates = { a1: deferred(), a2: deferred(), b1: deferred() };
+    const job = (name: keyof typeof gates) => async () => {
+      log.push(`start ${name}`);
+      await gates[name].promise;
+      log.push(`end ${name}`);
+      return name;
+    };
+    const a1 = seq.run('a', job('a1'));
+    const a2 = seq.run('a', job('a2'));
+    const b1 = seq.run('b', job('b1'));
+    let idle = false;
+    const idling = seq.idle().then(() => { idle = true; });
+    await turns();
+    expect(log).toEqual(['start a1', 'start b1']); // a2 waits for a1; b1 does not
+    gates.a1.reject(new Error('a1 failed'));
+    await expect(a1).rejects.toThrow('a1 failed');
+    await turns();
+    expect(log).toEqual(['start a1', 'start b1', 'start a2']); // a failure releases the next one too
+    gates.a2.resolve();
+    expect(await a2).toBe('a2');
+    // Queued while idle() waits: waited for as well.
+    const a3 = seq.run('a', async () => 'a3');
+    await turns();
+    expect(idle).toBe(false);
+    gates.b1.resolve();
+    expect(await Promise.all([b1, a3])).toEqual(['b1', 'a3']);
+    await idling;
+    expect(idle).toBe(true);
+  });
+});
+
+describe('FirstAlone', () => {
+  it('the first work on a key runs alone; the later ones start when it settled (failed or not), all at once; other keys are not held', async () => {
+    const gate = new FirstAlone();
+    const log: string[] = [];
+    const first = deferred();
+    const later = deferred();
+    const run = (key: string, name: string, until: Promise<void>) => gate.run(key, async (isFirst) => {
+      log.push(`${name}${isFirst ? ' (first)' : ''}`);
+      await until;
+      return name;
+    });
+    const x1 = run('br0', 'x1', first.promise);
+    const x2 = run('br0', 'x2', later.promise);
+    const x3 = run('br0', 'x3', later.promise);
+    const y1 = run('br1', 'y1', Promise.resolve());
+    await turns();
+    expect(log).toEqual(['x1 (first)', 'y1 (first)']);
+    first.reject(new Error('x1 failed'));
+    await expect(x1).rejects.toThrow('x1 failed');
+    await turns();
+    expect(log).toEqual(['x1 (first)', 'y1 (first)', 'x2', 'x3']); // together, neither waits for the other
+    later.resolve();
+    expect(await Promise.all([x2, x3, y1])).toEqual(['x2', 'x3', 'y1']);
+    // Long after: not first any more, and not held.
+    expect(await run('br0', 'x4', Promise.resolve())).toBe('x4');
+    expect(log.at(-1)).toBe('x4');
   });
 });

@@ -45,7 +45,11 @@ describe('link kinds', () => {
 
   it('a link without a kind (a physical NIC) or of a kind not in the table has no record', () => {
     expect(linkKind(undefined)).toBeUndefined();
-    expect(linkKind('vxlan')).toBeUndefined();
+    expect(linkKind('no-such-kind')).toBeUndefined();
+  });
+
+  it('the kinds that share a lower device by address (users of a VLAN link for gc and converge) are the macvlan family', () => {
+    expect(Object.values(table).filter((k) => k.sharesLower).map((k) => k.kind).sort()).toEqual(['ipvlan', 'macvlan', 'macvtap']);
   });
 
   it('each kind whose IFLA_INFO_DATA iproute2 fills decodes iproute2\'s bytes back to the command\'s arguments', () => {

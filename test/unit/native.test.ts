@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { native } from '../../src/native';
+import { native, type PipeworkNative } from '../../src/native';
 import { getS32 } from '../../src/netlink/attributes';
 import { RTM_NEWLINK } from '../../src/netlink/constants';
 import { dumpLinks, parseLink } from '../../src/netlink/link';
@@ -15,6 +15,16 @@ import { encodeRequest, parseReplies } from '../../src/netlink/message';
 const here = () => statSync('/proc/thread-self/ns/net').ino;
 
 describe('native addon', () => {
+  it('exports exactly the functions PipeworkNative declares', () => {
+    // A Record over the interface's keys: a function declared but missing here, or listed but not declared, fails to compile.
+    const declared: Record<keyof PipeworkNative, true> = {
+      withNetns: true, netnsInode: true, newNetns: true, openNetnsPath: true, openNetnsPid: true, strerror: true, tryLock: true,
+      readSmallFiles: true, openNetlinkSocket: true, netlinkTransact: true, peerCredentials: true, spawnIsolated: true, openInRoot: true,
+    };
+    expect(Object.keys(native).sort()).toEqual(Object.keys(declared).sort());
+    for (const name of Object.keys(declared)) expect(typeof native[name as keyof PipeworkNative]).toBe('function');
+  });
+
   it('newNetns makes a new netns held only by its fd, and leaves us where we were', () => {
     const home = here();
     const fd = native.newNetns();

@@ -103,13 +103,32 @@ describe('planAttach', () => {
 
   it('generated names never pass 15 characters; the -l link that is up is refused', () => {
     const p = plan({ hostInterface: 'br0', containerInterface: 'eth100' }, observed({ host: link({ kind: 'bridge' }), guestTag: '4194303' }));
-    expect(p.hostInterface).toMatch(/^veth100pl-[0-9a-f]{5}$/);
-    expect(p.hostInterface!.length).toBe(15);
+    expect(p.hostInterface).toBe('veth10-kagwoadt');
     expect(() => plan({ hostInterface: 'br0', hostName: 'v0' }, observed({ host: link({ kind: 'bridge' }), localLink: link({ name: 'v0', up: true }) })))
       .toThrow('Link v0 exists and is up');
     // A down one is moved aside first and deleted last, once everything else is done.
     const downV0 = ops({ hostInterface: 'br0', hostName: 'v0' }, observed({ host: link({ kind: 'bridge' }), localLink: link({ name: 'v0', up: false }) }));
     expect([downV0[0], downV0.at(-1)]).toEqual(['move-aside-host-link', 'delete-host-link']);
+  });
+
+  it('distinct long guest names give distinct veth host names, each within 15 bytes; names that fit stay the original\'s', () => {
+    const hostName = (guestTag: string, containerInterface?: string) =>
+      plan({ hostInterface: 'br0', containerInterface }, observed({ host: link({ kind: 'bridge' }), guestTag })).hostInterface!;
+    // Shaped like real fleets: one prefix and a counter, a UUID, a name with multibyte characters.
+    const tags = Array.from({ length: 10_000 }, (_, i) => [
+      `pwlongguest${i}`, `web-frontend-${i}.prod`, `${i.toString(16).padStart(8, '0')}-4f1c-9a7e-c0ffee`, `conteneur-été-${i}`,
+    ][i % 4]);
+    const names = tags.map((t) => hostName(t));
+    expect(new Set(names).size).toBe(tags.length);
+    for (const n of names) expect(Buffer.byteLength(n)).toBeLessThanOrEqual(15);
+    // Two of the names whose 5 hex digits of md5 were the same (both veth1plpw-4c36f), now apart.
+    expect(hostName('pwlongguest1136')).not.toBe(hostName('pwlongguest1823'));
+    expect(hostName('pwlongguest1136')).toBe(hostName('pwlongguest1136'));
+    // Whole characters only: no multibyte character is cut in two.
+    expect(hostName('ééééééééé')).toMatch(/^veth1p-[a-z2-7]{8}$/);
+    expect(hostName('x', 'éééééé')).toMatch(/^vé{2}-[a-z2-7]{8}$/);
+    expect(hostName('4194303')).toBe('veth1pl4194303');
+    expect(hostName('web1', 'eth2')).toBe('veth2plweb1');
   });
 });
 

@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { native } from '../../src/native';
-import { spawnIsolated, type SpawnIsolatedOptions } from '../../src/native/spawn';
+import { native, type SpawnIsolatedOptions } from '../../src/native';
+import { spawnIsolated } from '../../src/native/spawn';
 
 if (!process.env.PIPEWORK_IN_NETNS) {
   throw new Error('test/unit/spawn.test.ts must run inside scripts/in-netns.js (it mounts over /etc/resolv.conf)');

@@ -10,4 +10,4 @@ export function createBridge(a: LinkAttrs): Request {
 /** A Linux bridge holds at most this many ports (port number 0 is reserved); the next enslave fails with EXFULL. */
 export const BRIDGE_MAX_PORTS = 1023;
 
-export const bridge: KindRecord = { kind: 'bridge', module: 'bridge', deletedOnDetach: false };
+export const bridge: KindRecord = { kind: 'bridge', module: 'bridge', deletedOnDetach: false, sharesLower: false };

@@ -7,4 +7,4 @@ export function createDummy(a: LinkAttrs): Request {
   return createLink(a, { kind: 'dummy' });
 }
 
-export const dummy: KindRecord = { kind: 'dummy', module: 'dummy', deletedOnDetach: true };
+export const dummy: KindRecord = { kind: 'dummy', module: 'dummy', deletedOnDetach: true, sharesLower: false };

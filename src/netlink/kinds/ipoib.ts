@@ -43,4 +43,4 @@ export function decodeIpoib(data: AttrMap): IpoibData {
   return out;
 }
 
-export const ipoib = { kind: 'ipoib', module: 'ib_ipoib', deletedOnDetach: true, decode: decodeIpoib } satisfies KindRecord;
+export const ipoib = { kind: 'ipoib', module: 'ib_ipoib', deletedOnDetach: true, sharesLower: false, decode: decodeIpoib } satisfies KindRecord;

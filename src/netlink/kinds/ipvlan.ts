@@ -28,4 +28,4 @@ export function decodeIpvlan(data: AttrMap): IpvlanData {
 }
 
 /** Not made by pipework; met in containers (deleted on detach like a macvlan). */
-export const ipvlan = { kind: 'ipvlan', module: 'ipvlan', deletedOnDetach: true, decode: decodeIpvlan } satisfies KindRecord;
+export const ipvlan = { kind: 'ipvlan', module: 'ipvlan', deletedOnDetach: true, sharesLower: true, decode: decodeIpvlan } satisfies KindRecord;

@@ -33,4 +33,4 @@ export function decodeMacvlan(data: AttrMap): MacvlanData {
   return out;
 }
 
-export const macvlan = { kind: 'macvlan', module: 'macvlan', deletedOnDetach: true, decode: decodeMacvlan } satisfies KindRecord;
+export const macvlan = { kind: 'macvlan', module: 'macvlan', deletedOnDetach: true, sharesLower: true, decode: decodeMacvlan } satisfies KindRecord;

@@ -13,6 +13,14 @@ export interface KindRecord {
    */
   deletedOnDetach: boolean;
   /**
+   * It is one of the links that share their lower device's (IFLA_LINK)
+   * frames by address, through a port on it, as macvlans do: gc and converge
+   * count such links, in every netns, as users of a VLAN link pipework made
+   * for macvlans. (A VLAN splits its lower device's frames by tag; a veth's
+   * IFLA_LINK is its peer.)
+   */
+  sharesLower: boolean;
+  /**
    * Its IFLA_INFO_DATA read back (attributes by type), named as `ip -d link
    * show` names them; absent for a kind whose data pipework does not read.
    */

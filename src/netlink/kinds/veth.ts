@@ -16,4 +16,4 @@ export function createVeth(host: LinkAttrs, peer: LinkAttrs): Request {
   });
 }
 
-export const veth: KindRecord = { kind: 'veth', module: 'veth', deletedOnDetach: true };
+export const veth: KindRecord = { kind: 'veth', module: 'veth', deletedOnDetach: true, sharesLower: false };

@@ -44,4 +44,4 @@ export function decodeVlan(data: AttrMap): VlanData {
   return out;
 }
 
-export const vlan = { kind: 'vlan', module: '8021q', deletedOnDetach: true, decode: decodeVlan } satisfies KindRecord;
+export const vlan = { kind: 'vlan', module: '8021q', deletedOnDetach: true, sharesLower: false, decode: decodeVlan } satisfies KindRecord;

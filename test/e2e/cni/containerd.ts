@@ -22,9 +22,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, cpSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  assertPrivateNamespaces, busyboxRootfsTar, ensureCgroups, run, sleep, startPrivateEtc, tmpDir, waitFor, type PrivateEtc,
-} from '../../support/daemons';
+import { busyboxRootfsTar } from '../../support/daemons/busybox';
+import { ensureCgroups } from '../../support/daemons/cgroups';
+import { assertPrivateNamespaces, run, sleep, tmpDir, waitFor } from '../../support/daemons/helpers';
+import { startPrivateEtc, type PrivateEtc } from '../../support/daemons/private-etc';
 import { BIN, SYSTEM_CNI, nsFile } from './harness';
 
 export interface CniLogLine {

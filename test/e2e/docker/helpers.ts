@@ -5,7 +5,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { resolve } from 'node:path';
-import { sleep, waitFor } from '../../support/daemons';
+import { sleep, waitFor } from '../../support/daemons/helpers';
 
 export const BIN = resolve(__dirname, '../../../bin/pipework.js');
 
