@@ -180,7 +180,8 @@ export function parseLink(reply: Reply): Link {
     linkNetnsid: linkNetnsid && linkNetnsid.length >= 4 ? getS32(linkNetnsid, 0) : undefined,
     mac: address && formatMac(address),
     kind: info ? cstring(info.get(IFLA_INFO_KIND)) : undefined,
-    infoData: info?.get(IFLA_INFO_DATA),
+    // A copy: a view would keep the whole answer (a dump of every link) alive as long as the link.
+    infoData: info?.get(IFLA_INFO_DATA)?.slice(),
     operstate: attrs.get(IFLA_OPERSTATE)?.[0],
     carrier: attrs.has(IFLA_CARRIER) ? attrs.get(IFLA_CARRIER)![0] === 1 : undefined,
     alias: cstring(attrs.get(IFLA_IFALIAS)) || undefined,
