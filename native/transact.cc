@@ -3,6 +3,10 @@
 // own deferred work holds), the main thread goes on with JavaScript; and the
 // thread starts the next transaction as soon as one ends, without waiting for
 // JavaScript to hand it over. Completions reach the main thread in batches.
+// A transaction asked for "alone" runs on a thread of its own instead: one the
+// kernel keeps waiting long after its work is visible (a link deletion waits
+// inside sendmsg for an RCU barrier before the memory is freed) then holds up
+// no other.
 
 #include <napi.h>
 
@@ -103,9 +107,21 @@ class NetlinkThread {
     env.AddCleanupHook([this] { Stop(); });
   }
 
-  Napi::Promise Submit(Napi::Env env, int fd, const uint8_t* data, size_t len) {
+  Napi::Promise Submit(Napi::Env env, int fd, const uint8_t* data, size_t len, bool alone) {
     auto* job = new Job(fd, data, len, Napi::Promise::Deferred::New(env));
     Napi::Promise promise = job->deferred.Promise();
+    if (alone) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      try {
+        std::thread([this, job] { RunAlone(job); }).detach();
+      } catch (const std::system_error& e) {
+        delete job;
+        throw ErrnoError(env, e.code().value(), "pthread_create");
+      }
+      alone_++;
+      if (in_flight_++ == 0) completions_.Ref(env);
+      return promise;
+    }
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!thread_.joinable()) {
@@ -136,11 +152,24 @@ class NetlinkThread {
   }
 
  private:
-  void Run() {
-    // Signals are the main thread's business (libuv handles them there).
+  // Signals are the main thread's business (libuv handles them there).
+  static void BlockSignals() {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  }
+
+  // A transaction on a thread of its own; Stop() waits for every such thread to be done with this object.
+  void RunAlone(Job* job) {
+    BlockSignals();
+    job->err = Transact(job->fd, job->request, job->replies, &job->syscall);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_ || completions_.NonBlockingCall(job) != napi_ok) delete job;
+    if (--alone_ == 0) alone_done_.notify_all();
+  }
+
+  void Run() {
+    BlockSignals();
     for (;;) {
       Job* job;
       {
@@ -163,6 +192,10 @@ class NetlinkThread {
     }
     wake_.notify_one();
     if (thread_.joinable()) thread_.join();
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      alone_done_.wait(lock, [this] { return alone_ == 0; });
+    }
     for (Job* job : queue_) delete job;
     queue_.clear();
     completions_.Abort();
@@ -173,6 +206,8 @@ class NetlinkThread {
   std::condition_variable wake_;
   std::deque<Job*> queue_;
   bool stopping_ = false;
+  size_t alone_ = 0;  // threads of RunAlone still running (under mutex_)
+  std::condition_variable alone_done_;
   std::thread thread_;
   size_t in_flight_ = 0;  // main thread only
 };
@@ -188,8 +223,9 @@ void Complete(Napi::Env env, Napi::Function, NetlinkThread* self, Job* job) {
   }
 }
 
-// netlinkTransact(fd, bytes): a promise of the kernel's answer to bytes
+// netlinkTransact(fd, bytes, alone?): a promise of the kernel's answer to bytes
 // (netlink messages) sent on socket fd; bytes are copied before it returns.
+// alone: on a thread of its own, not after the transactions asked before.
 Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 0)
@@ -197,8 +233,9 @@ Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
     throw Napi::TypeError::New(env, "bytes must be a Uint8Array");
   Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
+  bool alone = info.Length() > 2 && info[2].ToBoolean().Value();
   auto* thread = static_cast<NetlinkThread*>(info.Data());
-  return thread->Submit(env, info[0].As<Napi::Number>().Int32Value(), bytes.Data(), bytes.ByteLength());
+  return thread->Submit(env, info[0].As<Napi::Number>().Int32Value(), bytes.Data(), bytes.ByteLength(), alone);
 }
 
 }  // namespace

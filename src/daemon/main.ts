@@ -4,9 +4,11 @@
  * Docker events watcher in the same process, so one daemon serves every
  * engine. SIGTERM (or SIGINT, SIGHUP): work in flight finishes, new work is
  * refused (CNI calls with code 11, which runtimes retry), then the socket
- * goes and the process exits 0.
+ * goes and the process exits with 128 + the signal's number (143 for
+ * SIGTERM), as the other long-running commands do.
  */
 import { rmSync } from 'node:fs';
+import { constants } from 'node:os';
 import { PipeworkError } from '../errors';
 import { Metrics } from './metrics';
 import { createDaemonServer, type DaemonState, type Handlers } from './server';
@@ -38,7 +40,7 @@ the CNI shim's calls, the library's operations, /v1/health and Prometheus /metri
   --watch               also plumb Docker containers as their labels ask (as pipework watch)
   --cleanup             with --watch: unplug what was plumbed when a container dies
   -q, --quiet           log only start, stop and failures
-SIGTERM: requests in flight finish, new ones are refused (CNI: error 11, try again), exit 0.`;
+SIGTERM: requests in flight finish, new ones are refused (CNI: error 11, try again), exit 143.`;
 
 interface Options {
   socket: string;
@@ -101,7 +103,7 @@ function cniHandlers(): Pick<Handlers, 'cni' | 'cniTryAgain'> {
   };
 }
 
-/** Runs the daemon until a stop signal; resolves with the exit status. */
+/** Runs the daemon until a stop signal; resolves with the exit status (128 + the signal's number). */
 export async function main(argv: string[], hosted: Hosted, io: Out): Promise<number> {
   let opts: Options | 'help';
   try {
@@ -178,7 +180,7 @@ export async function main(argv: string[], hosted: Hosted, io: Out): Promise<num
   await Promise.all([watching, plugin?.stop({ graceful: true })]);
   session.close();
   stamp('stopped');
-  return 0;
+  return 128 + constants.signals[signal];
 }
 
 /** Stops listening; connections kept alive by clients are closed (nothing is in flight on them any more). */

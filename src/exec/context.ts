@@ -10,9 +10,15 @@ export interface NetnsPair {
 }
 
 export interface ExecOptions {
-  /** Tests: fail as if step k (0-based) were refused, after the k steps before it took effect. */
+  /**
+   * Tests: fail as if step k (0-based) were refused, after the k steps before it took effect.
+   * @internal
+   */
   failAtStep?: number;
-  /** Tests: the process dies (SIGKILL) right after step k (0-based) took effect, as a crash would leave it. */
+  /**
+   * Tests: the process dies (SIGKILL) right after step k (0-based) took effect, as a crash would leave it.
+   * @internal
+   */
   killAfterStep?: number;
   /**
    * Once aborted, the attach starts no further step: what it did is undone

@@ -1,4 +1,6 @@
-import { deleteLink, deleteLinkGroup, findLink, getLinkByName, linkOf, setLink } from '../netlink/link';
+import { deleteLink, deleteLinkGroup, deletedLinkIndex, findLink, getLinkByName, linkOf, setLink } from '../netlink/link';
+import { RTNLGRP_LINK } from '../netlink/constants';
+import { type Subscription, subscribe } from '../netlink/subscription';
 import { getNsid, parseNsid } from '../netlink/netns';
 import { refusedWith } from '../netlink/error';
 import { ENODEV } from '../netlink/errno';
@@ -86,7 +88,7 @@ async function runDetachStep(step: DetachStep, ns: NetnsPair, undo: Undo): Promi
       return;
     }
     case 'delete-link':
-      await ns.guest.request(deleteLink(step.index, step.ifname));
+      await deleteLinkAnnounced(ns, step);
       return;
     case 'delete-vlan':
       await ns.host.request(deleteLink(step.link.index, step.link.name));
@@ -101,6 +103,34 @@ async function runDetachStep(step: DetachStep, ns: NetnsPair, undo: Undo): Promi
       await stopDhcpClient(step.record);
       return;
     }
+  }
+}
+
+/**
+ * Deletes the container interface; done once the kernel announces the last
+ * device of the deletion gone (RTM_DELLINK: a veth's host end in the host
+ * netns, which the kernel unregisters right after the container end, or the
+ * interface itself). It announces a device once it is unlisted and every
+ * protocol has let go of it (addresses, routes, bridge port; its name free);
+ * the deleting sendmsg returns only after an RCU barrier that precedes freeing
+ * its memory, ~20 ms later here, so it runs on a thread of its own, holding
+ * up no other request. A refusal fails the step. Announcements lost
+ * (ENOBUFS): the deletion's own answer is waited for.
+ */
+async function deleteLinkAnnounced(ns: NetnsPair, step: Extract<DetachStep, { op: 'delete-link' }>): Promise<void> {
+  const [netnsFd, index] = step.hostEnd !== undefined ? [ns.hostFd, step.hostEnd] : [ns.guestFd, step.index];
+  let announced!: () => void;
+  const gone = new Promise<void>((resolve) => { announced = resolve; });
+  // Subscribed before the request goes out: the announcement cannot come first.
+  const sub: Subscription = subscribe(RTNLGRP_LINK, (reply) => {
+    if (deletedLinkIndex(reply) === index) announced();
+  }, () => undefined, netnsFd);
+  try {
+    const deleted = ns.guest.request(deleteLink(step.index, step.ifname), { alone: true });
+    void deleted.catch(() => undefined); // once announced, the rest of the deletion answers to nobody
+    await Promise.race([gone, deleted]);
+  } finally {
+    sub.close();
   }
 }
 

@@ -29,8 +29,10 @@ export interface PipeworkNative {
    * messages) to the kernel in one sendmsg on netlink socket fd and reads
    * every datagram it queued in answer (32 KiB at most each): they come back
    * end to end, each padded to 4 bytes. bytes is copied before this returns.
+   * alone: on a thread of its own instead, holding up no other transaction
+   * while the kernel keeps it waiting (a link deletion's RCU barrier).
    */
-  netlinkTransact(fd: number, bytes: Uint8Array): Promise<Uint8Array>;
+  netlinkTransact(fd: number, bytes: Uint8Array, alone?: boolean): Promise<Uint8Array>;
   /** Who is at the other end of connected unix socket fd (SO_PEERCRED, as of its connect). */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /** Starts a program in private namespaces (native/spawn.cc); spawnIsolated() in ./spawn checks the options first. */

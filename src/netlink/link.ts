@@ -91,6 +91,15 @@ export function deleteLink(index: number, label = `${index}`): Request {
   return request(RTM_DELLINK, 0, ifinfomsg({ index }), [], `RTM_DELLINK ${label}`);
 }
 
+/**
+ * The ifindex a link notification announces deleted: an RTM_DELLINK of the
+ * device itself (family AF_UNSPEC; a bridge port's removal is announced
+ * with AF_BRIDGE first); undefined for any other message.
+ */
+export function deletedLinkIndex(reply: Reply): number | undefined {
+  return reply.type === RTM_DELLINK && reply.payload.length >= 16 && reply.payload[0] === AF_UNSPEC ? getS32(reply.payload, 4) : undefined;
+}
+
 /** `ip link del group N`: every link of the group in one go (one RCU wait for all). */
 export function deleteLinkGroup(group: number): Request {
   return request(RTM_DELLINK, 0, ifinfomsg(), [u32(IFLA_GROUP, group)], `RTM_DELLINK group ${group}`);

@@ -117,9 +117,9 @@ function match(msg: Uint8Array, pending: Map<number, Pending>): void {
 export class RtnlSocket {
   private seq = 0;
   private closed = false;
-  /** The last transaction asked for, while it runs: the fd stays open until it ends. */
-  private inFlight?: Promise<unknown>;
-  private readonly transport: Transport = (bytes) => native.netlinkTransact(this.fd, bytes);
+  /** Transactions asked for and not ended: the fd stays open until the last one ends. */
+  private inFlight = 0;
+  private onIdle?: () => void;
   private readonly nextSeq = () => (this.seq = (this.seq + 1) >>> 0 || 1);
 
   private constructor(private readonly fd: number) {}
@@ -132,25 +132,25 @@ export class RtnlSocket {
   /**
    * Sends all requests in one sendmsg and resolves with one outcome each, in
    * order. The kernel runs every message even after one fails, so callers
-   * only batch requests that are safe to run that way. A dump comes whole:
-   * see transact.
+   * only batch requests that are safe to run that way. alone: on a thread of
+   * its own, not queued behind (nor holding up) other transactions. A dump
+   * comes whole: see transact.
    */
-  async send(reqs: Request[]): Promise<Outcome[]> {
+  async send(reqs: Request[], opts: { alone?: boolean } = {}): Promise<Outcome[]> {
     if (this.closed) throw new Error('netlink socket is closed');
     if (reqs.length === 0) return [];
-    const running = transact(this.transport, reqs, this.nextSeq);
-    const settled = running.then(() => undefined, () => undefined);
-    this.inFlight = settled;
+    const running = transact((bytes) => native.netlinkTransact(this.fd, bytes, opts.alone), reqs, this.nextSeq);
+    this.inFlight++;
     try {
       return (await running).map(({ replies, error }) => ({ replies, error }));
     } finally {
-      if (this.inFlight === settled) this.inFlight = undefined;
+      if (--this.inFlight === 0) this.onIdle?.();
     }
   }
 
   /** One request; its replies, or a NetlinkError. */
-  async request(req: Request): Promise<Reply[]> {
-    const [outcome] = await this.send([req]);
+  async request(req: Request, opts: { alone?: boolean } = {}): Promise<Reply[]> {
+    const [outcome] = await this.send([req], opts);
     if (outcome.error) throw outcome.error;
     return outcome.replies;
   }
@@ -167,7 +167,7 @@ export class RtnlSocket {
     if (this.closed) return;
     this.closed = true;
     // Not under a transaction still queued or running: its fd could be reused meanwhile.
-    if (this.inFlight) void this.inFlight.then(() => closeSync(this.fd));
+    if (this.inFlight) this.onIdle = () => closeSync(this.fd);
     else closeSync(this.fd);
   }
 }

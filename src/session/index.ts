@@ -64,6 +64,7 @@ export class Session {
    * as the batch looked it up once (see observe()). If the kernel then
    * refuses the veth (its host-end name taken, the bridge gone), the attach,
    * rolled back, is planned again from a full look.
+   * @internal
    */
   async attachOnto(bridge: Link | undefined, guest: GuestArg, request: AttachRequest, opts: AttachOptions = {}): Promise<AttachResult> {
     const checked = checkRequest(request, opts.converge);
@@ -128,14 +129,20 @@ export class Session {
     return detachMany(this, items, opts);
   }
 
-  /** Bulk teardown's first half: see detachOrGroup (src/exec/detach.ts). With unplug, as unplug does. */
+  /**
+   * Bulk teardown's first half: see detachOrGroup (src/exec/detach.ts). With unplug, as unplug does.
+   * @internal
+   */
   async detachOrGroup(guest: GuestArg, containerInterface = 'eth1', group: number, opts: { unplug?: boolean } = {}):
     Promise<{ outcome: DetachOutcome; grouped: boolean }> {
     return this.withGuest(guest, async (g, ns) =>
       detachOrGroup(await this.detachPlan(ns, g, containerInterface, !!opts.unplug), ns, group));
   }
 
-  /** Bulk teardown's second half: every host link of the group, deleted at once. */
+  /**
+   * Bulk teardown's second half: every host link of the group, deleted at once.
+   * @internal
+   */
   async deleteLinkGroup(group: number): Promise<void> {
     await deleteGroup({ host: this.host }, group);
   }

@@ -112,7 +112,7 @@ describe('pipework daemon', () => {
     } finally {
       launched.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
+    expect(await exited).toBe(143);
     expect(existsSync(socket)).toBe(false);
   });
 
@@ -390,7 +390,7 @@ exec ${SYSTEM_CNI}/host-local "$@"
       sh('ip', 'netns', 'del', 'pwk1');
     });
 
-    it('SIGTERM with an ADD in flight: it finishes, new CNI calls get code 11, health says stopping, exit 0, socket gone', async () => {
+    it('SIGTERM with an ADD in flight: it finishes, new CNI calls get code 11, health says stopping, exit 143, socket gone', async () => {
       const ns = netns('pwt1');
       const conf = bridgeConf('pwt', 'brpwt', '10.61.4.0/24', 'slow-host-local');
       const inFlight = viaDaemon({ ...env('ctr-t1', ns), CNI_COMMAND: 'ADD' }, conf);
@@ -410,7 +410,7 @@ exec ${SYSTEM_CNI}/host-local "$@"
       expect(link(ns, 'eth1')).toBeUndefined(); // the refused call made nothing
       expect(Object.values(reservations(DATA, 'pwt'))).toEqual(['ctr-t1']);
       await exited;
-      expect(daemon.exit).toEqual({ code: 0, signal: null });
+      expect(daemon.exit).toEqual({ code: 143, signal: null });
       expect(existsSync(SOCKET)).toBe(false);
       expect(daemon.output()).toMatch(/SIGTERM: finishing 1 request\(s\) in flight, refusing new ones\n.*stopped\n$/);
 
@@ -421,7 +421,7 @@ exec ${SYSTEM_CNI}/host-local "$@"
     });
   });
 
-  it('SIGTERM while a CNI call is still being sent: it is answered (code 11), not cut off, then the daemon exits 0', async () => {
+  it('SIGTERM while a CNI call is still being sent: it is answered (code 11), not cut off, then the daemon exits 143', async () => {
     const body = JSON.stringify({ env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'late', CNI_NETNS: '/run/netns/none', CNI_IFNAME: 'eth0' }, stdin: '{"cniVersion":"1.1.0"}' });
     const half = Math.floor(body.length / 2);
     const s = connect(SOCKET);
@@ -440,7 +440,7 @@ exec ${SYSTEM_CNI}/host-local "$@"
     expect(outcome.exitCode).toBe(1);
     expect(JSON.parse(outcome.stdout)).toMatchObject({ cniVersion: '1.1.0', code: 11 });
     await exited;
-    expect(daemon.exit).toEqual({ code: 0, signal: null });
+    expect(daemon.exit).toEqual({ code: 143, signal: null });
     daemon = await startDaemon();
   });
 
@@ -456,7 +456,7 @@ exec ${SYSTEM_CNI}/host-local "$@"
     expect(create.status, create.text).toBe(200);
     expect(Object.keys(JSON.parse(readFileSync(state, 'utf8')).networks)).toEqual(['n1']);
     await daemon.stop();
-    expect(daemon.exit).toEqual({ code: 0, signal: null });
+    expect(daemon.exit).toEqual({ code: 143, signal: null });
     expect(existsSync(dockerSocket)).toBe(false);
     daemon = await startDaemon(['--docker-plugin', '--docker-socket', dockerSocket, '--docker-state', state]);
     const del = await post(dockerSocket, '/NetworkDriver.DeleteNetwork', JSON.stringify({ NetworkID: 'n1' }));
@@ -519,7 +519,7 @@ exec ${SYSTEM_CNI}/host-local "$@"
       await d!.docker(['network', 'rm', 'pwe']);
       expect(JSON.parse(readFileSync(state, 'utf8')).networks).toEqual({});
       await daemon.stop();
-      expect(daemon.exit).toEqual({ code: 0, signal: null });
+      expect(daemon.exit).toEqual({ code: 143, signal: null });
     });
   });
 });

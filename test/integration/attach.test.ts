@@ -5,6 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Session, PipeworkError, NetlinkError } from '../../src/index';
 import { inNetns, ip, ipj, kernelHasKind, link, netnsSet, ping, waitInNetns } from '../helpers/kernel';
+import { RtnlSocket } from '../../src/netlink/socket';
+import { dumpLinks, getLinkByName, parseLink } from '../../src/netlink/link';
 
 let ns: ReturnType<typeof netnsSet>;
 let host: number;
@@ -264,6 +266,49 @@ describe('detach', () => {
     expect(link(guests[0], 'eth1')).toBeUndefined();
     expect(link(host, r.hostInterface!)).toBeUndefined();
     expect(await session.detach({ fd: guests[0] })).toEqual({ action: 'absent' });
+  });
+
+  // The deletion is done when the kernel announces it (before the RCU barrier the deleting sendmsg still waits out).
+  it('returns with both veth ends, the address and the bridge port gone, read back at once, and the names free again', async () => {
+    const hostSock = RtnlSocket.open(host);
+    const guestSock = RtnlSocket.open(guests[0]);
+    try {
+      const names = async () => ({
+        host: (await hostSock.request(dumpLinks())).map((m) => parseLink(m).name).sort(),
+        guest: (await guestSock.request(dumpLinks())).map((m) => parseLink(m).name),
+      });
+      for (let i = 0; i < 5; i++) {
+        const r = await session.attach({ fd: guests[0] }, { hostInterface: 'br1', addresses: ['10.66.0.2/24'] });
+        expect(await session.detach({ fd: guests[0] })).toEqual({ action: 'deleted', kind: 'veth' });
+        expect(await names()).toEqual({ host: ['br1', 'lo'], guest: ['lo'] });
+        await expect(hostSock.request(getLinkByName(r.hostInterface!))).rejects.toMatchObject({ code: 'ENODEV' });
+        expect(ipj<unknown[]>(host, 'link', 'show', 'master', 'br1')).toEqual([]);
+        expect(ipj<unknown[]>(guests[0], '-4', 'addr', 'show', 'to', '10.66.0.2')).toEqual([]);
+      }
+    } finally {
+      hostSock.close();
+      guestSock.close();
+    }
+  });
+
+  it('deletes a macvlan the same way, and many veths detached at once', async () => {
+    fakePhysical('eth0');
+    await session.attach({ fd: guests[0] }, { hostInterface: 'eth0', addresses: ['10.9.0.2/24'] });
+    expect(await session.detach({ fd: guests[0] })).toEqual({ action: 'deleted', kind: 'macvlan' });
+    expect(link(guests[0], 'eth1')).toBeUndefined();
+    expect(link(host, 'eth0')).toBeDefined();
+
+    const many = netnsSet(12);
+    try {
+      await Promise.all(many.fds.map((g, i) => session.attach({ fd: g }, { hostInterface: 'br1', addresses: [`10.66.0.${i + 2}/24`] })));
+      expect(ipj<unknown[]>(host, 'link', 'show', 'master', 'br1')).toHaveLength(12);
+      const outcomes = await Promise.all(many.fds.map((g) => session.detach({ fd: g })));
+      expect(outcomes).toEqual(many.fds.map(() => ({ action: 'deleted', kind: 'veth' })));
+      expect(ipj<unknown[]>(host, 'link', 'show', 'master', 'br1')).toEqual([]);
+      for (const g of many.fds) expect(link(g, 'eth1')).toBeUndefined();
+    } finally {
+      many.close();
+    }
   });
 });
 

@@ -68,6 +68,22 @@ describe('RtnlSocket', () => {
     expect(ipj<{ ifname: string }[]>(t.fd, 'link', 'show', 'cbr0')).toHaveLength(1);
   });
 
+  it('a transaction sent alone runs beside the queued ones, and close() waits for whichever ends last', async () => {
+    ip(t.fd, 'link', 'add', 'al0', 'type', 'veth', 'peer', 'name', 'al1');
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const open = fds();
+    // The deletion waits in the kernel for an RCU barrier; the lookup asked after it is not queued behind it.
+    const deleted = t.sock.request(deleteLinkByName('al0'), { alone: true });
+    const looked = t.sock.request(getLinkByName('lo'));
+    t.sock.close();
+    const order: string[] = [];
+    await Promise.all([deleted.then(() => order.push('deleted')), looked.then(() => order.push('looked'))]);
+    expect(order).toHaveLength(2);
+    await new Promise((resume) => setImmediate(resume));
+    expect(fds()).toBe(open - 1);
+    expect(ipj<unknown[]>(t.fd, 'link', 'show')).toHaveLength(1);
+  });
+
   it('a closed socket refuses to send', async () => {
     t.sock.close();
     await expect(t.sock.request(getLinkByName('lo'))).rejects.toThrow('netlink socket is closed');

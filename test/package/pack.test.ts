@@ -106,12 +106,20 @@ describe('installed on a host without g++, make or python3', () => {
     ].join('\n'));
     run(join(project, 'node_modules/.bin/tsc'), ['-p', '.']);
     // The types are real: a misuse is refused, in both module systems.
-    writeFileSync(join(project, 'esm.mts'), "import { Session } from 'pipework';\nexport const n: number = new Session();\n");
+    writeFileSync(join(project, 'esm.mts'), [
+      "import { Session } from 'pipework';",
+      'export const n: number = new Session();',
+      // Internals (@internal, stripped from the published types) are not there to misuse.
+      'export const onto = (s: Session) => s.attachOnto;',
+      "export const faulty = (s: Session) => s.attach(42, { hostInterface: 'br0' }, { failAtStep: 0 });",
+    ].join('\n'));
     writeFileSync(join(project, 'cjs.cts'), "import pipework = require('pipework');\nexport const n: string = pipework.attach;\n");
     const bad = spawnSync(join(project, 'node_modules/.bin/tsc'), ['-p', '.'], { cwd: project, env: noCompiler, encoding: 'utf8' });
     expect(bad.status).not.toBe(0);
     expect(bad.stdout).toMatch(/esm\.mts.*TS2322: Type 'Session' is not assignable to type 'number'/);
     expect(bad.stdout).toMatch(/cjs\.cts.*TS2322/);
+    expect(bad.stdout).toMatch(/esm\.mts.*TS2339: Property 'attachOnto' does not exist on type 'Session'/);
+    expect(bad.stdout).toMatch(/esm\.mts.*TS2353: Object literal may only specify known properties, and 'failAtStep'/);
   }, 180_000);
 
   it('npx pipework --version, pipework-cni VERSION, and the same through the prebuilt CNI shim', () => {

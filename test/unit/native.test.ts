@@ -14,6 +14,15 @@ import { encodeRequest, parseReplies } from '../../src/netlink/message';
 
 const here = () => statSync('/proc/thread-self/ns/net').ino;
 
+const ROOT = path.resolve(__dirname, '../..');
+/** The start of a worker script: the addon loaded there, a netlink socket, and an RTM_GETLINK dump (nlmsghdr + ifinfomsg). */
+const WORKER_PRELUDE = `
+  const { parentPort, workerData } = require('node:worker_threads');
+  const native = require(require.resolve('node-gyp-build', { paths: [workerData.root] }))(workerData.root);
+  const sock = native.openNetlinkSocket();
+  const dump = new Uint8Array(32);
+  dump.set([32, 0, 0, 0, 18, 0, 1, 3, 1]);`;
+
 describe('native addon', () => {
   it('exports exactly the functions PipeworkNative declares', () => {
     // A Record over the interface's keys: a function declared but missing here, or listed but not declared, fails to compile.
@@ -92,26 +101,32 @@ describe('native addon', () => {
   });
 
   it('netlinkTransact in a worker thread: answers there; the worker ends cleanly, and terminate() while it calls in a loop ends only the worker', async () => {
-    const root = path.resolve(__dirname, '../..');
-    const script = `
-      const { parentPort, workerData } = require('node:worker_threads');
-      const native = require(require.resolve('node-gyp-build', { paths: [workerData.root] }))(workerData.root);
-      const sock = native.openNetlinkSocket();
-      // RTM_GETLINK dump: nlmsghdr + ifinfomsg.
-      const dump = new Uint8Array(32);
-      dump.set([32, 0, 0, 0, 18, 0, 1, 3, 1]);
+    const script = `${WORKER_PRELUDE}
       native.netlinkTransact(sock, dump).then((answer) => {
         parentPort.postMessage(answer.length);
         if (!workerData.flood) process.exit(0);
         for (;;) native.netlinkTransact(sock, dump); // until terminate() stops it, in here or between calls
       });`;
     for (const flood of [false, true]) {
-      const worker = new Worker(script, { eval: true, workerData: { root, flood } });
+      const worker = new Worker(script, { eval: true, workerData: { root: ROOT, flood } });
       const length = await new Promise<number>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
       expect(length).toBeGreaterThan(16); // at least lo, and NLMSG_DONE
       const code = flood ? await worker.terminate() : await new Promise<number>((resolve) => worker.once('exit', resolve));
       expect(code).toBe(flood ? 1 : 0);
     }
+  });
+
+  it('netlinkTransact alone: the same answer, on a thread of its own; a worker that ends with some in flight ends cleanly', async () => {
+    const script = `${WORKER_PRELUDE}
+      Promise.all([native.netlinkTransact(sock, dump, true), native.netlinkTransact(sock, dump)]).then(([alone, queued]) => {
+        parentPort.postMessage(Buffer.from(alone).equals(Buffer.from(queued)));
+        for (let i = 0; i < 20; i++) native.netlinkTransact(sock, dump, true);
+        process.exit(0);
+      });`;
+    const worker = new Worker(script, { eval: true, workerData: { root: ROOT } });
+    const same = await new Promise<boolean>((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+    expect(same).toBe(true);
+    expect(await new Promise<number>((resolve) => worker.once('exit', resolve))).toBe(0);
   });
 
   it('openNetnsPid opens a live process netns through a pidfd, and names the failure otherwise', () => {
