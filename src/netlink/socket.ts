@@ -44,10 +44,12 @@ export const DUMP_ATTEMPTS = 10;
  * again (alone: nothing else is run twice), up to DUMP_ATTEMPTS in all.
  */
 export async function transact(transport: Transport, reqs: Request[], nextSeq: () => number): Promise<Outcome[]> {
+  // The outcomes keep transactOnce's `interrupted` (false by the end): no copy per request on the hot path.
   const outcomes = await transactOnce(transport, reqs, nextSeq);
   for (let attempt = 1; ; attempt++) {
-    const again = outcomes.flatMap((o, i) => (o.interrupted ? [i] : []));
-    if (again.length === 0) return outcomes;
+    let again: number[] | undefined;
+    for (let i = 0; i < outcomes.length; i++) if (outcomes[i].interrupted) (again ??= []).push(i);
+    if (!again) return outcomes;
     if (attempt === DUMP_ATTEMPTS) {
       for (const i of again) outcomes[i] = { replies: [], error: new DumpInterruptedError(reqs[i].op, attempt), interrupted: false };
       return outcomes;
@@ -142,7 +144,7 @@ export class RtnlSocket {
     const running = transact((bytes) => native.netlinkTransact(this.fd, bytes, opts.alone), reqs, this.nextSeq);
     this.inFlight++;
     try {
-      return (await running).map(({ replies, error }) => ({ replies, error }));
+      return await running;
     } finally {
       if (--this.inFlight === 0) this.onIdle?.();
     }
