@@ -154,7 +154,7 @@ async function measure() {
     if (i > 600) throw new Error('pipework daemon did not listen within 30 s');
     await new Promise((r) => setTimeout(r, 50));
   }
-  const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))[1]) / 1024;
+  const rssMb = () => Number(/** @type {RegExpExecArray} */ (/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${daemon.pid}/status`, 'utf8')))[1]) / 1024;
   await new Promise((r) => setTimeout(r, 1000));
   const rssStart = rssMb();
 

@@ -29,7 +29,8 @@ function post(socketPath, path, body) {
 /** The daemon's open fds, sockets among them, and resident memory (MB). */
 function sample(pid) {
   const fds = readdirSync(`/proc/${pid}/fd`).map((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`); } catch { return ''; } });
-  const rss = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+  // A live process's status always has VmRSS.
+  const rss = Number(/** @type {RegExpExecArray} */ (/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8')))[1]) / 1024;
   return { fds: fds.length, sockets: fds.filter((f) => f.startsWith('socket:')).length, rssMB: +rss.toFixed(1) };
 }
 
@@ -87,7 +88,7 @@ async function soak(pairs) {
     };
   } finally {
     daemon.kill('SIGTERM');
-    await new Promise((r) => (daemon.exitCode !== null ? r() : daemon.once('exit', r)));
+    await /** @type {Promise<void>} */ (new Promise((r) => (daemon.exitCode !== null ? r() : daemon.once('exit', r))));
     execFileSync('ip', ['netns', 'del', ns]);
     rmSync(dir, { recursive: true, force: true });
   }

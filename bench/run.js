@@ -52,7 +52,7 @@ if (process.env.PIPEWORK_IN_NETNS !== '1') {
     { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
-if (process.getuid() !== 0) {
+if (process.getuid?.() !== 0) {
   console.error('bench: must run as root (everything happens in private namespaces)');
   process.exit(1);
 }
@@ -93,7 +93,7 @@ const log = (s) => process.stderr.write(`[${new Date().toISOString().slice(11, 1
 
 // ---- prerequisites ----
 function findPython() {
-  for (const py of [env.BENCH_PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean)) {
+  for (const py of /** @type {string[]} */ ([env.BENCH_PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean))) {
     const r = spawnSync(py, ['-c', 'import pyroute2; print(pyroute2.__version__)'], { encoding: 'utf8' });
     if (r.status === 0) return { py, version: r.stdout.trim() };
   }
@@ -133,7 +133,9 @@ const WORKER = path.join(__dirname, 'lib', 'worker.js');
 // veths in the background while the next run is timed.
 const td = (n) => n <= TEARDOWN_MAX;
 const tdg = (n) => GROUP_TEARDOWN_ALWAYS || td(n);
+/** @type {(extra: Array<string | number>) => Impl['cmd']} */
 const floorCmd = (extra) => (n) => [FLOOR, [n, PER_BRIDGE, '--verify', '--group-teardown', ...extra, ...(tdg(n) ? [] : ['--no-teardown'])]];
+/** @type {(mode: string) => Impl['cmd']} */
 const workerCmd = (mode) => (n) => [process.execPath, [WORKER, mode, n, PER_BRIDGE, ...(tdg(n) ? [] : ['--no-teardown'])]];
 // The same work as ours: the bridge ports get no IPv6 address (our default).
 const HOST_V6_OFF = '--host-addrgen-none';
@@ -142,6 +144,14 @@ const VK = ['--pipeline', VARIANT_K];
 // base: rows that turn one piece of kernel work on or off against that row, in the same run.
 const SMALL = only(100, 1000);
 const BIG = only(1000, 5000, 10000);
+/**
+ * One row of the tables: what runs (cmd: [program, argv]), at which N (runsAt, max; absent:
+ * why it cannot run here), and how it is read (floor rows, ours, the base
+ * it is compared with).
+ * @typedef {{ id: string, label: string, cmd: (n: number) => any[], floor?: boolean, ours?: boolean,
+ *   base?: string, runsAt?: (n: number) => boolean, max?: number, absent?: string, slow?: boolean }} Impl
+ */
+/** @type {Impl[]} */
 const IMPLS = [
   { id: 'floor-seq', floor: true, runsAt: SMALL, label: 'floor: C, one container at a time', cmd: floorCmd([HOST_V6_OFF]) },
   ...FLOOR_K.map((k) => ({
@@ -251,12 +261,13 @@ async function settle(before, n) {
   const t0 = Date.now();
   const limit = 15e3 + 5 * n; // 40 s at N = 5000
   const target = before + Math.max(10, Math.ceil(n / 100));
-  let last = liveNetns();
+  // Unreadable meanwhile: taken as back where it was (the wait ends).
+  let last = liveNetns() ?? before;
   let low = last;
   let lowAt = Date.now();
   while (last > target && Date.now() - t0 < limit && Date.now() - lowAt < 3000) {
     await sleep(250);
-    last = liveNetns();
+    last = liveNetns() ?? before;
     if (last < low) {
       low = last;
       lowAt = Date.now();
@@ -270,6 +281,12 @@ async function settle(before, n) {
 }
 
 // ---- results ----
+/**
+ * What results.json holds: each row's runs by N, the single-call figures,
+ * the CNI daemon's, and the targets met or missed.
+ * @type {{ meta: Record<string, any>, runs: Record<string, any>, single: Record<string, any> | null, cni_daemon?: any,
+ *   targets: Array<{ name: string, verdict: string, detail: string }> }}
+ */
 const results = {
   meta: {
     started: new Date().toISOString(), host: os.hostname(), kernel: os.release(), cpus: os.cpus().length,
@@ -302,6 +319,7 @@ async function main() {
       const unverified = kv.verify !== 'ok' ? 'no verify=ok in its output'
         : kv.teardown_ms !== undefined && kv.verify_teardown !== 'ok' ? 'no verify_teardown=ok in its output' : undefined;
       const ok = r.status === 0 && kv.per_container_ms !== undefined && !unverified;
+      /** @type {Record<string, any>} */
       const entry = { status: ok ? 'ok' : 'failed', wall_ms: r.wallMs, ...kv };
       if (!ok) {
         entry.error = (r.status === 0 && unverified) || (r.stderr.trim() || `exit ${r.status ?? r.signal}`).split('\n').slice(-5).join(' | ');
@@ -320,9 +338,11 @@ async function main() {
   if (!ONLY || ONLY.has('single')) {
     log(`single call: ours vs ${PIPEWORK_SH ? 'the original' : '(original not set)'}, ${SINGLE_REPS} times each, interleaved`);
     const r = await runChild(process.execPath, [WORKER, 'single'], 10 * 60e3);
-    results.single = r.status === 0 ? { status: 'ok', ...parseKv(r.stdout) } : { status: 'failed', error: r.stderr.trim().split('\n').slice(-5).join(' | ') };
-    if (results.single.samples) results.single.samples = JSON.parse(results.single.samples);
-    if (r.status !== 0) log(`  FAILED: ${results.single.error}`);
+    /** @type {Record<string, any>} */
+    const single = r.status === 0 ? { status: 'ok', ...parseKv(r.stdout) } : { status: 'failed', error: r.stderr.trim().split('\n').slice(-5).join(' | ') };
+    if (single.samples) single.samples = JSON.parse(single.samples);
+    if (r.status !== 0) log(`  FAILED: ${single.error}`);
+    results.single = single;
   }
   if (!ONLY || ONLY.has('cni-daemon')) results.cni_daemon = await require('./cni-daemon').run(runChild, log);
   results.meta.finished = new Date().toISOString();
@@ -407,7 +427,7 @@ function report() {
 
   table('Kernel work we can avoid: each row against its base, same run (ms per container, change against the base)', hdr,
     ids.filter((id) => IMPLS.find((i) => i.id === id)?.base).map((id) => {
-      const base = IMPLS.find((i) => i.id === id).base;
+      const base = /** @type {string} */ (IMPLS.find((i) => i.id === id)?.base);
       return [`${label(id)} (vs ${label(base)})`, ...NS.map((n) => {
         const p = per(id, n);
         const b = per(base, n);
@@ -459,6 +479,7 @@ function report() {
     }
   }
 
+  /** @type {typeof results.targets} */
   const cniTargets = [];
   if (results.cni_daemon) require('./cni-daemon').report(results.cni_daemon, say, (name, verdict, detail) => cniTargets.push({ name, verdict, detail }));
 

@@ -26,12 +26,15 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
  * five samples with the first five (one sample alone moves with the allocator).
  */
 async function soak(cycles, { warmup = Math.floor(cycles / 4) } = {}) {
+  // The fds are counted at the end of the warm-up: without one, nothing to compare with.
+  if (!(warmup < cycles)) throw new RangeError(`soak: ${cycles} cycles leave nothing after a warm-up of ${warmup}`);
   const host = createNetns();
   const pool = Array.from({ length: 16 }, () => createNetns());
   const session = new Session({ hostNetns: host });
   const gc = globalThis.gc ?? (() => {});
   const every = Math.max(1, Math.floor((cycles - warmup) / 20));
   const rss = [];
+  /** @type {ReturnType<typeof fds> | undefined} */
   let start;
   try {
     for (let i = 0; i < cycles; i++) {
@@ -53,7 +56,8 @@ async function soak(cycles, { warmup = Math.floor(cycles / 4) } = {}) {
     const end = fds();
     const first = median(rss.slice(0, 5));
     const last = median(rss.slice(-5));
-    return { cycles, start, end, rssMB: { first: +(first / 1e6).toFixed(1), last: +(last / 1e6).toFixed(1) }, rssGrowth: +((last - first) / first).toFixed(3), hostLinksLeft: (await session.bridge('br0'))?.ports ?? 0 };
+    // Taken at the end of the warm-up, which the check above makes sure comes.
+    return { cycles, start: /** @type {ReturnType<typeof fds>} */ (start), end, rssMB: { first: +(first / 1e6).toFixed(1), last: +(last / 1e6).toFixed(1) }, rssGrowth: +((last - first) / first).toFixed(3), hostLinksLeft: (await session.bridge('br0'))?.ports ?? 0 };
   } finally {
     session.close();
     [host, ...pool].forEach((fd) => closeSync(fd));

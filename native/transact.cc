@@ -1,5 +1,5 @@
 // netlinkTransact: netlink transactions on one thread of ours, in the order
-// they were asked for. While the kernel works (or waits for the rtnl lock its
+// they were asked for (linkCarrier's ioctl among them). While the kernel works (or waits for the rtnl lock its
 // own deferred work holds), the main thread goes on with JavaScript; and the
 // thread starts the next transaction as soon as one ends, without waiting for
 // JavaScript to hand it over. Completions reach the main thread in batches.
@@ -12,6 +12,7 @@
 
 #include "errors.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -22,22 +23,47 @@
 #include <thread>
 #include <vector>
 #include <csignal>
+#include <linux/ethtool.h>
 #include <linux/netlink.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 namespace {
 
+// A transaction (request: netlink messages), or with ifname a carrier query.
 struct Job {
-  Job(int fd, const uint8_t* data, size_t len, Napi::Promise::Deferred deferred)
-      : fd(fd), request(data, data + len), deferred(deferred) {}
+  Job(int fd, const uint8_t* data, size_t len, std::string ifname, Napi::Promise::Deferred deferred)
+      : fd(fd), request(data, data + len), ifname(std::move(ifname)), deferred(deferred) {}
   int fd;
   std::vector<uint8_t> request;
+  std::string ifname;
   Napi::Promise::Deferred deferred;
   std::vector<uint8_t> replies;
+  bool carrier = false;
   int err = 0;
   const char* syscall = "sendmsg";
 };
+
+// ETHTOOL_GLINK on ifname, in the netns of socket fd (any socket: the kernel
+// hands ioctls a socket does not know to the device). The kernel first
+// applies the device's pending carrier change (linkwatch) to it: a bridge
+// port whose carrier just came is forwarding (no STP) when this returns.
+int LinkCarrier(int fd, const std::string& ifname, bool* carrier) {
+  struct ethtool_value value = {};
+  value.cmd = ETHTOOL_GLINK;
+  struct ifreq ifr = {};
+  memcpy(ifr.ifr_name, ifname.data(), std::min(ifname.size(), sizeof(ifr.ifr_name) - 1));
+  ifr.ifr_data = reinterpret_cast<char*>(&value);
+  int r;
+  do r = ioctl(fd, SIOCETHTOOL, &ifr);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return errno;
+  *carrier = value.data != 0;
+  return 0;
+}
 
 // One transaction: sends request (one or more messages) to the kernel as one
 // datagram, then appends to replies every datagram the kernel queued for the
@@ -107,8 +133,8 @@ class NetlinkThread {
     env.AddCleanupHook([this] { Stop(); });
   }
 
-  Napi::Promise Submit(Napi::Env env, int fd, const uint8_t* data, size_t len, bool alone) {
-    auto* job = new Job(fd, data, len, Napi::Promise::Deferred::New(env));
+  Napi::Promise Submit(Napi::Env env, int fd, const uint8_t* data, size_t len, bool alone, std::string ifname = "") {
+    auto* job = new Job(fd, data, len, std::move(ifname), Napi::Promise::Deferred::New(env));
     Napi::Promise promise = job->deferred.Promise();
     if (alone) {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -143,7 +169,11 @@ class NetlinkThread {
   void Settle(Napi::Env env, Job* job) {
     if (--in_flight_ == 0) completions_.Unref(env);
     if (job->err != 0) {
-      job->deferred.Reject(ErrnoError(env, job->err, job->syscall).Value());
+      job->deferred.Reject(ErrnoError(env, job->err, job->syscall, job->ifname).Value());
+      return;
+    }
+    if (!job->ifname.empty()) {
+      job->deferred.Resolve(Napi::Boolean::New(env, job->carrier));
       return;
     }
     Napi::ArrayBuffer out = Napi::ArrayBuffer::New(env, job->replies.size());
@@ -179,7 +209,12 @@ class NetlinkThread {
         job = queue_.front();
         queue_.pop_front();
       }
-      job->err = Transact(job->fd, job->request, job->replies, &job->syscall);
+      if (job->ifname.empty()) {
+        job->err = Transact(job->fd, job->request, job->replies, &job->syscall);
+      } else {
+        job->syscall = "ioctl(SIOCETHTOOL)";
+        job->err = LinkCarrier(job->fd, job->ifname, &job->carrier);
+      }
       if (completions_.NonBlockingCall(job) != napi_ok) delete job;  // the environment is going away
     }
   }
@@ -238,9 +273,23 @@ Napi::Value NetlinkTransact(const Napi::CallbackInfo& info) {
   return thread->Submit(env, info[0].As<Napi::Number>().Int32Value(), bytes.Data(), bytes.ByteLength(), alone);
 }
 
+// linkCarrier(fd, ifname): a promise of whether ifname has carrier, asked
+// through socket fd on the netlink thread, after the transactions asked before it.
+Napi::Value LinkCarrierQuery(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 0)
+    throw Napi::TypeError::New(env, "socket must be a non-negative fd");
+  if (info.Length() < 2 || !info[1].IsString()) throw Napi::TypeError::New(env, "ifname must be a string");
+  std::string ifname = info[1].As<Napi::String>().Utf8Value();
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) throw Napi::TypeError::New(env, "ifname must be 1 to 15 bytes");
+  auto* thread = static_cast<NetlinkThread*>(info.Data());
+  return thread->Submit(env, info[0].As<Napi::Number>().Int32Value(), nullptr, 0, false, std::move(ifname));
+}
+
 }  // namespace
 
 void RegisterTransact(Napi::Env env, Napi::Object exports) {
   auto* thread = new NetlinkThread(env);  // stopped with the environment; its few bytes stay
   exports.Set("netlinkTransact", Napi::Function::New(env, NetlinkTransact, "netlinkTransact", thread));
+  exports.Set("linkCarrier", Napi::Function::New(env, LinkCarrierQuery, "linkCarrier", thread));
 }

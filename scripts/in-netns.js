@@ -15,7 +15,7 @@ if (!cmd) {
 
 const outer = process.env.PIPEWORK_OUTER_NS;
 if (outer === undefined) {
-  const root = process.getuid() === 0;
+  const root = process.getuid?.() === 0;
   const unshare = ['--net', '--mount', '--propagation', 'private', ...(root ? [] : ['--user', '--map-root-user'])];
   const r = spawnSync('unshare', [...unshare, process.execPath, __filename, cmd, ...args], {
     stdio: 'inherit',
@@ -35,6 +35,7 @@ if (net === outerNet || mnt === outerMnt) {
   console.error('in-netns.js: not inside private namespaces; refusing to run');
   process.exit(1);
 }
+/** @type {Array<[string, string[]]>} */
 const setup = [
   ['ip', ['link', 'set', 'lo', 'up']],
   ['mount', ['-t', 'tmpfs', 'pipework-run', '/run']],
@@ -43,7 +44,7 @@ const setup = [
 for (const [c, a] of setup) {
   const r = spawnSync(c, a, { stdio: 'inherit' });
   // Without iproute2 (a host with only Node: `npm run demo` needs no more) the loopback stays down.
-  if (c === 'ip' && r.error?.code === 'ENOENT') continue;
+  if (c === 'ip' && /** @type {NodeJS.ErrnoException | undefined} */ (r.error)?.code === 'ENOENT') continue;
   if (r.status !== 0) {
     console.error(`in-netns.js: ${c} ${a.join(' ')} failed`);
     process.exit(1);

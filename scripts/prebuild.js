@@ -27,7 +27,7 @@ const headers = fs.existsSync(path.join(nodeDir, 'include', 'node', 'node_api.h'
 const targets = [
   { arch: 'arm64', triplet: 'aarch64-linux-gnu' },
   { arch: 'x64', triplet: 'x86_64-linux-gnu' },
-].sort((a, b) => (a.arch === os.arch()) - (b.arch === os.arch()));
+].sort((a, b) => Number(a.arch === os.arch()) - Number(b.arch === os.arch()));
 
 fs.rmSync(path.join(root, 'prebuilds'), { recursive: true, force: true });
 for (const { arch, triplet } of targets) {

@@ -20,6 +20,7 @@ function out(fields) {
   process.stdout.write(Object.entries(fields).map(([k, v]) => `${k}=${v}`).join(' ') + '\n');
 }
 
+/** @returns {never} */
 function fail(msg) {
   process.stderr.write(`bench: ${msg}\n`);
   process.exit(1);

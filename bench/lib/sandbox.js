@@ -15,6 +15,7 @@ const { readlinkSync, mkdirSync } = require('node:fs');
 
 const nsId = (kind) => readlinkSync(`/proc/self/ns/${kind}`);
 
+/** @returns {never} */
 function die(msg) {
   process.stderr.write(`bench sandbox: ${msg}\n`);
   process.exit(1);
@@ -30,7 +31,7 @@ function sh(cmd, args, opts = {}) {
 /** Call first thing in a worker script. Returns only inside the sandbox. Node flags (e.g. --cpu-prof) carry over. */
 function enterSandbox(script) {
   if (process.env.PW_BENCH_INNER !== '1') {
-    if (process.getuid() !== 0) die('must run as root (it only touches a private netns)');
+    if (process.getuid?.() !== 0) die('must run as root (it only touches a private netns)');
     const r = spawnSync('unshare', ['--net', '--mount', '--propagation', 'private', '--',
       process.execPath, ...process.execArgv, script, ...process.argv.slice(2)], {
       stdio: 'inherit',

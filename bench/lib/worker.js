@@ -273,6 +273,7 @@ async function single() {
     if (r.status !== 0) C.fail(`${cmd} ${argv.join(' ')}: exit ${r.status}: ${(r.stderr || r.stdout).trim()}`);
     return { ms, out: r.stdout + r.stderr };
   };
+  /** @type {Record<'node' | 'ours' | 'ours_noarp' | 'original', number[]>} */
   const res = { node: [], ours: [], ours_noarp: [], original: [] };
   let arpingWarnings = 0;
   // Interleaved, so that noise hits every variant alike.
@@ -300,7 +301,7 @@ async function single() {
       if (!ad[0]?.addr_info?.some((a) => a.local === '10.9.0.2')) C.fail(`single: original: no address in ${ns}`);
       C.must('ip', ['link', 'del', `veth1pl${sleeper.pid}`]);
       sleeper.kill();
-      await new Promise((r) => sleeper.exitCode !== null || sleeper.signalCode !== null ? r() : sleeper.once('exit', r));
+      await /** @type {Promise<void>} */ (new Promise((r) => sleeper.exitCode !== null || sleeper.signalCode !== null ? r() : sleeper.once('exit', r)));
       C.must('ip', ['netns', 'del', ns]);
     }
   }

@@ -6,6 +6,7 @@
 import { Session } from '../session';
 import type { AttachResult } from '../exec/attach';
 import type { AttachRequest } from '../plan/attach';
+import { MAX_IFNAME } from '../plan/names';
 import { RtnlSocket } from '../netlink/socket';
 import { refusedWith } from '../netlink/error';
 import { EEXIST, ENODEV } from '../netlink/errno';
@@ -72,8 +73,8 @@ export async function prepareHost(host: RtnlSocket, conf: NetConf): Promise<stri
         if (ib) throw invalid(`master ${master} is an IPoIB interface: use mode ipoib`);
         if (link.kind === 'bridge' || link.kind === 'openvswitch')
           throw invalid(`master ${master} is a${link.kind === 'bridge' ? ' Linux' : 'n Open vSwitch'} bridge: use mode bridge, or a master that is not a bridge`);
-        if (conf.mode === 'vlan' && Buffer.byteLength(`${master}.${conf.vlan}`) > 15)
-          throw invalid(`the VLAN link name ${master}.${conf.vlan} would be longer than 15 characters`);
+        if (conf.mode === 'vlan' && Buffer.byteLength(`${master}.${conf.vlan}`) > MAX_IFNAME)
+          throw invalid(`the VLAN link name ${master}.${conf.vlan} would be longer than ${MAX_IFNAME} characters`);
       }
       return master;
     }

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { CniError, ErrorCode } from './errors';
+import { MAX_IFNAME, ifnameFault } from '../plan/names';
 import { SUPPORTED_VERSIONS, compareVersions, isSemver, isSupported } from './version';
 
 export type Mode = 'bridge' | 'macvlan' | 'vlan' | 'dummy' | 'ipoib';
@@ -127,13 +128,15 @@ export function checkVersion(raw: Record<string, unknown>, minimum?: { version: 
   return version;
 }
 
-/** An interface name the kernel accepts (for names from the configuration). */
+/** What is wrong with an interface name the kernel would refuse, in the words of the CNI plugins' own check. */
+const IFNAME_PROBLEM = {
+  empty: 'is empty', 'too long': `is longer than ${MAX_IFNAME} characters`, dot: 'is . or ..', character: 'contains / or : or whitespace',
+};
+
+/** Why the kernel would refuse an interface name (from the configuration or CNI_IFNAME); undefined when it would not. */
 export function ifnameProblem(name: string): string | undefined {
-  if (!name) return 'is empty';
-  if (Buffer.byteLength(name) > 15) return 'is longer than 15 characters';
-  if (name === '.' || name === '..') return 'is . or ..';
-  if (/[/:\s]/.test(name)) return 'contains / or : or whitespace';
-  return undefined;
+  const fault = ifnameFault(name);
+  return fault && IFNAME_PROBLEM[fault];
 }
 
 function ifname(raw: Record<string, unknown>, key: string): string | undefined {

@@ -29,8 +29,9 @@ import { kindData } from '../netlink/kinds';
 import { ovsRunning, runProgram } from '../run';
 import { JsonStateFile } from './state';
 import { isOvsBridge } from '../exec/observe';
+import { UndoLog } from '../exec/undo';
+import { checkIfname } from '../plan/names';
 
-const IFNAMSIZ = 16;
 
 /** A refusal sent back to Docker as `{"Err": message}` with this HTTP status. */
 export class DriverError extends Error {
@@ -114,12 +115,6 @@ export function linkNames(endpointId: string): { srcName: string; hostName: stri
 
 const stripPrefix = (cidr: string) => cidr.split('/')[0];
 
-function checkIfName(name: string, what: string): string {
-  if (Buffer.byteLength(name) >= IFNAMSIZ) throw new DriverError(`${what} ${name} is longer than ${IFNAMSIZ - 1} characters`);
-  if (/[\s/:]/.test(name) || name === '.' || name === '..') throw new DriverError(`${what} '${name}' is not a valid interface name`);
-  return name;
-}
-
 /** A locally administered unicast MAC: 02:42 + the IPv4 address as Docker's bridge does, else random. */
 function generateMac(address?: string): string {
   const b = Buffer.alloc(6);
@@ -133,15 +128,6 @@ function generateMac(address?: string): string {
     b[0] = (b[0] & 0xfc) | 0x02;
   }
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
-}
-
-/** Things to undo if a later step fails, run in reverse. */
-class Undo {
-  private readonly steps: (() => Promise<unknown>)[] = [];
-  push(step: () => Promise<unknown>): void { this.steps.push(step); }
-  async run(): Promise<void> {
-    for (const step of this.steps.reverse()) await step().catch(() => undefined);
-  }
 }
 
 export class Driver {
@@ -222,7 +208,7 @@ export class Driver {
     }
     const parent = optStr(generic, 'parent');
     if (!parent) throw new DriverError('option parent is required: -o parent=BRIDGE (bridge mode) or -o parent=INTERFACE (macvlan mode)');
-    checkIfName(parent, 'parent');
+    checkIfname(parent, 'parent');
     const modeOpt = optStr(generic, 'mode');
     if (modeOpt !== undefined && !['bridge', 'macvlan'].includes(modeOpt)) throw new DriverError(`mode ${modeOpt} is not bridge or macvlan`);
     const vlanText = optStr(generic, 'vlan');
@@ -243,7 +229,7 @@ export class Driver {
     const gatewayIPv6 = ipamGateway(req.IPv6Data, 'IPv6Data');
     const internal = options['com.docker.network.internal'] === true || options['com.docker.network.internal'] === 'true';
 
-    const undo = new Undo();
+    const undo = new UndoLog();
     const net: NetworkRecord = { id, mode: 'bridge', parent, gateway, gatewayIPv6, internal: internal || undefined, created: new Date().toISOString() };
     if (mtu !== undefined) net.mtu = mtu;
     if (vlan !== undefined) net.vlan = vlan;
@@ -258,7 +244,7 @@ export class Driver {
         if (modeOpt === 'macvlan') throw new DriverError(`parent interface ${parent} does not exist`);
         if (vlan !== undefined) throw new DriverError('VLAN configuration currently unsupported for Linux bridge.');
         await this.sock.request(createBridge({ name: parent, up: true }));
-        undo.push(() => this.deleteIfPresent(parent));
+        undo.add(() => this.deleteIfPresent(parent));
         net.createdBridge = true;
       } else if (modeOpt === 'macvlan') {
         net.mode = 'macvlan';
@@ -270,11 +256,11 @@ export class Driver {
         net.mode = 'macvlan';
       }
       if (net.mode === 'macvlan' && vlan !== undefined) {
-        const lower = checkIfName(`${parent}.${vlan}`, 'VLAN interface');
+        const lower = checkIfname(`${parent}.${vlan}`, 'VLAN interface');
         const l = await findLink(this.sock, lower);
         if (!l) {
           await this.sock.request(createVlan({ name: lower, parent: existing!.index, mtu: existing!.mtu, up: true }, vlan));
-          undo.push(() => this.deleteIfPresent(lower));
+          undo.add(() => this.deleteIfPresent(lower));
           net.createdVlan = true;
         } else if (l.kind !== 'vlan' || kindData(l, 'vlan')?.id !== vlan) {
           throw new DriverError(`${lower} exists and is not a VLAN interface for id ${vlan}`);
@@ -285,8 +271,7 @@ export class Driver {
       this.save();
     } catch (e) {
       delete this.state.networks[id];
-      await undo.run();
-      throw e;
+      throw await undo.rollBack(e);
     }
     return {};
   }
@@ -368,32 +353,30 @@ export class Driver {
 
     const parent = await findLink(this.sock, net.lower ?? net.parent);
     if (!parent && net.mode !== 'ovs') throw new DriverError(`${net.lower ?? net.parent} (parent of network ${shortId(net.id, 12)}) does not exist`);
+    if (net.mode === 'bridge' && parent!.kind !== 'bridge') throw new DriverError(`${net.parent} is no longer a bridge`);
     const mtu = net.mtu ?? parent?.mtu;
     const address = parseMac(ep.mac);
-    if (net.mode === 'macvlan') {
-      await this.sock.request(createMacvlan({ name: srcName, parent: parent!.index, mtu, address }, net.macvlanMode ?? 'bridge'));
-    } else {
-      if (net.mode === 'bridge' && parent!.kind !== 'bridge') throw new DriverError(`${net.parent} is no longer a bridge`);
-      const master = net.mode === 'bridge' ? parent!.index : undefined;
-      await this.sock.request(createVeth({ name: hostName, mtu, master, up: true }, { name: srcName, mtu, address }));
-      if (net.mode === 'ovs') {
-        try {
+    const undo = new UndoLog();
+    try {
+      if (net.mode === 'macvlan') {
+        await this.sock.request(createMacvlan({ name: srcName, parent: parent!.index, mtu, address }, net.macvlanMode ?? 'bridge'));
+        undo.add(() => this.deleteIfPresent(srcName));
+      } else {
+        const master = net.mode === 'bridge' ? parent!.index : undefined;
+        await this.sock.request(createVeth({ name: hostName, mtu, master, up: true }, { name: srcName, mtu, address }));
+        undo.add(() => this.deleteIfPresent(hostName)); // its peer srcName goes with it
+        if (net.mode === 'ovs') {
           await runProgram('ovs-vsctl', ['--may-exist', 'add-port', net.parent, hostName, ...(net.vlan ? [`tag=${net.vlan}`] : []),
             '--', 'set', 'Interface', hostName, `external-ids:pipework.endpoint=${ep.id}`]);
-        } catch (e) {
-          await this.deleteIfPresent(hostName).catch(() => undefined);
-          throw e;
+          undo.add(() => runProgram('ovs-vsctl', ['--if-exists', 'del-port', net.parent, hostName]));
         }
       }
-    }
-    ep.srcName = srcName;
-    ep.hostName = net.mode === 'macvlan' ? undefined : hostName;
-    ep.sandboxKey = sandboxKey;
-    try {
+      const before = { ...ep };
+      undo.add(async () => { this.state.endpoints[ep.id] = before; });
+      this.state.endpoints[ep.id] = { ...ep, srcName, hostName: net.mode === 'macvlan' ? undefined : hostName, sandboxKey };
       this.save();
     } catch (e) {
-      await this.removeEndpointLinks(net, ep).catch(() => undefined);
-      throw e;
+      throw await undo.rollBack(e);
     }
     const reply: Json = { InterfaceName: { SrcName: srcName, DstPrefix: 'eth' } };
     if (!net.internal && net.gateway) reply.Gateway = net.gateway;

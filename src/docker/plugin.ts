@@ -12,9 +12,10 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { rmSync } from 'node:fs';
-import { PipeworkError } from '../errors';
+import { PipeworkError, RollbackError } from '../errors';
 import { Driver, DriverError } from './driver';
 import { listenUnix } from '../run/listen';
+import { optionsOrExit, readOptions } from '../cli/options';
 import type { Out } from '../run/out';
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/pipework.sock';
@@ -121,7 +122,8 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void,
         },
         (e) => {
           const err = e as Error;
-          const known = err instanceof DriverError || err instanceof PipeworkError || err?.name === 'NetlinkError';
+          // A RollbackError's message says what failed and which undo steps failed too (what may be left).
+          const known = err instanceof DriverError || err instanceof PipeworkError || err instanceof RollbackError || err?.name === 'NetlinkError';
           const message = known ? err.message : `internal error: ${err?.message ?? err}`;
           log?.(`${new Date().toISOString()} ${path.slice(1)} ${what}: ${message.replace(/\n/g, ' ')}`);
           reply(res, err instanceof DriverError ? err.status : 500, { Err: message });
@@ -148,20 +150,10 @@ export function createPluginServer(driver: Driver, log?: (line: string) => void,
 }
 
 function parseOptions(argv: string[]): { socket: string; state: string; quiet: boolean } | 'help' {
-  const o = { socket: DEFAULT_SOCKET, state: DEFAULT_STATE, quiet: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => {
-      if (i + 1 >= argv.length || argv[i + 1] === '') throw new PipeworkError(`${a} needs a value.`);
-      return argv[++i];
-    };
-    if (a === '--socket') o.socket = value();
-    else if (a === '--state') o.state = value();
-    else if (a === '-q' || a === '--quiet') o.quiet = true;
-    else if (a === '-h' || a === '--help') return 'help';
-    else throw new PipeworkError(`Unexpected argument: ${a} (see pipework docker-plugin --help)`);
-  }
-  return o;
+  const given = readOptions(argv, 'docker-plugin', { flags: { '-q': 'quiet', '--quiet': 'quiet' }, values: { '--socket': 'socket', '--state': 'state' } });
+  if (given === 'help') return 'help';
+  const { socket = DEFAULT_SOCKET, state = DEFAULT_STATE } = given.values;
+  return { socket, state, quiet: given.flags.has('quiet') };
 }
 
 /**
@@ -170,17 +162,8 @@ function parseOptions(argv: string[]): { socket: string; state: string; quiet: b
  * the one running finishes.
  */
 export async function main(argv: string[], io: Out): Promise<number> {
-  let opts: ReturnType<typeof parseOptions>;
-  try {
-    opts = parseOptions(argv);
-  } catch (e) {
-    io.err((e as Error).message);
-    return 1;
-  }
-  if (opts === 'help') {
-    io.out(USAGE);
-    return 0;
-  }
+  const opts = optionsOrExit(() => parseOptions(argv), USAGE, io);
+  if (typeof opts === 'number') return opts;
   const log = opts.quiet ? undefined : (line: string) => io.err(line);
   let plugin: RunningPlugin;
   try {

@@ -117,7 +117,10 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
         // The link's state after the batch comes back in the same sendmsg.
         const outcomes = await ns.guest.send([...batch.map((b) => b.req), getLinkByName(plan.containerInterface)]);
         const after = outcomes.pop()!;
-        outcomes.forEach((o, k) => { if (!o.error) undo.push(batch[k].undo, 'guest'); });
+        outcomes.forEach((o, k) => {
+          const reverse = batch[k].undo;
+          if (!o.error && reverse) undo.push(reverse, 'guest');
+        });
         const failed = outcomes.find((o, k) => o.error && !(steps[i + k].op === 'ipv6-off' && noIpv6State(o.error)))?.error;
         if (failed) throw failed;
         if (!after.error) guestLink = parseLink(after.replies[0]);
@@ -135,8 +138,8 @@ export async function executeAttach(plan: AttachPlan, ns: NetnsPair, opts: ExecO
   }
 }
 
-/** A guest-side step as one request and the request that reverses it. */
-function guestRequest(step: Step, link: Link): { req: Request; undo: () => Request } {
+/** A guest-side step as one request and the request that reverses it (none for one that changes nothing). */
+function guestRequest(step: Step, link: Link): { req: Request; undo?: () => Request } {
   const { index } = link;
   switch (step.op) {
     case 'arp-notify': {
@@ -146,6 +149,9 @@ function guestRequest(step: Step, link: Link): { req: Request; undo: () => Reque
     }
     case 'guest-link-up':
       return { req: setLink(index, { up: true }, step.name), undo: () => setLink(index, { up: false }, step.name) };
+    case 'announce':
+      // The same MAC: the kernel still reports a MAC change, and announces the addresses (arp_notify).
+      return { req: setLink(index, { address: macBytes(link.mac!) }, `${step.ifname} address`) };
     case 'set-guest-link': {
       const before = { address: step.mac && link.mac ? macBytes(link.mac) : undefined, mtu: step.mtu && link.mtu };
       return { req: setLink(index, { address: step.mac, mtu: step.mtu }, step.name), undo: () => setLink(index, before, step.name) };
@@ -221,6 +227,9 @@ async function runHostStep(
     }
     case 'delete-host-link':
       await host.request(deleteLink(step.link.index, step.link.name));
+      return;
+    case 'port-carrier':
+      await host.linkCarrier(step.name);
       return;
     case 'host-link-up': {
       const index = resolve(step.link);

@@ -2,22 +2,15 @@ import type { Request } from '../netlink/message';
 import type { NetnsPair } from './context';
 import { RollbackError } from '../errors';
 
-type UndoStep = (ns: NetnsPair) => Promise<unknown>;
-
 /**
- * The undo log of one operation: each side effect pushes how to reverse it
- * right after the kernel confirmed it; unwind() runs them newest first.
+ * The undo log of one operation: each side effect adds how to reverse it
+ * right after it took effect; unwind() runs them newest first. An attach
+ * or detach uses it through Undo; the Docker driver directly.
  */
-export class Undo {
-  private readonly steps: UndoStep[] = [];
-  constructor(private readonly ns: NetnsPair) {}
+export class UndoLog {
+  private readonly steps: (() => Promise<unknown>)[] = [];
 
-  /** Reverse with one request, sent in the host or the guest netns. */
-  push(req: (ns: NetnsPair) => Request, where: 'host' | 'guest' = 'host'): void {
-    this.steps.push((ns) => (where === 'host' ? ns.host : ns.guest).request(req(ns)));
-  }
-
-  pushAsync(step: UndoStep): void {
+  add(step: () => Promise<unknown>): void {
     this.steps.push(step);
   }
 
@@ -26,7 +19,7 @@ export class Undo {
     const failures: Error[] = [];
     while (this.steps.length) {
       try {
-        await this.steps.pop()!(this.ns);
+        await this.steps.pop()!();
       } catch (e) {
         failures.push(e as Error);
       }
@@ -38,5 +31,21 @@ export class Undo {
   async rollBack(failure: unknown): Promise<unknown> {
     const failures = await this.unwind();
     return failures.length ? new RollbackError(failure, failures) : failure;
+  }
+}
+
+/** The undo log of an operation on a host netns and a guest netns: a step is often one request in either. */
+export class Undo extends UndoLog {
+  constructor(private readonly ns: NetnsPair) {
+    super();
+  }
+
+  /** Reverse with one request, sent in the host or the guest netns. */
+  push(req: (ns: NetnsPair) => Request, where: 'host' | 'guest' = 'host'): void {
+    this.add(() => (where === 'host' ? this.ns.host : this.ns.guest).request(req(this.ns)));
+  }
+
+  pushAsync(step: (ns: NetnsPair) => Promise<unknown>): void {
+    this.add(() => step(this.ns));
   }
 }

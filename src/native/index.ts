@@ -33,6 +33,12 @@ export interface PipeworkNative {
    * while the kernel keeps it waiting (a link deletion's RCU barrier).
    */
   netlinkTransact(fd: number, bytes: Uint8Array, alone?: boolean): Promise<Uint8Array>;
+  /**
+   * ETHTOOL_GLINK on link ifname of the netns of socket fd, on the netlink
+   * thread after the transactions asked before it: whether it has carrier.
+   * The kernel applies the link's pending carrier change (linkwatch) first.
+   */
+  linkCarrier(fd: number, ifname: string): Promise<boolean>;
   /** Who is at the other end of connected unix socket fd (SO_PEERCRED, as of its connect). */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /** Starts a program in private namespaces (native/spawn.cc); spawnIsolated() in ./spawn checks the options first. */

@@ -165,6 +165,26 @@ export class RtnlSocket {
     return outcomes.map((o) => o.replies);
   }
 
+  /**
+   * Whether link `name` of this netns has carrier (ETHTOOL_GLINK), asked on
+   * the netlink thread after the transactions asked before. The kernel first
+   * applies the link's pending carrier change, which it otherwise leaves to
+   * a worker (linkwatch): a bridge port whose peer just came up forwards
+   * (without STP) once this answers.
+   */
+  async linkCarrier(name: string): Promise<boolean> {
+    if (this.closed) throw new Error('netlink socket is closed');
+    const answer = native.linkCarrier(this.fd, name);
+    this.inFlight++;
+    try {
+      return await answer;
+    } catch (e) {
+      throw new NetlinkError((e as SyscallError).errno ?? 5, `ETHTOOL_GLINK ${name}`);
+    } finally {
+      if (--this.inFlight === 0) this.onIdle?.();
+    }
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

@@ -351,14 +351,17 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
     steps.push({ op: 'add-address', ifname: cif, cidr, broadcast: broadcastOf(cidr), nodad: r.nodad && cidr.family === 6 });
   }
   // The original's order: addresses, link up, routes (a route needs its device up).
-  // With an IPv4 address, the kernel announces it (gratuitous ARP) as the link comes up.
+  // With an IPv4 address, the kernel announces it (gratuitous ARP) as the link comes up; on a Linux bridge,
+  // whose port drops frames until the kernel has seen its carrier (which comes with this link-up), once the port forwards.
+  const announce = !ex?.link.up && r.announce && r.addresses.some((a) => a.family === 4);
+  const bridgePort = kind === 'bridge' || kind === 'new-bridge' ? vethName : undefined;
   if (!ex?.link.up) {
-    const announce = r.announce && r.addresses.some((a) => a.family === 4);
-    if (announce) steps.push({ op: 'arp-notify', ifname: cif, enable: true });
+    const aroundUp = announce && !bridgePort;
+    if (aroundUp) steps.push({ op: 'arp-notify', ifname: cif, enable: true });
     // Before the link comes up, or the kernel has made its link-local address already.
     if (!r.ipv6) steps.push({ op: 'ipv6-off', ifname: cif });
     steps.push({ op: 'guest-link-up', name: cif });
-    if (announce) steps.push({ op: 'arp-notify', ifname: cif, enable: false });
+    if (aroundUp) steps.push({ op: 'arp-notify', ifname: cif, enable: false });
   }
   if (r.gateway) {
     const gw = r.gateway;
@@ -369,6 +372,11 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
       steps.push({ op: 'add-gateway-route', ifname: cif, gateway: gw.bytes, family: gw.family });
     if (!route(0, (e) => e.table === RT_TABLE_MAIN && sameBytes(e.gateway, gw.bytes)))
       steps.push({ op: 'replace-default-route', ifname: cif, gateway: gw.bytes, family: gw.family });
+  }
+  // After the routes: they go out with the link-up in one sendmsg.
+  if (announce && bridgePort) {
+    steps.push({ op: 'port-carrier', name: bridgePort }, { op: 'arp-notify', ifname: cif, enable: true },
+      { op: 'announce', ifname: cif }, { op: 'arp-notify', ifname: cif, enable: false });
   }
   if (r.dhcp && !ex?.dhcpDone) steps.push({ op: 'dhcp', ifname: cif, request: r.dhcp });
   if (asideLink) steps.push({ op: 'delete-host-link', link: asideLink });

@@ -3,14 +3,27 @@ import { PipeworkError } from '../errors';
 /** IFNAMSIZ - 1: the longest interface name Linux accepts. */
 export const MAX_IFNAME = 15;
 
+/**
+ * What the kernel would refuse in an interface name, or undefined if
+ * nothing: the one rule, which checkIfname and the CNI plugin each put in
+ * their own words.
+ */
+export function ifnameFault(name: string): 'empty' | 'too long' | 'dot' | 'character' | undefined {
+  const len = Buffer.byteLength(name);
+  if (len === 0) return 'empty';
+  if (len > MAX_IFNAME) return 'too long';
+  if (name === '.' || name === '..') return 'dot';
+  if (/[/:\s]/.test(name)) return 'character';
+  return undefined;
+}
+
 /** Refuses a user-chosen interface name the kernel would reject, saying why. */
 export function checkIfname(name: string, what: string): string {
-  const len = Buffer.byteLength(name);
-  if (len === 0) throw new PipeworkError(`The ${what} name is empty.`);
-  if (len > MAX_IFNAME)
-    throw new PipeworkError(`The ${what} name '${name}' is ${len} characters long; Linux allows at most ${MAX_IFNAME}.`);
-  if (name === '.' || name === '..' || /[/:\s]/.test(name))
-    throw new PipeworkError(`The ${what} name '${name}' is not valid: no '/', ':' or whitespace, and not '.' or '..'.`);
+  const fault = ifnameFault(name);
+  if (fault === 'empty') throw new PipeworkError(`The ${what} name is empty.`);
+  if (fault === 'too long')
+    throw new PipeworkError(`The ${what} name '${name}' is ${Buffer.byteLength(name)} characters long; Linux allows at most ${MAX_IFNAME}.`);
+  if (fault) throw new PipeworkError(`The ${what} name '${name}' is not valid: no '/', ':' or whitespace, and not '.' or '..'.`);
   return name;
 }
 

@@ -47,8 +47,15 @@ export type Step =
   | { op: 'add-address'; ifname: string; cidr: Cidr; broadcast?: Uint8Array; nodad: boolean }
   | { op: 'add-gateway-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
   | { op: 'replace-default-route'; ifname: string; gateway: Buffer; family: 4 | 6 }
-  /** Gratuitous ARP by the kernel itself: arp_notify on while the link comes up, then back as it was. */
+  /** Gratuitous ARP by the kernel itself: arp_notify on while the link comes up (or its MAC is set), then back as it was. */
   | { op: 'arp-notify'; ifname: string; enable: boolean }
+  /**
+   * A veth host end on a Linux bridge: its carrier applied now (ETHTOOL_GLINK), not when the kernel's
+   * worker gets to it, so the port forwards before the announcement (the bridge drops what comes earlier).
+   */
+  | { op: 'port-carrier'; name: string }
+  /** Gratuitous ARP once the bridge port forwards: the container interface's own MAC set again while arp_notify is on. */
+  | { op: 'announce'; ifname: string }
   /** No IPv6 address generation on the container interface (addrgenmode none), before it comes up. */
   | { op: 'ipv6-off'; ifname: string }
   /** A DHCP client for the container interface, in the guest netns and a private mount namespace. */
@@ -87,6 +94,8 @@ export const STEP_SIDE: Record<Step['op'], 'host' | 'guest'> = {
   'add-gateway-route': 'guest',
   'replace-default-route': 'guest',
   'arp-notify': 'guest',
+  'port-carrier': 'host',
+  announce: 'guest',
   'ipv6-off': 'guest',
   dhcp: 'host',
 };
@@ -170,5 +179,9 @@ export function renderStep(step: Step, guestPath: string): string {
       return inNs(`sysctl -w net.ipv4.conf.${step.ifname}.arp_notify=${step.enable ? '1' : '<previous value>'}`);
     case 'ipv6-off':
       return inNs(`ip link set dev ${step.ifname} addrgenmode none`);
+    case 'port-carrier':
+      return `ethtool ${step.name}`;
+    case 'announce':
+      return inNs(`ip link set dev ${step.ifname} address <its own address>`);
   }
 }

@@ -252,6 +252,14 @@ describe('Linux bridge', () => {
 });
 
 describe('gratuitous ARP, seen on the bridge', () => {
+  /** Polls until done() holds; what() says what was awaited. Long: tcpdump's output and the CLI are slow under load. */
+  async function until(done: () => boolean, what: () => string, ms = 60_000): Promise<void> {
+    for (const end = Date.now() + ms; !done();) {
+      if (Date.now() > end) throw new Error(`gave up waiting for ${what()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   /** tcpdump on `dev` in the host netns, ARP only; resolves once it listens. */
   async function captureArp(dev: string): Promise<{ lines(): string[]; stop(): Promise<void> }> {
     const child = spawn('nsenter', [`--net=${nsFile(HOST)}`, '--', 'tcpdump', '-i', dev, '-n', '-l', '--immediate-mode', 'arp'],
@@ -261,15 +269,19 @@ describe('gratuitous ARP, seen on the bridge', () => {
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
     child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
-    for (let i = 0; !/listening on/.test(err); i++) {
-      if (child.exitCode !== null || i > 500) throw new Error(`tcpdump did not start: ${err}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await until(() => /listening on/.test(err) || child.exitCode !== null, () => `tcpdump to start: ${err}`);
+    if (child.exitCode !== null) throw new Error(`tcpdump did not start: ${err}`);
     return {
       lines: () => out.split('\n').filter(Boolean),
       stop: async () => { child.kill('SIGINT'); await exited(child); },
     };
   }
+
+  /** Until the announcement of addr (who-has addr tell addr) is among the captured lines. */
+  const announced = (cap: { lines(): string[] }, addr: string) => {
+    const announce = new RegExp(`ARP, Request who-has ${addr.replace(/\./g, '\\.')} tell ${addr.replace(/\./g, '\\.')}, `);
+    return until(() => cap.lines().some((l) => announce.test(l)), () => `a gratuitous ARP for ${addr} on br0, captured: ${cap.lines().join('\n')}`);
+  };
 
   it.skipIf(!hasBin('tcpdump'))('the default announces the address (who-has itself, tell itself); --no-arp sends none', async () => {
     const [c1, c2] = setup(2);
@@ -280,14 +292,26 @@ describe('gratuitous ARP, seen on the bridge', () => {
     // first attach's link has long been up, and anything it sent was captured before.
     expectOk(await cli(['--no-arp', 'br0', c1, '10.140.0.2/24']));
     expectOk(await cli(['br0', c2, '10.140.0.3/24']));
-    const announce = (a: string) => new RegExp(`ARP, Request who-has ${a.replace(/\./g, '\\.')} tell ${a.replace(/\./g, '\\.')}, `);
-    for (let i = 0; !cap.lines().some((l) => announce('10.140.0.3').test(l)); i++) {
-      if (i > 500) throw new Error(`no gratuitous ARP for 10.140.0.3 seen on br0: ${cap.lines().join('\n')}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await announced(cap, '10.140.0.3');
     await cap.stop();
     expect(cap.lines().filter((l) => l.includes('10.140.0.2'))).toEqual([]);
     // And the silent one still works: it answers ARP when asked.
     expect(ping(c2, '10.140.0.2')).toBe(true);
+  });
+
+  it.skipIf(!hasBin('tcpdump'))('reaches the bridge when its port was disabled as the container end came up (an attach killed after the veth, then --converge)', async () => {
+    const [c1] = setup(1);
+    ip(HOST, 'link', 'add', 'br0', 'type', 'bridge');
+    ip(HOST, 'link', 'set', 'br0', 'up');
+    const killed = await cli(['br0', c1, '10.140.0.4/24'], { env: { PIPEWORK_TEST_KILL_AFTER_STEP: '0' } });
+    expect(killed.code).toBeNull();
+    // The kernel has seen that the host end has no carrier (its peer is down) and the bridge has disabled the port:
+    // it drops whatever comes in until the kernel applies the carrier that the container end's link-up brings.
+    const port = () => ipj<any[]>(HOST, '-d', 'link', 'show', `veth1pl${c1}`)[0]?.linkinfo?.info_slave_data?.state;
+    await until(() => port() === 'disabled', () => `the port to be disabled (it is ${port()})`);
+    const cap = await captureArp('br0');
+    expectOk(await cli(['--converge', 'br0', c1, '10.140.0.4/24']));
+    await announced(cap, '10.140.0.4');
+    expect(port()).toBe('forwarding');
   });
 });

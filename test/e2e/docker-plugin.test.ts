@@ -212,7 +212,7 @@ describe('pipework docker-plugin', () => {
     await expectErr('/NetworkDriver.CreateNetwork', '{}', 500, /missing NetworkID/);
     await expectErr('/NetworkDriver.CreateNetwork', '{"NetworkID": 7}', 500, /missing NetworkID/);
     await expectErr('/NetworkDriver.CreateNetwork', JSON.stringify({ NetworkID: 'n1', Options: { 'com.docker.network.generic': 'x' } }), 500, /must be an object/);
-    await expectErr('/NetworkDriver.CreateNetwork', JSON.stringify({ NetworkID: 'n1', Options: { 'com.docker.network.generic': { parent: 'x'.repeat(20) } } }), 500, /longer than 15/);
+    await expectErr('/NetworkDriver.CreateNetwork', JSON.stringify({ NetworkID: 'n1', Options: { 'com.docker.network.generic': { parent: 'x'.repeat(20) } } }), 500, /^The parent name 'x{20}' is 20 characters long; Linux allows at most 15\.$/);
     await expectErr('/NetworkDriver.DeleteNetwork', '{"NetworkID": "nope"}', 500, /network nope not found/);
     await expectErr('/NetworkDriver.CreateEndpoint', '{"NetworkID": "nope", "EndpointID": "e1"}', 500, /network nope not found/);
     await expectErr('/NetworkDriver.Join', '{"NetworkID": "nope"}', 500, /missing EndpointID/);

@@ -113,7 +113,7 @@ describe('veth on a Linux bridge', () => {
     for (let i = 0; i < 100 && learnt().length === 0; i++) await new Promise((res) => setTimeout(res, 50));
     const neigh = learnt();
     expect(neigh).toEqual([expect.objectContaining({ lladdr: r.containerInterface.mac })]);
-    // arp_notify was only on while the link came up.
+    // arp_notify was only on while the announcement was sent.
     expect(inNetns(guests[1], 'sysctl', ['-n', 'net.ipv4.conf.eth1.arp_notify']).trim()).toBe('0');
   });
 });

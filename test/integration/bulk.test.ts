@@ -132,8 +132,8 @@ describe('attachMany: an item that fails after the kernel made something', () =>
     // (Session.attachOnto); item 1, br1's first, fails: br1's others are planned from a full look.
     const request = (i: number) => ({ hostInterface: `br${i % 2}`, addresses: [`10.${i % 2}.0.${i + 2}/24`], gateway: `10.${i % 2}.0.1` });
     const steps = (await session.plan({ fd: guests[0] }, request(0))).steps.map((st) => st.op);
-    expect(steps).toEqual(['create-veth', 'add-address', 'arp-notify', 'guest-link-up', 'arp-notify', 'replace-default-route']);
-    const faults = new Map([[1, 5], [2, 1], [4, 3], [6, 5]]); // item -> step the fault is injected at
+    expect(steps).toEqual(['create-veth', 'add-address', 'guest-link-up', 'replace-default-route', 'port-carrier', 'arp-notify', 'announce', 'arp-notify']);
+    const faults = new Map([[1, 5], [2, 1], [4, 3], [6, 4]]); // item -> step the fault is injected at
     const before = guests.map((fd) => snapshot(fd));
     const hostBefore = snapshot(host);
     const items = guests.map((fd, i) => ({

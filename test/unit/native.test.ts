@@ -11,6 +11,7 @@ import { RTM_NEWLINK } from '../../src/netlink/constants';
 import { dumpLinks, parseLink } from '../../src/netlink/link';
 import { createBridge } from '../../src/netlink/kinds/bridge';
 import { encodeRequest, parseReplies } from '../../src/netlink/message';
+import { ip, ipj } from '../helpers/kernel';
 
 const here = () => statSync('/proc/thread-self/ns/net').ino;
 
@@ -28,7 +29,8 @@ describe('native addon', () => {
     // A Record over the interface's keys: a function declared but missing here, or listed but not declared, fails to compile.
     const declared: Record<keyof PipeworkNative, true> = {
       withNetns: true, netnsInode: true, newNetns: true, openNetnsPath: true, openNetnsPid: true, strerror: true, tryLock: true,
-      readSmallFiles: true, openNetlinkSocket: true, netlinkTransact: true, peerCredentials: true, spawnIsolated: true, openInRoot: true,
+      readSmallFiles: true, openNetlinkSocket: true, netlinkTransact: true, linkCarrier: true, peerCredentials: true, spawnIsolated: true,
+      openInRoot: true,
     };
     expect(Object.keys(native).sort()).toEqual(Object.keys(declared).sort());
     for (const name of Object.keys(declared)) expect(typeof native[name as keyof PipeworkNative]).toBe('function');
@@ -67,6 +69,28 @@ describe('native addon', () => {
       expect(here()).toBe(home);
     } finally {
       closeSync(file);
+    }
+  });
+
+  it('linkCarrier: whether a link has carrier, its pending carrier change applied first (the bridge port follows at once)', async () => {
+    const fd = native.newNetns();
+    const sock = native.openNetlinkSocket(fd);
+    try {
+      ip(fd, 'link', 'add', 'br0', 'up', 'type', 'bridge');
+      // Enslaved before the kernel has applied its lack of carrier, the port starts out forwarding; it is
+      // disabled when that is applied: left to the kernel's worker (up to a second), now by linkCarrier.
+      ip(fd, 'link', 'add', 'pwport', 'master', 'br0', 'up', 'type', 'veth', 'peer', 'name', 'pwpeer');
+      const state = () => ipj<any[]>(fd, '-d', 'link', 'show', 'pwport')[0].linkinfo.info_slave_data.state;
+      expect(await native.linkCarrier(sock, 'pwport')).toBe(false);
+      expect(state()).toBe('disabled');
+      ip(fd, 'link', 'set', 'pwpeer', 'up');
+      expect(await native.linkCarrier(sock, 'pwport')).toBe(true);
+      expect(state()).toBe('forwarding');
+      await expect(native.linkCarrier(sock, 'pwnone')).rejects.toMatchObject({ code: 'ENODEV', syscall: 'ioctl(SIOCETHTOOL)' });
+      expect(() => native.linkCarrier(sock, 'a-name-over-15-bytes')).toThrow(TypeError);
+    } finally {
+      closeSync(sock);
+      closeSync(fd);
     }
   });
 

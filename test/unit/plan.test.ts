@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { checkRequest, planAttach, type Observed, type AttachRequest } from '../../src/plan/attach';
 import { renderStep } from '../../src/plan/steps';
+import { checkIfname, ifnameFault } from '../../src/plan/names';
+import { ifnameProblem } from '../../src/cni/config';
 import type { Link } from '../../src/netlink/link';
 import { broadcastOf, formatIp, parseCidr, parseIp } from '../../src/addressing';
 import { attrsLength, u16, writeAttrs } from '../../src/netlink/attributes';
@@ -25,17 +27,30 @@ describe('planAttach', () => {
   it('veth on an existing bridge: names and MTU as the original, the container side in one batch', () => {
     const p = plan({ hostInterface: 'br0', addresses: ['10.0.0.2/24'], gateway: '10.0.0.1' },
       observed({ host: link({ name: 'br0', kind: 'bridge', mtu: 9000 }) }));
-    expect(p.steps.map((s) => s.op)).toEqual(['create-veth', 'add-address', 'arp-notify', 'guest-link-up', 'arp-notify', 'replace-default-route']);
+    expect(p.steps.map((s) => s.op)).toEqual(['create-veth', 'add-address', 'guest-link-up', 'replace-default-route',
+      'port-carrier', 'arp-notify', 'announce', 'arp-notify']);
     expect(p.steps[0]).toMatchObject({ hostName: 'veth1pl42', peerName: 'eth1', mtu: 9000, master: { name: 'br0', index: 5 } });
     expect(p.steps.map((s) => renderStep(s, p.guestPath))).toEqual([
       'ip link add veth1pl42 mtu 9000 master br0 up type veth peer name eth1 mtu 9000 netns /proc/42/ns/net'
         + ' && ip link set dev veth1pl42 addrgenmode none',
       'nsenter --net=/proc/42/ns/net ip -4 addr add 10.0.0.2/24 brd 10.0.0.255 dev eth1',
-      'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=1',
       'nsenter --net=/proc/42/ns/net ip link set dev eth1 up',
-      'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=<previous value>',
       'nsenter --net=/proc/42/ns/net ip -4 route replace default via 10.0.0.1 dev eth1',
+      'ethtool veth1pl42',
+      'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=1',
+      'nsenter --net=/proc/42/ns/net ip link set dev eth1 address <its own address>',
+      'nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth1.arp_notify=<previous value>',
     ]);
+  });
+
+  it('gratuitous ARP: on a Linux bridge once the port forwards, elsewhere as the link comes up; none without IPv4 or with announce off', () => {
+    const bridge = observed({ host: link({ name: 'br0', kind: 'bridge' }) });
+    expect(ops({ hostInterface: 'brnew', addresses: ['10.0.0.2/24'] }, observed()))
+      .toEqual(['create-bridge', 'create-veth', 'add-address', 'guest-link-up', 'port-carrier', 'arp-notify', 'announce', 'arp-notify']);
+    expect(ops({ hostInterface: 'eth0', addresses: ['10.0.0.2/24'] }, observed({ host: link({ name: 'eth0' }) })))
+      .toEqual(['create-macvlan', 'add-address', 'arp-notify', 'guest-link-up', 'arp-notify']);
+    expect(ops({ hostInterface: 'br0', addresses: ['10.0.0.2/24'], announce: false }, bridge)).toEqual(['create-veth', 'add-address', 'guest-link-up']);
+    expect(ops({ hostInterface: 'br0', addresses: ['2001:db8::2/64'] }, bridge)).toEqual(['create-veth', 'add-address', 'guest-link-up']);
   });
 
   it('IPv6: none on a Linux bridge port unless hostIpv6; ipv6: false turns it off on the container end before it comes up', () => {
@@ -153,5 +168,23 @@ describe('addresses', () => {
     expect([brd('10.1.2.3/16'), brd('192.168.1.7/24'), brd('10.0.0.0/1'), brd('10.0.0.5/30'), brd('0.0.0.0/0')])
       .toEqual(['10.1.255.255', '192.168.1.255', '127.255.255.255', '10.0.0.7', '255.255.255.255']);
     expect([brd('10.0.0.1/31'), brd('10.0.0.1/32'), brd('2001:db8::1/64')]).toEqual([undefined, undefined, undefined]);
+  });
+});
+
+describe('interface names: one rule, in the words of each front end', () => {
+  it('the CLI (and the Docker driver) and the CNI plugin refuse the same names, each saying why', () => {
+    const said = (name: string) => { try { checkIfname(name, 'parent'); return undefined; } catch (e) { return (e as Error).message; } };
+    const cases: [string, string | undefined, string | undefined][] = [
+      ['eth1', undefined, undefined],
+      ['a'.repeat(15), undefined, undefined],
+      ['é'.repeat(8), "The parent name 'éééééééé' is 16 characters long; Linux allows at most 15.", 'is longer than 15 characters'],
+      ['', 'The parent name is empty.', 'is empty'],
+      ['..', "The parent name '..' is not valid: no '/', ':' or whitespace, and not '.' or '..'.", 'is . or ..'],
+      ['a:b', "The parent name 'a:b' is not valid: no '/', ':' or whitespace, and not '.' or '..'.", 'contains / or : or whitespace'],
+    ];
+    for (const [name, cli, cni] of cases) {
+      expect([said(name), ifnameProblem(name)]).toEqual([cli, cni]);
+      expect(ifnameFault(name) === undefined).toBe(cli === undefined);
+    }
   });
 });
