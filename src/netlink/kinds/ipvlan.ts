@@ -11,7 +11,11 @@ const IPVLAN_F_VEPA = 0x2;
 /** An ipvlan's data: `ip -d link show` prints `ipvlan mode l2 bridge`. */
 export interface IpvlanData {
   mode?: 'l2' | 'l3' | 'l3s';
-  /** How its slaves reach each other: `bridge` (the default), `private` or `vepa`. */
+  /**
+   * How its slaves reach each other: `bridge` (the default), `private` or
+   * `vepa`, the word `ip -d link show` prints after the mode (its JSON has a
+   * key of that name, set true).
+   */
   flags?: 'bridge' | 'private' | 'vepa';
 }
 
