@@ -12,6 +12,7 @@ import { constants } from 'node:os';
 import { PipeworkError } from '../errors';
 import { Metrics } from './metrics';
 import { createDaemonServer, type DaemonState, type Handlers } from './server';
+import { optionsOrExit, readOptions } from '../cli/options';
 import type { Out } from '../run/out';
 
 type Session = import('../session').Session;
@@ -50,29 +51,13 @@ interface Options {
 }
 
 function parseOptions(argv: string[], h: Hosted): Options | 'help' {
-  let socket = DEFAULT_SOCKET;
-  let docker = false;
-  let dockerSocket: string | undefined;
-  let dockerState: string | undefined;
-  let watch = false;
-  let cleanup = false;
-  let quiet = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => {
-      if (i + 1 >= argv.length || argv[i + 1] === '') throw new PipeworkError(`${a} needs a value.`);
-      return argv[++i];
-    };
-    if (a === '--socket') socket = value();
-    else if (a === '--docker-plugin') docker = true;
-    else if (a === '--docker-socket') dockerSocket = value();
-    else if (a === '--docker-state') dockerState = value();
-    else if (a === '--watch') watch = true;
-    else if (a === '--cleanup') cleanup = true;
-    else if (a === '-q' || a === '--quiet') quiet = true;
-    else if (a === '-h' || a === '--help') return 'help';
-    else throw new PipeworkError(`Unexpected argument: ${a} (see pipework daemon --help)`);
-  }
+  const given = readOptions(argv, 'daemon', {
+    flags: { '--docker-plugin': 'docker', '--watch': 'watch', '--cleanup': 'cleanup', '-q': 'quiet', '--quiet': 'quiet' },
+    values: { '--socket': 'socket', '--docker-socket': 'dockerSocket', '--docker-state': 'dockerState' },
+  });
+  if (given === 'help') return 'help';
+  const { flags, values: { socket = DEFAULT_SOCKET, dockerSocket, dockerState } } = given;
+  const [docker, watch, cleanup, quiet] = (['docker', 'watch', 'cleanup', 'quiet'] as const).map((f) => flags.has(f));
   if (!docker && (dockerSocket || dockerState)) throw new PipeworkError('--docker-socket and --docker-state go with --docker-plugin');
   if (!watch && cleanup) throw new PipeworkError('--cleanup goes with --watch');
   return {
@@ -105,17 +90,8 @@ function cniHandlers(): Pick<Handlers, 'cni' | 'cniTryAgain'> {
 
 /** Runs the daemon until a stop signal; resolves with the exit status (128 + the signal's number). */
 export async function main(argv: string[], hosted: Hosted, io: Out): Promise<number> {
-  let opts: Options | 'help';
-  try {
-    opts = parseOptions(argv, hosted);
-  } catch (e) {
-    io.err((e as Error).message);
-    return 1;
-  }
-  if (opts === 'help') {
-    io.out(usage(hosted));
-    return 0;
-  }
+  const opts = optionsOrExit(() => parseOptions(argv, hosted), usage(hosted), io);
+  if (typeof opts === 'number') return opts;
   const stamp = (line: string) => io.err(`${new Date().toISOString()} pipework daemon: ${line}`);
   const { Session }: typeof import('../session') = require('../session');
   const { listenUnix }: typeof import('../run/listen') = require('../run/listen');

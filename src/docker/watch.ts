@@ -22,6 +22,7 @@ import { dockerApi, dockerSocket } from '../guest/docker';
 import { type ContainerInfo, containerCommands, showWords } from './commands';
 import { type DockerEvent, type EventStream, openEvents } from './events';
 import { FirstAlone, Sequencer } from '../bulk/order';
+import { optionsOrExit, readOptions } from '../cli/options';
 import type { Out } from '../run/out';
 
 export const USAGE = `Usage: pipework watch [--cleanup]
@@ -287,17 +288,9 @@ export class Watcher {
 }
 
 export async function main(argv: string[], io: Out): Promise<number> {
-  let cleanup = false;
-  for (const a of argv) {
-    if (a === '--cleanup') cleanup = true;
-    else if (a === '-h' || a === '--help') {
-      io.out(USAGE);
-      return 0;
-    } else {
-      io.err(`Unexpected argument: ${a} (see pipework watch --help)`);
-      return 1;
-    }
-  }
+  const given = optionsOrExit(() => readOptions(argv, 'watch', { flags: { '--cleanup': 'cleanup' } }), USAGE, io);
+  if (typeof given === 'number') return given;
+  const cleanup = given.flags.has('cleanup');
   const host = process.env.DOCKER_HOST;
   if (host && !host.startsWith('unix://')) {
     io.err(`DOCKER_HOST=${host}: pipework watch talks to Docker on a unix socket only (unix://PATH)`);
