@@ -6,7 +6,8 @@
  *   host netns:       RTM_NEWLINK  veth "v<i>", IFLA_MASTER=br<k>, IFF_UP,
  *                                  peer born inside the container netns
  *                                  (IFLA_NET_NS_FD inside VETH_INFO_PEER)
- *                                  already named "eth1"
+ *                                  already named "eth1"; one TX and one
+ *                                  RX queue on each end
  *   container netns:  one sendmsg on a socket made in the container netns,
  *                     NLM_F_ACK on each request:
  *                        RTM_NEWADDR  10.k.x.y/16 brd 10.k.255.255
@@ -688,6 +689,15 @@ static void put_addrgen_none(struct msg *m)
     nest_end(m, af);
 }
 
+/* One queue each way: a veth asked for none gets one per possible CPU and is
+ * then cut to one in use, which costs a synchronize_net() under the rtnl lock
+ * per creation. */
+static void put_one_queue(struct msg *m)
+{
+    put_u32(m, IFLA_NUM_TX_QUEUES, 1);
+    put_u32(m, IFLA_NUM_RX_QUEUES, 1);
+}
+
 /* The host side of container i at buf; its length.  *msgs += requests. */
 static size_t build_host(const struct job *j, long i, char *buf, size_t cap, uint32_t seq, int *msgs)
 {
@@ -702,6 +712,7 @@ static size_t build_host(const struct job *j, long i, char *buf, size_t cap, uin
     ifi->ifi_change = IFF_UP;
     put_str(&m, IFLA_IFNAME, name);
     put_u32(&m, IFLA_MASTER, j->bridx[k]);
+    put_one_queue(&m);
     if (j->group_teardown)
         put_u32(&m, IFLA_GROUP, TEARDOWN_GROUP);
     struct rtattr *li = nest_begin(&m, IFLA_LINKINFO);
@@ -713,6 +724,7 @@ static size_t build_host(const struct job *j, long i, char *buf, size_t cap, uin
     pifi->ifi_index = j->peer_idx;          /* fixed ifindex, see header */
     put_str(&m, IFLA_IFNAME, "eth1");
     put_u32(&m, IFLA_NET_NS_FD, j->nsfd[i]);
+    put_one_queue(&m);
     nest_end(&m, peer);
     nest_end(&m, data);
     nest_end(&m, li);

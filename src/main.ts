@@ -13,8 +13,17 @@ export function main(argv: string[], io: Out = stdio): Promise<number> {
   if (argv[0] === 'docker-plugin') return (require('./docker/plugin') as typeof import('./docker/plugin')).main(argv.slice(1), io);
   if (argv[0] === 'watch') return (require('./docker/watch') as typeof import('./docker/watch')).main(argv.slice(1), io);
   if (argv[0] === 'daemon') return (require('./daemon/main') as typeof import('./daemon/main')).main(argv.slice(1), daemonHosts(), io);
-  return (require('./cli/main') as typeof import('./cli/main')).main(argv, io);
+  return (require('./cli/main') as typeof import('./cli/main')).main(argv, io, cliHooks);
 }
+
+/** The Docker plugin's part of `pipework gc`, loaded only when gc runs. */
+const cliHooks: import('./cli/main').CliHooks = {
+  dockerPluginGc: (statePath, dryRun) => {
+    const plugin: typeof import('./docker/plugin') = require('./docker/plugin');
+    const { gcPluginState }: typeof import('./docker/gc') = require('./docker/gc');
+    return gcPluginState(statePath ?? plugin.DEFAULT_STATE, dryRun);
+  },
+};
 
 /** What `pipework daemon` hosts besides its own API: batches as --batch runs them, the Docker plugin, the watcher. */
 function daemonHosts(): import('./daemon/main').Hosted {

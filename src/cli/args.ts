@@ -15,10 +15,13 @@ export const HELP = `${USAGE}
 
 Also:
 pipework unplug <guest> [-i containerinterface]     remove what an attach made (harmless if repeated)
-pipework gc [--dry-run] [--bridges]                  remove what containers that died without unplug left behind:
+pipework gc [--dry-run] [--bridges] [--docker-state FILE]
+                                                     remove what containers that died without unplug left behind:
                                                      OVS ports whose interface is gone, VLAN links we made with no
                                                      macvlan left, DHCP clients alone in a dead container's netns
-                                                     (pidfiles, scratch dirs), links a killed attach moved aside;
+                                                     (pidfiles, scratch dirs), links a killed attach moved aside,
+                                                     Docker plugin endpoints whose sandbox is gone and that Docker
+                                                     no longer lists (state FILE, default that of docker-plugin);
                                                      --bridges: also bridges we created that have no port left.
                                                      Only what pipework marked as its own; --dry-run lists commands
 pipework --batch FILE|-                              one pipework command per line, in one process
@@ -43,7 +46,7 @@ Options (before the host interface):
                          "status": "created", "repaired" or "unchanged"; a link that is
                          something else is still refused, saying why
   --json                 print the result as one JSON object (one per line with --batch)
-  --concurrency N        with --batch: lines in flight at once (default 1024, fewer
+  --concurrency N        with --batch: lines in flight at once (default 4096, fewer
                          under a low open-file limit)
   --macvlan-mode MODE    bridge (default), private, vepa or passthru
   --nodad                IPv6 addresses without duplicate address detection
@@ -85,7 +88,7 @@ export type Command =
   | { kind: 'batch'; file: string; unplug: boolean; opts: GlobalOptions }
   | { kind: 'route' | 'rule' | 'tc'; guest: string; args: string[]; opts: GlobalOptions }
   | { kind: 'unplug'; guest: string; containerInterface: string; opts: GlobalOptions }
-  | { kind: 'gc'; bridges: boolean; opts: GlobalOptions }
+  | { kind: 'gc'; bridges: boolean; dockerState?: string; opts: GlobalOptions }
   | {
     kind: 'attach';
     opts: GlobalOptions;
@@ -187,14 +190,20 @@ export function parseArgs(argv: string[]): Command {
   }
   if (rest[0] === 'gc') {
     let bridges = false;
-    for (const a of rest.slice(1)) {
+    let dockerState: string | undefined;
+    const gcArgs = rest.slice(1);
+    for (let k = 0; k < gcArgs.length; k++) {
+      const a = gcArgs[k];
       if (a === '--bridges') bridges = true;
       else if (a === '--dry-run') opts.dryRun = true;
       else if (a === '--json') opts.json = true;
       else if (a === '-v' || a === '--verbose') opts.verbose = true;
-      else throw new PipeworkError(`Unexpected argument with gc: ${a} (pipework gc [--dry-run] [--bridges])`);
+      else if (a === '--docker-state') {
+        if (!gcArgs[k + 1]) throw new PipeworkError('--docker-state needs a value.');
+        dockerState = gcArgs[++k];
+      } else throw new PipeworkError(`Unexpected argument with gc: ${a} (pipework gc [--dry-run] [--bridges] [--docker-state FILE])`);
     }
-    return { kind: 'gc', bridges, opts };
+    return { kind: 'gc', bridges, dockerState, opts };
   }
   if (rest[0] === 'unplug' && rest[1] === '--batch') {
     if (rest[2] === undefined) throw new PipeworkError('--batch needs a value.');

@@ -8,8 +8,16 @@ import type { Out } from '../run/out';
 /** The commands on one guest, and error messages: loaded when a command gets that far (not for --version, --help). */
 const commands = (): typeof import('./commands') => require('./commands');
 
+/**
+ * What other front ends add to a CLI command, passed in by src/main.ts (a
+ * front end imports no other): the Docker plugin's part of `pipework gc`.
+ */
+export interface CliHooks {
+  dockerPluginGc?(statePath: string | undefined, dryRun: boolean): Promise<{ removed: string[]; failed: { command: string; error: string }[] }>;
+}
+
 /** Runs one command line; resolves with the exit status. */
-export async function main(argv: string[], io: Out): Promise<number> {
+export async function main(argv: string[], io: Out, hooks: CliHooks = {}): Promise<number> {
   let cmd: Command;
   try {
     cmd = parseArgs(argv);
@@ -18,14 +26,14 @@ export async function main(argv: string[], io: Out): Promise<number> {
     return 1;
   }
   try {
-    return await run(cmd, io);
+    return await run(cmd, io, hooks);
   } catch (e) {
     io.err(commands().describeError(e, 'opts' in cmd && cmd.opts.verbose));
     return 1;
   }
 }
 
-async function run(cmd: Command, io: Out): Promise<number> {
+async function run(cmd: Command, io: Out, hooks: CliHooks): Promise<number> {
   switch (cmd.kind) {
     case 'usage':
       io.err(USAGE);
@@ -51,13 +59,19 @@ async function run(cmd: Command, io: Out): Promise<number> {
       const { renderGcStep }: typeof import('../plan/gc') = require('../plan/gc');
       const session = new Session();
       try {
-        const { removed, failed } = await session.gc({ bridges: cmd.bridges, dryRun: cmd.opts.dryRun });
-        if (cmd.opts.json) {
-          io.out(JSON.stringify({ removed: removed.map(renderGcStep), failed: failed.map((f) => ({ command: renderGcStep(f.step), error: f.error.message })) }));
-        } else {
-          for (const step of removed) io.out(renderGcStep(step));
+        const gc = await session.gc({ bridges: cmd.bridges, dryRun: cmd.opts.dryRun });
+        const removed = gc.removed.map(renderGcStep);
+        const failed = gc.failed.map((f) => ({ command: renderGcStep(f.step), error: commands().describeError(f.error, cmd.opts.verbose) }));
+        if (hooks.dockerPluginGc) {
+          const docker = await hooks.dockerPluginGc(cmd.dockerState, !!cmd.opts.dryRun).catch((e: unknown) => ({
+            removed: [], failed: [{ command: `Docker plugin state ${cmd.dockerState ?? ''}`.trimEnd(), error: commands().describeError(e, cmd.opts.verbose) }],
+          }));
+          removed.push(...docker.removed);
+          failed.push(...docker.failed);
         }
-        for (const f of failed) io.err(`${renderGcStep(f.step)}: ${commands().describeError(f.error, cmd.opts.verbose)}`);
+        if (cmd.opts.json) io.out(JSON.stringify({ removed, failed }));
+        else for (const line of removed) io.out(line);
+        for (const f of failed) io.err(`${f.command}: ${f.error}`);
         return failed.length ? 1 : 0;
       } finally {
         session.close();

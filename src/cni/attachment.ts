@@ -34,18 +34,21 @@ const CONTAINER_KIND: Record<NetConf['mode'], KindName> = { bridge: 'veth', macv
 
 const invalid = (msg: string, details = '') => new CniError(ErrorCode.InvalidConfig, msg, details);
 
+/** The host interface a mode works on: its bridge, its master, or the name that makes the library create a dummy. */
+const hostInterfaceOf = (conf: NetConf): string => (conf.mode === 'bridge' ? conf.bridge! : conf.mode === 'dummy' ? DUMMY_HOST : conf.master!);
+
 /**
- * The host interface for the library, checked so that the library's own
- * choice (bridge -> veth, physical -> macvlan, IPoIB -> child, absent dummy*
- * -> dummy) is the mode asked for. Mode bridge: the bridge is created when
- * absent (any name), up, with a MAC of its own, and never removed again
- * (other containers share it).
+ * The host interface for the library (`link`: it as just looked up),
+ * checked so that the library's own choice (bridge -> veth, physical ->
+ * macvlan, IPoIB -> child, absent dummy* -> dummy) is the mode asked for.
+ * Mode bridge: the bridge is created when absent (any name), up, with a MAC
+ * of its own, and never removed again (other containers share it); it comes
+ * back too, for the attach not to look it up again.
  */
-export async function prepareHost(host: RtnlSocket, conf: NetConf): Promise<string> {
+async function prepareHost(host: RtnlSocket, conf: NetConf, link: Link | undefined): Promise<{ name: string; bridge?: Link }> {
   switch (conf.mode) {
     case 'bridge': {
       const name = conf.bridge!;
-      let link = await findLink(host, name);
       if (!link) {
         try {
           // A MAC of its own: a bridge without one takes its ports' lowest, which changes as containers come and go.
@@ -58,14 +61,16 @@ export async function prepareHost(host: RtnlSocket, conf: NetConf): Promise<stri
         if (!link) throw new CniError(ErrorCode.TryAgainLater, `bridge ${name} vanished right after it was created`);
       }
       if (link.kind !== 'bridge') throw invalid(`${name} exists and is not a Linux bridge (${link.kind ?? 'a physical interface'})`, 'mode bridge needs a Linux bridge, or a name that is free');
-      if (!link.up) await host.request(setLink(link.index, { up: true }, name));
-      return name;
+      if (!link.up) {
+        await host.request(setLink(link.index, { up: true }, name));
+        link = { ...link, up: true };
+      }
+      return { name, bridge: link };
     }
     case 'macvlan':
     case 'vlan':
     case 'ipoib': {
       const master = conf.master!;
-      const link = await findLink(host, master);
       if (!link) throw invalid(`master ${master} not found on the host`);
       const ib = link.hwType === ARPHRD_INFINIBAND;
       if (conf.mode === 'ipoib' && !ib) throw invalid(`master ${master} is not an IPoIB interface`);
@@ -76,11 +81,11 @@ export async function prepareHost(host: RtnlSocket, conf: NetConf): Promise<stri
         if (conf.mode === 'vlan' && Buffer.byteLength(`${master}.${conf.vlan}`) > MAX_IFNAME)
           throw invalid(`the VLAN link name ${master}.${conf.vlan} would be longer than ${MAX_IFNAME} characters`);
       }
-      return master;
+      return { name: master };
     }
     case 'dummy':
-      if (await findLink(host, DUMMY_HOST)) throw invalid(`a host interface named ${DUMMY_HOST} exists: mode dummy needs that name free`);
-      return DUMMY_HOST;
+      if (link) throw invalid(`a host interface named ${DUMMY_HOST} exists: mode dummy needs that name free`);
+      return { name: DUMMY_HOST };
   }
 }
 
@@ -153,9 +158,9 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
   let attached = false;
   try {
     guestSock = RtnlSocket.open(guest.fd);
-    if (await findLink(guestSock, a.ifname))
-      throw new CniError(ErrorCode.Internal, `interface ${a.ifname} already exists in ${a.netns}`);
-    const hostInterface = await prepareHost(host, conf);
+    const [existing, hostLink] = await Promise.all([findLink(guestSock, a.ifname), findLink(host, hostInterfaceOf(conf))]);
+    if (existing) throw new CniError(ErrorCode.Internal, `interface ${a.ifname} already exists in ${a.netns}`);
+    const { name: hostInterface, bridge: bridgeNow } = await prepareHost(host, conf, hostLink);
 
     let ipamResult: Result = { cniVersion: conf.cniVersion };
     if (ipam) {
@@ -184,7 +189,8 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
 
     const sock = guestSock;
     return await inTurn(async () => {
-      const r = await session.attach(guest, attachRequest(conf, hostInterface, a.ifname, ips.map((ip) => ip.address)));
+      // The bridge as just seen: the attach plans from it without looking again (and does look when the kernel disagrees).
+      const r = await session.attachOnto(bridgeNow, guest, attachRequest(conf, hostInterface, a.ifname, ips.map((ip) => ip.address)));
       attached = true;
       const cif = r.containerInterface;
       // Mode bridge: the veth's host end, and the bridge (whose MAC may have changed with its first port).

@@ -363,7 +363,7 @@ export class Driver {
         undo.add(() => this.deleteIfPresent(srcName));
       } else {
         const master = net.mode === 'bridge' ? parent!.index : undefined;
-        await this.sock.request(createVeth({ name: hostName, mtu, master, up: true }, { name: srcName, mtu, address }));
+        await this.sock.request(createVeth({ name: hostName, mtu, master, up: true, queues: 1 }, { name: srcName, mtu, address, queues: 1 }));
         undo.add(() => this.deleteIfPresent(hostName)); // its peer srcName goes with it
         if (net.mode === 'ovs') {
           await runProgram('ovs-vsctl', ['--may-exist', 'add-port', net.parent, hostName, ...(net.vlan ? [`tag=${net.vlan}`] : []),

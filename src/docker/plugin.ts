@@ -9,11 +9,15 @@
  * failed: 500 with `{"Err": "..."}`; an unknown method: 404 with `{"Err"}`
  * (Docker reads 404 as "not implemented"). Requests run one at a time, each
  * ending with the state saved, so the plugin can be killed at any moment.
+ * The plugin holds the state file's lock for its life (src/docker/gc.ts says
+ * how `pipework gc` works on a state file a plugin holds).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { rmSync } from 'node:fs';
 import { PipeworkError, RollbackError } from '../errors';
 import { Driver, DriverError } from './driver';
+import { servePluginGc } from './gc';
+import { StateLock } from './state';
 import { listenUnix } from '../run/listen';
 import { optionsOrExit, readOptions } from '../cli/options';
 import type { Out } from '../run/out';
@@ -21,6 +25,8 @@ import type { Out } from '../run/out';
 export const DEFAULT_SOCKET = '/run/docker/plugins/pipework.sock';
 export const DEFAULT_STATE = '/var/lib/pipework/docker-plugin.json';
 const MAX_BODY = 1 << 20;
+/** How long a starting plugin waits for the state file's lock (a `pipework gc` holds it for a moment). */
+const LOCK_WAIT_MS = 10_000;
 const CONTENT_TYPE = 'application/vnd.docker.plugins.v1.2+json';
 
 export const USAGE = `Usage: pipework docker-plugin [--socket PATH] [--state FILE] [-q]
@@ -50,6 +56,8 @@ const METHODS: Record<string, { fn: Handler; log?: boolean }> = {
   '/NetworkDriver.RevokeExternalConnectivity': { fn: () => ({}) },
   '/NetworkDriver.AllocateNetwork': { fn: () => ({ Options: {} }) },
   '/NetworkDriver.FreeNetwork': { fn: () => ({}) },
+  // Ours, not Docker's: `pipework gc` asks the plugin that holds the state file (src/docker/gc.ts).
+  '/Pipework.Gc': { fn: servePluginGc, log: true },
 };
 
 /**
@@ -194,15 +202,29 @@ export interface RunningPlugin {
 
 /** The plugin serving on socket, its networks and endpoints in the state file (those of an earlier run picked up). */
 export async function startPlugin(socket: string, state: string, log?: (line: string) => void): Promise<RunningPlugin> {
-  const driver = Driver.open(state);
+  // One writer per state file: a `pipework gc` holds the lock for a moment, another plugin for good.
+  const lock = await StateLock.take(state, LOCK_WAIT_MS);
+  if (!lock) {
+    const holder = StateLock.holder(state);
+    throw new PipeworkError(`the state file ${state} is in use by another process${holder ? ` (a plugin serving ${holder})` : ''}`);
+  }
+  let driver: Driver;
+  try {
+    driver = Driver.open(state);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
   const stopping = new AbortController();
   const server = createPluginServer(driver, log, stopping.signal);
   try {
     await listenUnix(server, socket, { what: 'another plugin' });
   } catch (e) {
     driver.close();
+    lock.release();
     throw new PipeworkError(`cannot listen on ${socket}: ${(e as Error).message}`);
   }
+  lock.announce(socket);
   log?.(`${new Date().toISOString()} pipework docker-plugin: listening on ${socket}, state in ${state}`);
   return {
     async stop({ graceful }) {
@@ -220,6 +242,7 @@ export async function startPlugin(socket: string, state: string, log?: (line: st
       await closed;
       rmSync(socket, { force: true });
       driver.close();
+      lock.release();
     },
   };
 }

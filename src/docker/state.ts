@@ -3,9 +3,10 @@
  * writes a temp file next to it, fsyncs it, renames it over the old one and
  * fsyncs the directory. A reader sees the old state or the new, never half.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsc, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PipeworkError } from '../errors';
+import { native } from '../native';
 
 export class JsonStateFile<T> {
   constructor(readonly path: string, private readonly empty: () => T) {}
@@ -48,5 +49,54 @@ export class JsonStateFile<T> {
       const dfd = openSync(dir, 'r');
       try { fsyncSync(dfd); } finally { closeSync(dfd); }
     } catch { /* a directory fsync is best effort (some filesystems refuse it) */ }
+  }
+}
+
+/**
+ * The flock on `<state file>.lock`, held by the process that owns the state
+ * file: a running plugin for its whole life, `pipework gc` for a moment when
+ * no plugin runs. The holder that serves requests writes its socket path in
+ * the file, so another process wanting a change asks it there instead.
+ */
+export class StateLock {
+  private constructor(private readonly fd: number, readonly path: string) {}
+
+  /**
+   * Takes the lock, waiting up to waitMs for a holder to let go; undefined
+   * when it stayed taken (then `holder(path)` says who serves it).
+   */
+  static async take(statePath: string, waitMs: number): Promise<StateLock | undefined> {
+    const path = `${statePath}.lock`;
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const fd = openSync(path, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+    const t0 = Date.now();
+    for (let wait = 1; !native.tryLock(fd, true); wait = Math.min(wait * 2, 64)) {
+      if (Date.now() - t0 >= waitMs) {
+        closeSync(fd);
+        return undefined;
+      }
+      await new Promise((r) => setTimeout(r, wait));
+    }
+    return new StateLock(fd, path);
+  }
+
+  /** The socket of the plugin holding the lock on statePath's file, as it wrote it (undefined before it listens). */
+  static holder(statePath: string): string | undefined {
+    try {
+      return readFileSync(`${statePath}.lock`, 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Says where the holder answers (empty: nowhere). */
+  announce(socket: string): void {
+    ftruncateSync(this.fd, 0);
+    writeSync(this.fd, socket ? `${socket}\n` : '', 0);
+  }
+
+  release(): void {
+    this.announce('');
+    closeSync(this.fd); // closing drops the flock
   }
 }

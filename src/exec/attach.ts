@@ -268,8 +268,8 @@ async function runHostStep(
         });
       }
       const req = createVeth(
-        { name: step.hostName, mtu: step.mtu || undefined, master: step.master && resolve(step.master), up: true },
-        { name: step.peerName, mtu: step.mtu || undefined, address: step.mac, netnsFd: ns.guestFd },
+        { name: step.hostName, mtu: step.mtu || undefined, master: step.master && resolve(step.master), up: true, queues: 1 },
+        { name: step.peerName, mtu: step.mtu || undefined, address: step.mac, netnsFd: ns.guestFd, queues: 1 },
       );
       // A bridge port's IPv6 off in the same sendmsg, by name: it has no carrier yet (its peer is down), so no address yet.
       const addrGenNone = setLink(0, { name: step.hostName, addrGenMode: IN6_ADDR_GEN_MODE_NONE }, `${step.hostName} addrgenmode none`);

@@ -2,6 +2,7 @@ import { deleteLink, deleteLinkGroup, deletedLinkIndex, findLink, getLinkByName,
 import { RTNLGRP_LINK } from '../netlink/constants';
 import { type Subscription, subscribe } from '../netlink/subscription';
 import { getNsid, parseNsid } from '../netlink/netns';
+import { RtnlSocket } from '../netlink/socket';
 import { refusedWith } from '../netlink/error';
 import { ENODEV } from '../netlink/errno';
 import { PipeworkError } from '../errors';
@@ -152,13 +153,20 @@ export async function detachOrGroup(plan: DetachPlan, ns: NetnsPair, group: numb
 /**
  * Deletes every link of the group in the host netns (a veth takes its
  * container end with it). None left in it (ENODEV) is success: links marked
- * while an earlier deletion ran went with that one.
+ * while an earlier deletion ran went with that one. The deleting sendmsg
+ * returns only after the kernel's RCU barriers and its wait for the last
+ * references to the devices (up to seconds for hundreds of them): so it runs
+ * alone, on a socket and a thread of its own (hostFd's netns), while the
+ * host socket goes on marking the next veths.
  */
-export async function deleteGroup(ns: Pick<NetnsPair, 'host'>, group: number): Promise<void> {
+export async function deleteGroup(ns: Pick<NetnsPair, 'hostFd'>, group: number): Promise<void> {
+  const sock = RtnlSocket.open(ns.hostFd);
   try {
-    await ns.host.request(deleteLinkGroup(group));
+    await sock.request(deleteLinkGroup(group), { alone: true });
   } catch (e) {
     if (!refusedWith(e, ENODEV)) throw e;
+  } finally {
+    sock.close();
   }
 }
 

@@ -41,7 +41,8 @@ export function dockerApi(method: string, path: string, body?: unknown): Promise
       });
     });
     // A socket file with no daemon behind it (ECONNREFUSED), or no permission: one line naming the socket.
-    req.on('error', (e) => reject(new PipeworkError(`Cannot reach Docker at ${dockerSocket()}: ${e.message}`)));
+    // The errno's code stays on it: a socket with no daemon behind it (ECONNREFUSED) is "no Docker" to some callers.
+    req.on('error', (e: NodeJS.ErrnoException) => reject(Object.assign(new PipeworkError(`Cannot reach Docker at ${dockerSocket()}: ${e.message}`), { code: e.code })));
     req.end(payload);
   });
 }

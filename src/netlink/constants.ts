@@ -59,6 +59,8 @@ export const IFLA_IFALIAS = 20;
 export const IFLA_LINKINFO = 18;
 export const IFLA_NET_NS_FD = 28;
 export const IFLA_GROUP = 27;
+export const IFLA_NUM_TX_QUEUES = 31;
+export const IFLA_NUM_RX_QUEUES = 32;
 export const IFLA_CARRIER = 33;
 /** The id, in this netns, of the netns IFLA_LINK refers to (absent: the same netns). */
 export const IFLA_LINK_NETNSID = 37;

@@ -1,7 +1,7 @@
 import { type Attr, attrsLength, bytes, cstring, encodeText, get16, get32, getS32, nest, parseAttrs, s32, str, u32, u8, writeAttrs } from './attributes';
 import {
   AF_INET, AF_INET6, AF_UNSPEC, IFF_LOWER_UP, IFLA_AF_SPEC, IFLA_INET_CONF, IFLA_INET6_ADDR_GEN_MODE, IPV4_DEVCONF_ARP_NOTIFY, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
-  IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
+  IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_NUM_RX_QUEUES, IFLA_NUM_TX_QUEUES, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 } from './constants';
 import { ENODEV } from './errno';
@@ -24,6 +24,13 @@ export interface LinkAttrs {
   alias?: string;
   /** IFLA_GROUP: the device group (0 is the default group). */
   group?: number;
+  /**
+   * IFLA_NUM_TX_QUEUES and IFLA_NUM_RX_QUEUES of a new link (`numtxqueues N
+   * numrxqueues N`). A veth made without them gets one queue per possible CPU
+   * and is then cut down to one in use, which waits for an expedited RCU grace
+   * period under the rtnl lock (~1-2 ms here, each creation of every process).
+   */
+  queues?: number;
   /** IPv4 per-device settings (IPV4_DEVCONF_* id -> value), as sysctl net.ipv4.conf.<if>.* */
   inetConf?: Record<number, number>;
   /** IN6_ADDR_GEN_MODE_*: `ip link set ... addrgenmode`. Not in a creating message: the link has no IPv6 state yet (EAFNOSUPPORT). */
@@ -48,6 +55,7 @@ export function linkAttrs(a: LinkAttrs): Attr[] {
   if (a.netnsFd !== undefined) attrs.push(u32(IFLA_NET_NS_FD, a.netnsFd));
   if (a.alias !== undefined) attrs.push(bytes(IFLA_IFALIAS, encodeText(a.alias, false)));
   if (a.group !== undefined) attrs.push(u32(IFLA_GROUP, a.group));
+  if (a.queues !== undefined) attrs.push(u32(IFLA_NUM_TX_QUEUES, a.queues), u32(IFLA_NUM_RX_QUEUES, a.queues));
   const perFamily: Attr[] = [];
   if (a.inetConf !== undefined) {
     const conf = Object.entries(a.inetConf).map(([id, v]) => u32(Number(id), v));

@@ -7,7 +7,8 @@
  * container's name.
  */
 export interface Out {
-  out(line: string): void;
-  err(line: string): void;
+  // Functions, not methods: they are handed on alone (a logger is `io.err`).
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
 }
 

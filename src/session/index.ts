@@ -36,6 +36,7 @@ const isGuest = (g: GuestArg): g is Guest => typeof g === 'object' && 'tag' in g
 export class Session {
   private readonly host: RtnlSocket;
   private readonly hostFd: number;
+  private closed = false;
 
   /**
    * hostNetns: the netns that plays "host" (bridges, veth host ends,
@@ -144,7 +145,8 @@ export class Session {
    * @internal
    */
   async deleteLinkGroup(group: number): Promise<void> {
-    await deleteGroup({ host: this.host }, group);
+    if (this.closed) throw new Error('netlink socket is closed');
+    await deleteGroup({ hostFd: this.hostFd }, group);
   }
 
   /** A Linux bridge and how many ports it has (undefined for anything else): one lookup, one kernel-filtered dump. */
@@ -194,6 +196,7 @@ export class Session {
   }
 
   close(): void {
+    this.closed = true;
     this.host.close();
     closeSync(this.hostFd);
   }

@@ -4,7 +4,7 @@
 // each other, survives the plugin being killed and restarted, and gets
 // {"Err": ...} for requests that make no sense. Only inside scripts/in-netns.js:
 //   npx tsc -p . && node scripts/in-netns.js npx vitest run test/e2e/docker-plugin.test.ts
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { startDockerd, type Dockerd } from '../support/daemons/dockerd';
 import { waitFor } from '../support/daemons/helpers';
 import { OVS_DB_SOCK, startOvs } from '../support/daemons/ovs';
 import {
-  PipeworkProcess, deleteLinkIfPresent, ipj, linkNamed, links, portsOf, post, sh, socketUp,
+  type PipeworkProcess, deleteLinkIfPresent, ipj, linkNamed, links, portsOf, post, sh, socketUp, startPluginProcess, stopDockerAndPlugin,
 } from './docker/helpers';
 
 if (process.env.PIPEWORK_IN_NETNS !== '1') {
@@ -26,11 +26,7 @@ let d: Dockerd | undefined;
 let plugin: PipeworkProcess | undefined;
 let starts = 0;
 
-async function startPlugin(): Promise<PipeworkProcess> {
-  const p = new PipeworkProcess(['docker-plugin', '--socket', SOCKET, '--state', STATE], join(dir, `plugin-${++starts}.log`));
-  await waitFor(async () => { p.check(); return socketUp(SOCKET) && (await post(SOCKET, '/Plugin.Activate').catch(() => undefined))?.status === 200; }, 10_000, 'the plugin socket');
-  return p;
-}
+const startPlugin = () => startPluginProcess(SOCKET, STATE, join(dir, `plugin-${++starts}.log`));
 
 const state = () => JSON.parse(readFileSync(STATE, 'utf8'));
 const ipOf = async (name: string, net: string) =>
@@ -43,16 +39,7 @@ beforeAll(async () => {
   plugin = await startPlugin();
 }, 120_000);
 
-afterAll(async () => {
-  try {
-    await d?.stop();
-  } finally {
-    await plugin?.stop();
-    if (process.env.PW_SHOW_LOG) console.log(plugin?.output());
-    for (const l of ['brpw', 'pwphys0', 'brpw2']) deleteLinkIfPresent(l);
-    rmSync(dir, { recursive: true, force: true });
-  }
-}, 120_000);
+afterAll(() => stopDockerAndPlugin(d, plugin, ['brpw', 'pwphys0', 'brpw2'], dir), 120_000);
 
 describe('pipework docker-plugin', () => {
   it('answers the handshake and the capabilities', async () => {
@@ -99,7 +86,8 @@ describe('pipework docker-plugin', () => {
     // Crash: SIGKILL by PID, start again on the same state. Docker never notices.
     await plugin!.stop('SIGKILL');
     expect(socketUp(SOCKET)).toBe(true); // a stale socket file, replaced on start
-    plugin = await startPlugin();
+    const restarted = await startPlugin();
+    plugin = restarted;
     await d!.docker(['run', '-d', '--name', 'pc3', '--network', 'pwnet', 'busybox', 'sleep', '1000']);
     const ip3 = await ipOf('pc3', 'pwnet');
     expect(await canPing('pc3', ip1)).toBe(true);
@@ -121,7 +109,7 @@ describe('pipework docker-plugin', () => {
     expect(linkNamed('brpw')).toBeUndefined();
     expect(state()).toEqual({ version: 1, networks: {}, endpoints: {} });
     expect(links().filter((l) => /^(pwtmp|vpw)/.test(l.ifname))).toEqual([]);
-    const log = plugin.output();
+    const log = restarted.output();
     expect(log).toMatch(/NetworkDriver\.Join \w{12}\/\w{12}: ok/);
     expect(log).toMatch(/NetworkDriver\.DeleteNetwork \w{12}: ok/);
   }, 120_000);

@@ -6,7 +6,7 @@
 //   npx tsc -p . && node scripts/in-netns.js npx vitest run test/e2e/gc.test.ts
 import { closeSync, existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { settle, snapshot, withoutKernelNoise } from '../helpers/kernel';
+import { restingState, snapshot, withoutKernelNoise } from '../helpers/kernel';
 import { cliIn } from '../helpers/cli';
 import { type Dnsmasq, startDnsmasq } from '../support/daemons/dnsmasq';
 import { run } from '../support/daemons/helpers';
@@ -25,17 +25,20 @@ const cli = cliIn(HOST);
 const ip = (...args: string[]) => run('ip', args);
 const inHost = (...args: string[]) => run('ip', ['-n', HOST, ...args]);
 
-/** The host's and the live neighbour's dumps, once the kernel has finished (a dead netns goes asynchronously). */
-function dumps() {
-  return settle(() => {
-    const fds = [HOST, ALIVE].map((n) => openSync(`/run/netns/${n}`, 'r'));
-    try {
+/**
+ * The host's and the live neighbour's dumps, once the kernel has finished (a dead netns goes
+ * asynchronously; carrier, and the IPv6 state that comes with it, a moment after a link is up).
+ */
+async function dumps() {
+  const fds = [HOST, ALIVE].map((n) => openSync(`/run/netns/${n}`, 'r'));
+  try {
+    return await restingState(fds, () => {
       const [host, alive] = fds.map(snapshot);
       return withoutKernelNoise({ host, alive });
-    } finally {
-      fds.forEach((fd) => closeSync(fd));
-    }
-  }, 'the namespaces');
+    });
+  } finally {
+    fds.forEach((fd) => closeSync(fd));
+  }
 }
 
 async function fresh(setup?: () => Promise<unknown>): Promise<void> {

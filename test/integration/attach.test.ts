@@ -57,6 +57,12 @@ describe('veth on a Linux bridge', () => {
     expect(ping(guests[1], '10.66.0.1')).toBe(true);
   });
 
+  it('makes both veth ends with one queue each way (the kernel then has none to take away under its lock)', async () => {
+    const r = await session.attach({ fd: guests[0] }, { hostInterface: 'br1' });
+    for (const l of [link(host, r.hostInterface!)!, link(guests[0], 'eth1')!])
+      expect(l).toMatchObject({ num_tx_queues: 1, num_rx_queues: 1 });
+  });
+
   it('copies the bridge MTU to both ends and uses the -l name', async () => {
     ip(host, 'link', 'add', 'br0', 'mtu', '1400', 'type', 'bridge');
     const r = await session.attach({ fd: guests[0] }, { hostInterface: 'br0', hostName: 'vhost0', addresses: ['0/0'] });

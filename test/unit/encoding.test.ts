@@ -36,6 +36,9 @@ const cases: Record<string, (c: Fixture['context']) => Request> = {
   veth: (c) => createVeth({ name: 'veth1pl42', mtu: 1400, master: c.ifindex.br0, up: true }, { name: 'eth1', mtu: 1400, netnsFd: c.netnsFd }),
   'veth-mac': (c) => createVeth({ name: 'veth1pl43', mtu: 1500, master: c.ifindex.br0, up: true },
     { name: 'eth1', mtu: 1500, address: mac, netnsFd: c.netnsFd }),
+  // As attach makes a veth: one queue each way on both ends (no cut down to one, no RCU wait, in the kernel).
+  'veth-queues': (c) => createVeth({ name: 'veth1pl44', mtu: 1500, master: c.ifindex.br0, up: true, queues: 1 },
+    { name: 'eth1', mtu: 1500, netnsFd: c.netnsFd, queues: 1 }),
   bridge: () => createBridge({ name: 'br1' }),
   'bridge-up': (c) => setLink(c.ifindex.br1, { up: true }),
   macvlan: (c) => createMacvlan({ name: 'eth1', parent: c.ifindex.eth0, mtu: 1500, netnsFd: c.netnsFd }, 'bridge'),

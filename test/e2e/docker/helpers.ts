@@ -2,10 +2,11 @@
 // processes we start and end by PID, kernel state read with `ip -j`, and
 // raw HTTP to a unix socket. Only inside scripts/in-netns.js.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { resolve } from 'node:path';
 import { sleep, waitFor } from '../../support/daemons/helpers';
+import type { Dockerd } from '../../support/daemons/dockerd';
 
 export const BIN = resolve(__dirname, '../../../bin/pipework.js');
 
@@ -106,4 +107,23 @@ export const socketUp = (path: string) => existsSync(path);
 /** The PID of a container's first process. */
 export async function containerPid(docker: (a: string[]) => Promise<string>, name: string): Promise<number> {
   return Number((await docker(['inspect', '-f', '{{.State.Pid}}', name])).trim());
+}
+
+/** `pipework docker-plugin --socket SOCKET --state STATE`, once it answers Plugin.Activate. */
+export async function startPluginProcess(socket: string, state: string, log: string, env?: NodeJS.ProcessEnv): Promise<PipeworkProcess> {
+  const p = new PipeworkProcess(['docker-plugin', '--socket', socket, '--state', state], log, env);
+  await waitFor(async () => { p.check(); return socketUp(socket) && (await post(socket, '/Plugin.Activate').catch(() => undefined))?.status === 200; }, 10_000, 'the plugin socket');
+  return p;
+}
+
+/** A plugin test file's end: dockerd and the plugin stopped, the links it made and its scratch dir removed. */
+export async function stopDockerAndPlugin(d: Dockerd | undefined, plugin: PipeworkProcess | undefined, linkNames: string[], dir: string): Promise<void> {
+  try {
+    await d?.stop();
+  } finally {
+    await plugin?.stop();
+    if (process.env.PW_SHOW_LOG) console.log(plugin?.output());
+    for (const l of linkNames) deleteLinkIfPresent(l);
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
