@@ -219,8 +219,13 @@ export function attachMany(session: BulkSession, items: Iterable<BulkAttachItem>
 /** A device group number no one else uses: a high range plus randomness (not a secret). */
 const deviceGroup = () => (0x70000000 | Math.floor(Math.random() * 0x1000000)) >>> 0;
 
-/** Veths marked before their group is deleted at once: bounds what a failure could leave marked. */
-const GROUP_FLUSH = 512;
+/**
+ * Veths marked before their group is deleted at once: bounds what a failure
+ * could leave marked. Each deletion has a cost of its own (the kernel's RCU
+ * barriers, its wait for the last references): at N = 3000, one deletion
+ * took the teardown from 3.5 to 2.3 ms per container against six of 512.
+ */
+const GROUP_FLUSH = 4096;
 
 /**
  * Veths deleted by device group, hundreds per kernel call, instead of one

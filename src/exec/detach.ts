@@ -1,8 +1,10 @@
-import { type Link, deleteLink, deleteLinkGroup, deletedLinkIndex, getLinkByIndex, getLinkByName, parseLink, setLink } from '../netlink/link';
+import { deleteLink, deleteLinkGroup, deletedLinkIndex, findLink, getLinkByName, linkOf, setLink } from '../netlink/link';
 import { RTNLGRP_LINK } from '../netlink/constants';
 import { type Subscription, subscribe } from '../netlink/subscription';
 import { getNsid, parseNsid } from '../netlink/netns';
-import { NetlinkError } from '../netlink/error';
+import { RtnlSocket } from '../netlink/socket';
+import { refusedWith } from '../netlink/error';
+import { ENODEV } from '../netlink/errno';
 import { PipeworkError, RollbackError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
 import { InjectedFault, type NetnsPair } from './context';
@@ -12,8 +14,6 @@ import { findDhcpClients } from './dhcp-records';
 import {
   type DetachObserved, type DetachPlan, type DetachStep, MOVED_ALIAS_PREFIX, type OvsPort, removesContainerInterface,
 } from '../plan/detach';
-
-const ENODEV = 19;
 
 export interface DetachOutcome {
   /** What happened to the container interface: deleted, given back to the host, or absent already. */
@@ -35,8 +35,7 @@ export interface UnplugGuest {
 export async function observeDetach(ns: NetnsPair, cif: string, guestPath: string, unplug?: UnplugGuest): Promise<DetachObserved> {
   // One sendmsg: the link, and the id the guest gives the host netns (valid once the link's peer info was filled in).
   const [linkOut, nsidOut] = await ns.guest.send([getLinkByName(cif), getNsid(ns.hostFd)]);
-  if (linkOut.error && linkOut.error.errno !== ENODEV) throw linkOut.error;
-  const link = linkOut.error ? undefined : parseLink(linkOut.replies[0]);
+  const link = linkOf(linkOut);
   const o: DetachObserved = { guestPath, link, dhcpClients: [] };
   const hostNsid = nsidOut.error ? undefined : parseNsid(nsidOut.replies[0]);
   if (link?.parent && !link.alias?.startsWith(MOVED_ALIAS_PREFIX) && hostNsid !== undefined && link.linkNetnsid === hostNsid) {
@@ -44,7 +43,7 @@ export async function observeDetach(ns: NetnsPair, cif: string, guestPath: strin
   }
   if (!unplug) return o;
   const wantPeer = o.hostParent !== undefined && (link!.kind === 'macvlan' || (link!.kind === 'veth' && ovsRunning()));
-  if (wantPeer) o.peer = await hostLink(ns, o.hostParent!);
+  if (wantPeer) o.peer = await findLink(ns.host, o.hostParent!);
   if (link?.kind === 'veth' && o.peer?.kind === 'veth') o.ovsPort = await ovsPortOf(o.peer.name);
   o.dhcpClients = findDhcpClients(unplug.label, cif);
   return o;
@@ -102,7 +101,8 @@ async function runDetachStep(step: DetachStep, ns: NetnsPair, undo: Undo): Promi
         }
         await changeVlanUsers(ns.host, step.link.index, step.link.name, -1);
         try {
-          await ns.guest.request(deleteLink(parseLink((await ns.guest.request(getLinkByName(step.ifname)))[0]).index, step.ifname));
+          const mine = await findLink(ns.guest, step.ifname);
+          if (mine) await ns.guest.request(deleteLink(mine.index, step.ifname));
         } catch (e) {
           const restored = await changeVlanUsers(ns.host, step.link.index, step.link.name, 1).then(() => undefined, (u: Error) => u);
           throw restored ? new RollbackError(e, [restored]) : e;
@@ -168,25 +168,23 @@ export async function detachOrGroup(plan: DetachPlan, ns: NetnsPair, group: numb
 /**
  * Deletes every link of the group in the host netns (a veth takes its
  * container end with it). None left in it (ENODEV) is success: links marked
- * while an earlier deletion ran went with that one.
+ * while an earlier deletion ran went with that one. The deleting sendmsg
+ * returns only after the kernel's RCU barriers and its wait for the last
+ * references to the devices (up to seconds for hundreds of them): so it runs
+ * alone, on a socket and a thread of its own (hostFd's netns), while the
+ * host socket goes on marking the next veths.
  */
-export async function deleteGroup(ns: Pick<NetnsPair, 'host'>, group: number): Promise<void> {
+export async function deleteGroup(ns: Pick<NetnsPair, 'hostFd'>, group: number): Promise<void> {
+  const sock = RtnlSocket.open(ns.hostFd);
   try {
-    await ns.host.request(deleteLinkGroup(group));
+    await sock.request(deleteLinkGroup(group), { alone: true });
   } catch (e) {
-    if (!(e instanceof NetlinkError && e.errno === ENODEV)) throw e;
+    if (!refusedWith(e, ENODEV)) throw e;
+  } finally {
+    sock.close();
   }
 }
 
-/** A link in the host netns by index; undefined if there is none. */
-async function hostLink(ns: NetnsPair, index: number): Promise<Link | undefined> {
-  try {
-    return parseLink((await ns.host.request(getLinkByIndex(index)))[0]);
-  } catch (e) {
-    if (e instanceof NetlinkError) return undefined;
-    throw e;
-  }
-}
 
 /** The OVS port named so, with what re-adding it takes; undefined if ovsdb has none. */
 export async function ovsPortOf(name: string): Promise<OvsPort | undefined> {

@@ -16,12 +16,11 @@ import { PipeworkError } from '../errors';
 import { formatIp } from '../addressing';
 import { type BulkAttachItem, type BulkDetachItem, type BulkOptions, type BulkResult, attachMany, detachMany } from '../bulk';
 import { type Link, dumpLinks } from '../netlink/link';
-import { NetlinkError } from '../netlink/error';
+import { refusedWith } from '../netlink/error';
+import { EEXIST, ENODEV } from '../netlink/errno';
 import { type GcStep, planGc } from '../plan/gc';
 import { executeGc, observeGc } from '../exec/gc';
 
-const EEXIST = 17;
-const ENODEV = 19;
 
 /** The DHCP runner, loaded only when DHCP is used. */
 const dhcpModule = (): typeof import('../exec/dhcp-client') => require('../exec/dhcp-client');
@@ -37,6 +36,7 @@ const isGuest = (g: GuestArg): g is Guest => typeof g === 'object' && 'tag' in g
 export class Session {
   private readonly host: RtnlSocket;
   private readonly hostFd: number;
+  private closed = false;
 
   /**
    * hostNetns: the netns that plays "host" (bridges, veth host ends,
@@ -82,7 +82,7 @@ export class Session {
         // Converge looks at the guest first: no shortcut.
         outcome = await run(checked.converge ? undefined : bridge);
       } catch (e) {
-        if (!bridge || !(e instanceof NetlinkError && (e.errno === EEXIST || e.errno === ENODEV))) throw e;
+        if (!bridge || !refusedWith(e, EEXIST, ENODEV)) throw e;
         outcome = await run();
       }
       const { containerInterface: link, hostInterface, dhcp } = outcome;
@@ -145,7 +145,8 @@ export class Session {
    * @internal
    */
   async deleteLinkGroup(group: number): Promise<void> {
-    await deleteGroup({ host: this.host }, group);
+    if (this.closed) throw new Error('netlink socket is closed');
+    await deleteGroup({ hostFd: this.hostFd }, group);
   }
 
   /** A Linux bridge and how many ports it has (undefined for anything else): one lookup, one kernel-filtered dump. */
@@ -195,6 +196,7 @@ export class Session {
   }
 
   close(): void {
+    this.closed = true;
     this.host.close();
     closeSync(this.hostFd);
   }

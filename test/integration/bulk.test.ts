@@ -270,7 +270,7 @@ describe('bridge port limit', () => {
     ]);
     expect(ipj<any[]>(host, 'link', 'show', 'master', 'br0')).toHaveLength(1023);
 
-    // Teardown in more than one device-group deletion (512 veths each): every item done, nothing left.
+    // Teardown by device group: every item done, nothing left.
     const down = await collect(session.detachMany(guests.map((fd) => ({ guest: { fd } })), { concurrency: 64 }));
     expect(down.filter((r) => !r.ok)).toEqual([]);
     expect(down.filter((r) => r.ok && r.result.action === 'deleted')).toHaveLength(1023);
@@ -284,7 +284,7 @@ describe('GroupDeleter', () => {
     session = new Session({ hostNetns: ns.fds[0] });
   });
 
-  it('deletes the links of its group at once, with what was marked; nothing marked, no kernel call; full at 512 marks; a failed deletion comes back with its marks', async () => {
+  it('deletes the links of its group at once, with what was marked; nothing marked, no kernel call; full at 4096 marks; a failed deletion comes back with its marks', async () => {
     const [host] = ns.fds;
     let calls = 0;
     const counted = { deleteLinkGroup: (group: number) => { calls++; return session.deleteLinkGroup(group); } };
@@ -298,11 +298,11 @@ describe('GroupDeleter', () => {
     expect(await deleter.flush()).toEqual({ marked: [] });
     expect(calls).toBe(1);
 
-    for (let i = 0; i < 511; i++) deleter.mark(`item ${i}`);
+    for (let i = 0; i < 4095; i++) deleter.mark(`item ${i}`);
     expect(deleter.full).toBe(false);
-    deleter.mark('item 511');
+    deleter.mark('item 4095');
     expect(deleter.full).toBe(true);
-    expect((await deleter.flush()).marked).toHaveLength(512); // none left in the group: done all the same
+    expect((await deleter.flush()).marked).toHaveLength(4096); // none left in the group: done all the same
     expect(deleter.full).toBe(false);
 
     session.close();
