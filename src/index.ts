@@ -24,7 +24,7 @@ export type { Cidr } from './addressing';
 export type { Link } from './netlink/link';
 export type { DockerContainer } from './guest/docker';
 export { PipeworkError, RollbackError } from './errors';
-export { NetlinkError } from './netlink/error';
+export { DumpInterruptedError, NetlinkError } from './netlink/error';
 export { AttachAborted } from './exec/context';
 export { openGuest } from './guest';
 export { renderStep, STEP_SIDE } from './plan/steps';

@@ -6,12 +6,15 @@
 import { Session } from '../session';
 import type { AttachResult } from '../exec/attach';
 import type { AttachRequest } from '../plan/attach';
-import { MAX_IFNAME } from '../plan/names';
+import { MAX_IFNAME } from '../addressing/ifname';
 import { RtnlSocket } from '../netlink/socket';
-import { NetlinkError } from '../netlink/error';
+import { refusedWith } from '../netlink/error';
+import { EEXIST, ENODEV } from '../netlink/errno';
 import { createBridge } from '../netlink/kinds/bridge';
-import type { KindName } from '../netlink/kinds';
-import { deleteLink, getLinkByIndex, parseLink, setLink, type Link } from '../netlink/link';
+import { type KindName, kindData } from '../netlink/kinds';
+import { deleteLink, findLink, setLink, type Link } from '../netlink/link';
+import { readAddresses } from '../netlink/address';
+import { readRoutes } from '../netlink/route';
 import { AF_INET, AF_INET6, ARPHRD_INFINIBAND } from '../netlink/constants';
 import type { Guest } from '../guest';
 import { parseCidr, parseIp } from '../addressing';
@@ -20,13 +23,11 @@ import type { Attachment, Dns, NetConf, Result, ResultInterface, ResultIp } from
 import type { CniCall } from './delegate';
 import { ipamOf } from './ipam';
 import {
-  addRouteRequest, addressesOf, hasRoute, linkByName, openNetns, openNetnsIfPresent, parseRoute, routesOf, type ParsedRoute,
+  addRouteRequest, hasRoute, openNetns, openNetnsIfPresent, parseRoute, type ParsedRoute,
 } from './netns';
 
 /** Mode dummy: a host interface name that makes the library create a dummy link in the container. */
 export const DUMMY_HOST = 'dummy-pipework';
-const EEXIST = 17;
-const ENODEV = 19;
 
 /** The link kind each mode leaves in the container. */
 const CONTAINER_KIND: Record<NetConf['mode'], KindName> = { bridge: 'veth', macvlan: 'macvlan', vlan: 'macvlan', ipoib: 'ipoib', dummy: 'dummy' };
@@ -54,9 +55,9 @@ async function prepareHost(host: RtnlSocket, conf: NetConf, link: Link | undefin
           await host.request(createBridge({ name, up: true, address: randomMac() }));
         } catch (e) {
           // Another ADD made it meanwhile: fine, if it is a bridge.
-          if (!(e instanceof NetlinkError && e.errno === EEXIST)) throw e;
+          if (!refusedWith(e, EEXIST)) throw e;
         }
-        link = await linkByName(host, name);
+        link = await findLink(host, name);
         if (!link) throw new CniError(ErrorCode.TryAgainLater, `bridge ${name} vanished right after it was created`);
       }
       if (link.kind !== 'bridge') throw invalid(`${name} exists and is not a Linux bridge (${link.kind ?? 'a physical interface'})`, 'mode bridge needs a Linux bridge, or a name that is free');
@@ -157,7 +158,7 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
   let attached = false;
   try {
     guestSock = RtnlSocket.open(guest.fd);
-    const [existing, hostLink] = await Promise.all([linkByName(guestSock, a.ifname), linkByName(host, hostInterfaceOf(conf))]);
+    const [existing, hostLink] = await Promise.all([findLink(guestSock, a.ifname), findLink(host, hostInterfaceOf(conf))]);
     if (existing) throw new CniError(ErrorCode.Internal, `interface ${a.ifname} already exists in ${a.netns}`);
     const { name: hostInterface, bridge: bridgeNow } = await prepareHost(host, conf, hostLink);
 
@@ -194,7 +195,7 @@ export async function add(conf: NetConf, a: Attachment, call: CniCall): Promise<
       const cif = r.containerInterface;
       // Mode bridge: the veth's host end, and the bridge (whose MAC may have changed with its first port).
       const [hostVeth, bridge] = conf.mode === 'bridge'
-        ? await Promise.all([linkByName(host, r.hostInterface!), linkByName(host, conf.bridge!)])
+        ? await Promise.all([findLink(host, r.hostInterface!), findLink(host, conf.bridge!)])
         : [undefined, undefined];
       if (conf.mtu !== undefined && conf.mtu !== cif.mtu) {
         // The library gives a veth its bridge's MTU: the configuration's is set on both ends afterwards.
@@ -279,7 +280,7 @@ export async function del(conf: NetConf, a: Attachment, call: CniCall): Promise<
         const sock = RtnlSocket.open(guest.fd);
         let link: Link | undefined;
         try {
-          link = await linkByName(sock, a.ifname);
+          link = await findLink(sock, a.ifname);
         } finally {
           sock.close();
         }
@@ -319,12 +320,12 @@ async function deleteHostVeth(conf: NetConf, a: Attachment): Promise<void> {
   if (!veth?.mac) return;
   const host = RtnlSocket.open();
   try {
-    const [link, bridge] = await Promise.all([linkByName(host, veth.name), linkByName(host, conf.bridge!)]);
+    const [link, bridge] = await Promise.all([findLink(host, veth.name), findLink(host, conf.bridge!)]);
     if (!link || !bridge || link.kind !== 'veth' || link.master !== bridge.index || link.mac?.toLowerCase() !== veth.mac.toLowerCase()) return;
     try {
       await host.request(deleteLink(link.index, link.name));
     } catch (e) {
-      if (!(e instanceof NetlinkError && e.errno === ENODEV)) throw e;
+      if (!refusedWith(e, ENODEV)) throw e;
     }
   } finally {
     host.close();
@@ -335,7 +336,7 @@ const fail = (msg: string, details = '') => new CniError(ErrorCode.Internal, msg
 
 /**
  * CHECK: IPAM's CHECK, then the container interface of prevResult exists in
- * CNI_NETNS with its kind, MAC and addresses; prevResult's routes exist; in
+ * CNI_NETNS with its kind (a macvlan in its mode), MAC and addresses; prevResult's routes exist; in
  * mode bridge the veth's host end is still a port of the bridge.
  */
 export async function check(conf: NetConf, a: Attachment, call: CniCall): Promise<void> {
@@ -351,40 +352,40 @@ export async function check(conf: NetConf, a: Attachment, call: CniCall): Promis
   const sock = RtnlSocket.open(guest.fd);
   const host = RtnlSocket.open();
   try {
-    const link = await linkByName(sock, a.ifname);
+    const link = await findLink(sock, a.ifname);
     if (!link) throw fail(`interface ${a.ifname} not found in ${a.netns}`);
     const kind = CONTAINER_KIND[conf.mode];
     if (link.kind !== kind) throw fail(`interface ${a.ifname} in ${a.netns} is a ${link.kind ?? 'physical'} link, not a ${kind}`);
+    if (kind === 'macvlan') {
+      const mode = kindData(link, 'macvlan')?.mode;
+      const want = conf.macvlanMode ?? 'bridge';
+      if (mode !== want) throw fail(`interface ${a.ifname} in ${a.netns} is a macvlan in mode ${mode}, not ${want}`);
+    }
     if (expected.mac && link.mac?.toLowerCase() !== expected.mac.toLowerCase())
       throw fail(`interface ${a.ifname} has MAC ${link.mac}, expected ${expected.mac}`);
     if (!link.up) throw fail(`interface ${a.ifname} in ${a.netns} is down`);
 
     const want = (prev.ips ?? []).filter((ip) => ip.interface === index);
     if (want.length) {
-      const have = (await addressesOf(sock)).filter((row) => row.index === link.index);
+      const have = (await readAddresses(sock)).filter((row) => row.index === link.index);
       for (const ip of want) {
         const c = parseCidr(ip.address);
         const family = c.family === 4 ? AF_INET : AF_INET6;
-        if (!have.some((row) => row.family === family && row.prefixLen === c.prefixLen && row.address.equals(c.bytes)))
+        if (!have.some((row) => row.family === family && row.prefixLen === c.prefixLen && c.bytes.equals(row.address)))
           throw fail(`address ${ip.address} not found on ${a.ifname} in ${a.netns}`);
       }
     }
     const routes = (prev.routes ?? []).map((r) => parseRoute(r, gatewaysOf(prev.ips ?? [])));
     if (routes.length) {
-      const rows = { 4: routes.some((p) => p.family === 4) ? await routesOf(sock, AF_INET) : [], 6: routes.some((p) => p.family === 6) ? await routesOf(sock, AF_INET6) : [] };
+      const rows = { 4: routes.some((p) => p.family === 4) ? await readRoutes(sock, AF_INET) : [], 6: routes.some((p) => p.family === 6) ? await readRoutes(sock, AF_INET6) : [] };
       for (const p of routes) if (!hasRoute(rows[p.family], p)) throw fail(`route ${p.route.dst}${p.route.gw ? ` via ${p.route.gw}` : ''} not found in ${a.netns}`);
     }
 
     if (conf.mode === 'bridge') {
-      const bridge = await linkByName(host, conf.bridge!);
+      const bridge = await findLink(host, conf.bridge!);
       if (!bridge || bridge.kind !== 'bridge') throw fail(`bridge ${conf.bridge} not found on the host`);
       // IFLA_LINK of the container end: the host end's index in our netns.
-      let peer: Link | undefined;
-      try {
-        peer = link.parent ? parseLink((await host.request(getLinkByIndex(link.parent)))[0]) : undefined;
-      } catch (e) {
-        if (!(e instanceof NetlinkError)) throw e;
-      }
+      const peer = link.parent ? await findLink(host, link.parent) : undefined;
       if (!peer || peer.kind !== 'veth') throw fail(`the host end of ${a.ifname} is gone`);
       if (peer.master !== bridge.index) throw fail(`the host end ${peer.name} of ${a.ifname} is not a port of bridge ${conf.bridge}`);
       const listed = interfaces.find((i) => i.name === peer.name && !i.sandbox);

@@ -34,16 +34,16 @@ async function modernIpam(conf: NetConf, call: CniCall, unavailable: number | un
 export async function status(conf: NetConf, call: CniCall): Promise<void> {
   if (conf.mode !== 'dummy') {
     const { RtnlSocket }: typeof import('../netlink/socket') = require('../netlink/socket');
-    const { linkByName }: typeof import('./netns') = require('./netns');
+    const { findLink }: typeof import('../netlink/link') = require('../netlink/link');
     const { ARPHRD_INFINIBAND }: typeof import('../netlink/constants') = require('../netlink/constants');
     const host = RtnlSocket.open();
     try {
       if (conf.mode === 'bridge') {
-        const link = await linkByName(host, conf.bridge!);
+        const link = await findLink(host, conf.bridge!);
         if (link && link.kind !== 'bridge')
           throw new CniError(ErrorCode.PluginNotAvailable, `${conf.bridge} exists and is not a Linux bridge`);
       } else {
-        const link = await linkByName(host, conf.master!);
+        const link = await findLink(host, conf.master!);
         if (!link) throw new CniError(ErrorCode.PluginNotAvailable, `master ${conf.master} not found on the host`);
         if ((link.hwType === ARPHRD_INFINIBAND) !== (conf.mode === 'ipoib'))
           throw new CniError(ErrorCode.PluginNotAvailable, `master ${conf.master} does not fit mode ${conf.mode}`);

@@ -1,27 +1,19 @@
 /**
  * What the CNI commands read or change themselves, on top of src/netlink:
- * opening CNI_NETNS, reading a netns's addresses and routes back (CHECK),
- * and adding the routes an IPAM plugin returned (ADD).
+ * opening CNI_NETNS, matching a result's routes against those read back
+ * (CHECK), and adding the routes an IPAM plugin returned (ADD).
  */
 import { closeSync } from 'node:fs';
 import { native, type SyscallError } from '../native';
-import { forEachAttr, get32, nest, u32 } from '../netlink/attributes';
-import {
-  AF_INET, AF_INET6, IFA_ADDRESS, IFA_LOCAL, RTA_DST, RTA_GATEWAY, RTA_METRICS, RTA_OIF, RTA_PRIORITY, RTA_TABLE,
-  RTAX_MTU, RTN_UNICAST,
-} from '../netlink/constants';
-import { dumpAddresses } from '../netlink/address';
-import { dumpRoutes, routeRequest, type RouteSpec } from '../netlink/route';
-import { getLinkByName, parseLink, type Link } from '../netlink/link';
+import { nest, u32 } from '../netlink/attributes';
+import { AF_INET, AF_INET6, RTA_METRICS, RTAX_MTU, RTN_UNICAST } from '../netlink/constants';
+import { type RouteEntry, type RouteSpec, routeRequest } from '../netlink/route';
 import type { Request } from '../netlink/message';
-import type { RtnlSocket } from '../netlink/socket';
-import { NetlinkError } from '../netlink/error';
 import { openGuest, type Guest } from '../guest';
 import { parseCidr, parseIp } from '../addressing';
 import { CniError, ErrorCode } from './errors';
 import type { ResultRoute } from './config';
 
-const ENODEV = 19;
 const RTAX_ADVMSS = 8;
 
 /**
@@ -54,51 +46,6 @@ export function openNetns(path: string): Guest {
       throw new CniError(ErrorCode.UnknownContainer, `network namespace ${path} does not exist`, msg);
     throw e;
   }
-}
-
-/** One link by name, or undefined if the netns has none of that name. */
-export async function linkByName(sock: RtnlSocket, name: string): Promise<Link | undefined> {
-  try {
-    return parseLink((await sock.request(getLinkByName(name)))[0]);
-  } catch (e) {
-    if (e instanceof NetlinkError && e.errno === ENODEV) return undefined;
-    throw e;
-  }
-}
-
-export interface AddressRow { index: number; family: number; prefixLen: number; address: Buffer }
-
-/** Every address of the netns (both families). */
-export async function addressesOf(sock: RtnlSocket): Promise<AddressRow[]> {
-  return (await sock.request(dumpAddresses())).map((r) => {
-    const p = r.payload;
-    let local: Uint8Array | undefined;
-    let address: Uint8Array | undefined;
-    forEachAttr(p, 8, p.length, (type, value) => {
-      if (type === IFA_LOCAL) local = value;
-      else if (type === IFA_ADDRESS) address = value;
-    });
-    // IPv4: IFA_LOCAL is the address (IFA_ADDRESS the peer on point-to-point links).
-    return { family: p[0], prefixLen: p[1], index: get32(p, 4), address: Buffer.from(local ?? address ?? []) };
-  });
-}
-
-export interface RouteRow { family: number; dstLen: number; dst?: Buffer; gateway?: Buffer; oif?: number; table: number; type: number; metric?: number }
-
-/** Every route of one family, all tables. */
-export async function routesOf(sock: RtnlSocket, family: number): Promise<RouteRow[]> {
-  return (await sock.request(dumpRoutes(family))).map((r) => {
-    const p = r.payload;
-    const row: RouteRow = { family: p[0], dstLen: p[1], table: p[4], type: p[7] };
-    forEachAttr(p, 12, p.length, (type, value) => {
-      if (type === RTA_DST) row.dst = Buffer.from(value);
-      else if (type === RTA_GATEWAY) row.gateway = Buffer.from(value);
-      else if (type === RTA_OIF) row.oif = get32(value, 0);
-      else if (type === RTA_TABLE) row.table = get32(value, 0);
-      else if (type === RTA_PRIORITY) row.metric = get32(value, 0);
-    });
-    return row;
-  });
 }
 
 /** A route of a result, parsed: its destination, and its next hop (own or the IP's gateway). */
@@ -147,10 +94,10 @@ export function addRouteRequest(p: ParsedRoute, oif: number, ifname: string): Re
 }
 
 /** True when `rows` hold the route (same destination, next hop and table). */
-export function hasRoute(rows: RouteRow[], p: ParsedRoute): boolean {
+export function hasRoute(rows: RouteEntry[], p: ParsedRoute): boolean {
   const table = p.route.table ?? 254;
   return rows.some((r) => r.dstLen === p.dstLen
-    && (p.dstLen === 0 || (r.dst !== undefined && r.dst.equals(p.dst)))
-    && (p.gateway === undefined || (r.gateway !== undefined && r.gateway.equals(p.gateway)))
+    && (p.dstLen === 0 || (r.dst !== undefined && p.dst.equals(r.dst)))
+    && (p.gateway === undefined || (r.gateway !== undefined && p.gateway.equals(r.gateway)))
     && r.table === table);
 }

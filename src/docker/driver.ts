@@ -17,20 +17,21 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { PipeworkError } from '../errors';
 import { parseCidr, parseMac } from '../addressing';
-import { NetlinkError } from '../netlink/error';
-import { type Link, deleteLink, dumpLinks, getLinkByName, parseLink } from '../netlink/link';
+import { refusedWith } from '../netlink/error';
+import { ENODEV } from '../netlink/errno';
+import { type Link, deleteLink, dumpLinks, findLink } from '../netlink/link';
 import { RtnlSocket } from '../netlink/socket';
 import { createBridge } from '../netlink/kinds/bridge';
 import { MACVLAN_MODES, type MacvlanMode, createMacvlan } from '../netlink/kinds/macvlan';
 import { createVeth } from '../netlink/kinds/veth';
 import { createVlan } from '../netlink/kinds/vlan';
+import { kindData } from '../netlink/kinds';
 import { ovsRunning, runProgram } from '../run';
 import { JsonStateFile } from './state';
 import { isOvsBridge } from '../exec/observe';
 import { UndoLog } from '../exec/undo';
 import { checkIfname } from '../plan/names';
 
-const ENODEV = 19;
 
 /** A refusal sent back to Docker as `{"Err": message}` with this HTTP status. */
 export class DriverError extends Error {
@@ -165,23 +166,14 @@ export class Driver {
   // -------------------------------------------------------------------------
   // Kernel helpers
 
-  private async link(name: string): Promise<Link | undefined> {
-    try {
-      return parseLink((await this.sock.request(getLinkByName(name)))[0]);
-    } catch (e) {
-      if (e instanceof NetlinkError && e.errno === ENODEV) return undefined;
-      throw e;
-    }
-  }
-
   /** Deletes the link if it is there; true when it was. */
   private async deleteIfPresent(name: string): Promise<boolean> {
-    const l = await this.link(name);
+    const l = await findLink(this.sock, name);
     if (!l) return false;
     try {
       await this.sock.request(deleteLink(l.index, name));
     } catch (e) {
-      if (e instanceof NetlinkError && e.errno === ENODEV) return false; // gone meanwhile
+      if (refusedWith(e, ENODEV)) return false; // gone meanwhile
       throw e;
     }
     return true;
@@ -243,7 +235,7 @@ export class Driver {
     if (vlan !== undefined) net.vlan = vlan;
     if (mvText !== undefined) net.macvlanMode = mvText as MacvlanMode;
     try {
-      const existing = await this.link(parent);
+      const existing = await findLink(this.sock, parent);
       // An OVS bridge of the userspace datapath has no kernel link of its name: ask OVS before creating anything.
       const ovs = modeOpt !== 'macvlan' && existing?.kind !== 'bridge' && (await isOvsBridge(parent, existing));
       if (ovs) {
@@ -265,13 +257,13 @@ export class Driver {
       }
       if (net.mode === 'macvlan' && vlan !== undefined) {
         const lower = checkIfname(`${parent}.${vlan}`, 'VLAN interface');
-        const l = await this.link(lower);
+        const l = await findLink(this.sock, lower);
         if (!l) {
           await this.sock.request(createVlan({ name: lower, parent: existing!.index, mtu: existing!.mtu, up: true }, vlan));
           undo.add(() => this.deleteIfPresent(lower));
           net.createdVlan = true;
-        } else if (l.kind !== 'vlan') {
-          throw new DriverError(`${lower} exists and is not a VLAN interface`);
+        } else if (l.kind !== 'vlan' || kindData(l, 'vlan')?.id !== vlan) {
+          throw new DriverError(`${lower} exists and is not a VLAN interface for id ${vlan}`);
         }
         net.lower = lower;
       }
@@ -293,7 +285,7 @@ export class Driver {
     const others = Object.values(this.state.networks).filter((n) => n.id !== id);
     if (net.createdVlan && net.lower && !others.some((n) => n.lower === net.lower)) await this.deleteIfPresent(net.lower);
     if (net.createdBridge && !others.some((n) => n.parent === net.parent)) {
-      const br = await this.link(net.parent);
+      const br = await findLink(this.sock, net.parent);
       if (br?.kind === 'bridge' && (await this.portCount(br)) === 0) await this.deleteIfPresent(net.parent);
     }
     for (const ep of Object.values(this.state.endpoints)) if (ep.networkId === id) delete this.state.endpoints[ep.id];
@@ -359,7 +351,7 @@ export class Driver {
     await this.deleteIfPresent(srcName);
     if (net.mode !== 'macvlan') await this.deleteIfPresent(hostName);
 
-    const parent = await this.link(net.lower ?? net.parent);
+    const parent = await findLink(this.sock, net.lower ?? net.parent);
     if (!parent && net.mode !== 'ovs') throw new DriverError(`${net.lower ?? net.parent} (parent of network ${shortId(net.id, 12)}) does not exist`);
     if (net.mode === 'bridge' && parent!.kind !== 'bridge') throw new DriverError(`${net.parent} is no longer a bridge`);
     const mtu = net.mtu ?? parent?.mtu;

@@ -243,7 +243,7 @@ export class Watcher {
   private async plumbedAlready(entry: Tracked, cmd: Extract<Command, { kind: 'attach' }>, cif: string): Promise<boolean> {
     const { openGuest }: typeof import('../guest') = require('../guest');
     const { RtnlSocket }: typeof import('../netlink/socket') = require('../netlink/socket');
-    const { getLinkByIndex, getLinkByName, parseLink }: typeof import('../netlink/link') = require('../netlink/link');
+    const { findLink }: typeof import('../netlink/link') = require('../netlink/link');
     const { vethHostName }: typeof import('../plan/names') = require('../plan/names');
     let guest: Guest | undefined;
     let sock: import('../netlink/socket').RtnlSocket | undefined;
@@ -251,13 +251,13 @@ export class Watcher {
     try {
       guest = entry.guest ?? openGuest(entry.pid);
       sock = RtnlSocket.open(guest.fd);
-      const link = parseLink((await sock.request(getLinkByName(cif)))[0]);
-      if (link.kind !== 'veth' || !link.parent) return false;
+      const link = await findLink(sock, cif);
+      if (link?.kind !== 'veth' || !link.parent) return false;
       host = RtnlSocket.open();
-      const peer = parseLink((await host.request(getLinkByIndex(link.parent)))[0]);
-      return peer.name === (cmd.localName ?? vethHostName(cif, String(entry.pid)));
+      const peer = await findLink(host, link.parent);
+      return peer?.name === (cmd.localName ?? vethHostName(cif, String(entry.pid)));
     } catch {
-      return false; // absent (ENODEV), or unreadable: run the command and let it say
+      return false; // unreadable: run the command and let it say
     } finally {
       sock?.close();
       host?.close();

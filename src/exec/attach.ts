@@ -1,7 +1,8 @@
 import {
   AF_INET, AF_INET6, IN6_ADDR_GEN_MODE_EUI64, IN6_ADDR_GEN_MODE_NONE, IPV4_DEVCONF_ARP_NOTIFY, NLM_F_ECHO,
 } from '../netlink/constants';
-import { NetlinkError } from '../netlink/error';
+import { type NetlinkError, refusedWith } from '../netlink/error';
+import { EAFNOSUPPORT, EEXIST, EOPNOTSUPP, EXFULL } from '../netlink/errno';
 import { PipeworkError } from '../errors';
 import type { Reply, Request } from '../netlink/message';
 import type { RtnlSocket } from '../netlink/socket';
@@ -60,16 +61,11 @@ export interface AttachOutcome {
 
 const family = (f: 4 | 6) => (f === 4 ? AF_INET : AF_INET6);
 
-const EOPNOTSUPP = 95;
-const EXFULL = 54;
-const EEXIST = 17;
-const EAFNOSUPPORT = 97;
-
 /** A refused link creation, said in terms of what the user can do about it. */
 function creationError(kind: KindName, e: unknown): unknown {
-  if (e instanceof NetlinkError && e.errno === EOPNOTSUPP)
+  if (refusedWith(e, EOPNOTSUPP))
     return new PipeworkError(`This kernel cannot create ${kind} links (module ${linkKind(kind)?.module} not available): ${e.message}`);
-  if (e instanceof NetlinkError && e.errno === EXFULL)
+  if (refusedWith(e, EXFULL))
     return new PipeworkError(`The bridge is full: Linux bridges hold at most ${BRIDGE_MAX_PORTS} ports (${e.message}); spread the containers over several bridges.`);
   return e;
 }
@@ -196,7 +192,7 @@ async function runHostStep(
       const made = await createLinkOf(host, 'bridge', createBridge({ name: step.name, up: true }))
         .then(() => true, (e) => {
           // Another process made it between our look and our create: use theirs, if it is a bridge.
-          if (e instanceof NetlinkError && e.errno === EEXIST) return false;
+          if (refusedWith(e, EEXIST)) return false;
           throw e;
         });
       const link = parseLink((await host.request(getLinkByName(step.name)))[0]);

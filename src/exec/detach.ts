@@ -1,9 +1,10 @@
-import { type Link, deleteLink, deleteLinkGroup, deletedLinkIndex, getLinkByIndex, getLinkByName, parseLink, setLink } from '../netlink/link';
+import { deleteLink, deleteLinkGroup, deletedLinkIndex, findLink, getLinkByName, linkOf, setLink } from '../netlink/link';
 import { RTNLGRP_LINK } from '../netlink/constants';
 import { type Subscription, subscribe } from '../netlink/subscription';
 import { getNsid, parseNsid } from '../netlink/netns';
 import { RtnlSocket } from '../netlink/socket';
-import { NetlinkError } from '../netlink/error';
+import { refusedWith } from '../netlink/error';
+import { ENODEV } from '../netlink/errno';
 import { PipeworkError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
 import { InjectedFault, type NetnsPair } from './context';
@@ -13,8 +14,6 @@ import { findDhcpClients } from './dhcp-records';
 import {
   type DetachObserved, type DetachPlan, type DetachStep, MOVED_ALIAS_PREFIX, type OvsPort, removesContainerInterface,
 } from '../plan/detach';
-
-const ENODEV = 19;
 
 export interface DetachOutcome {
   /** What happened to the container interface: deleted, given back to the host, or absent already. */
@@ -36,8 +35,7 @@ export interface UnplugGuest {
 export async function observeDetach(ns: NetnsPair, cif: string, guestPath: string, unplug?: UnplugGuest): Promise<DetachObserved> {
   // One sendmsg: the link, and the id the guest gives the host netns (valid once the link's peer info was filled in).
   const [linkOut, nsidOut] = await ns.guest.send([getLinkByName(cif), getNsid(ns.hostFd)]);
-  if (linkOut.error && linkOut.error.errno !== ENODEV) throw linkOut.error;
-  const link = linkOut.error ? undefined : parseLink(linkOut.replies[0]);
+  const link = linkOf(linkOut);
   const o: DetachObserved = { guestPath, link, dhcpClients: [] };
   const hostNsid = nsidOut.error ? undefined : parseNsid(nsidOut.replies[0]);
   if (link?.parent && !link.alias?.startsWith(MOVED_ALIAS_PREFIX) && hostNsid !== undefined && link.linkNetnsid === hostNsid) {
@@ -45,7 +43,7 @@ export async function observeDetach(ns: NetnsPair, cif: string, guestPath: strin
   }
   if (!unplug) return o;
   const wantPeer = o.hostParent !== undefined && (link!.kind === 'macvlan' || (link!.kind === 'veth' && ovsRunning()));
-  if (wantPeer) o.peer = await hostLink(ns, o.hostParent!);
+  if (wantPeer) o.peer = await findLink(ns.host, o.hostParent!);
   if (link?.kind === 'veth' && o.peer?.kind === 'veth') o.ovsPort = await ovsPortOf(o.peer.name);
   o.dhcpClients = findDhcpClients(unplug.label, cif);
   return o;
@@ -166,21 +164,12 @@ export async function deleteGroup(ns: Pick<NetnsPair, 'hostFd'>, group: number):
   try {
     await sock.request(deleteLinkGroup(group), { alone: true });
   } catch (e) {
-    if (!(e instanceof NetlinkError && e.errno === ENODEV)) throw e;
+    if (!refusedWith(e, ENODEV)) throw e;
   } finally {
     sock.close();
   }
 }
 
-/** A link in the host netns by index; undefined if there is none. */
-async function hostLink(ns: NetnsPair, index: number): Promise<Link | undefined> {
-  try {
-    return parseLink((await ns.host.request(getLinkByIndex(index)))[0]);
-  } catch (e) {
-    if (e instanceof NetlinkError) return undefined;
-    throw e;
-  }
-}
 
 /** The OVS port named so, with what re-adding it takes; undefined if ovsdb has none. */
 export async function ovsPortOf(name: string): Promise<OvsPort | undefined> {

@@ -1,12 +1,12 @@
 import { inPrefix } from '../addressing';
 import { AF_INET, AF_INET6, AF_UNSPEC } from '../netlink/constants';
 import { NetlinkError } from '../netlink/error';
-import { type Link, dumpLinks, getLinkByName, parseLink } from '../netlink/link';
+import { type Link, dumpLinks, getLinkByName, linkOf, parseLink } from '../netlink/link';
 import { getRoute } from '../netlink/route';
 import type { RtnlSocket } from '../netlink/socket';
 import { type CheckedRequest, type Existing, type Observed, hostKind } from '../plan/attach';
-import { dumpAddresses, parseAddress } from '../netlink/address';
-import { dumpRoutes, parseRouteEntry } from '../netlink/route';
+import { readAddresses } from '../netlink/address';
+import { readRoutes } from '../netlink/route';
 import { getNsid, parseNsid } from '../netlink/netns';
 import { findDhcpClients } from './dhcp-records';
 import { ovsPortOf } from './detach';
@@ -18,18 +18,9 @@ import type { Guest } from '../guest';
 import { PipeworkError } from '../errors';
 import { ovsRunning, runProgram } from '../run';
 
-const ENODEV = 19;
-
 /** The links named, looked up in one sendmsg; undefined where none exists. */
 export async function lookupLinks(sock: RtnlSocket, names: string[]): Promise<(Link | undefined)[]> {
-  const outcomes = await sock.send(names.map(getLinkByName));
-  return outcomes.map((o) => {
-    if (o.error) {
-      if (o.error.errno === ENODEV) return undefined;
-      throw o.error;
-    }
-    return parseLink(o.replies[0]);
-  });
+  return (await sock.send(names.map(getLinkByName))).map(linkOf);
 }
 
 /** `mac:<addr>`: the host link with that MAC (the kernel cannot filter by MAC, so this one path dumps). */
@@ -109,20 +100,17 @@ export async function observe(ns: NetnsPair, guest: Guest, r: CheckedRequest, br
  */
 async function observeExisting(ns: NetnsPair, r: CheckedRequest, cif: string, ovsPortName?: string): Promise<Existing | undefined> {
   const [linkOut, nsidOut] = await ns.guest.send([getLinkByName(cif), getNsid(ns.hostFd)]);
-  if (linkOut.error) {
-    if (linkOut.error.errno === ENODEV) return undefined;
-    throw linkOut.error;
-  }
-  const link = parseLink(linkOut.replies[0]);
+  const link = linkOf(linkOut);
+  if (!link) return undefined;
   const hostNsid = nsidOut.error ? undefined : parseNsid(nsidOut.replies[0]);
   // One dump at a time per socket (the kernel answers a second one EBUSY while the first goes on); AF_UNSPEC: every family.
-  const addresses = await ns.guest.request(dumpAddresses());
-  const routes = await ns.guest.request(dumpRoutes(AF_UNSPEC));
+  const addresses = await readAddresses(ns.guest);
+  const routes = await readRoutes(ns.guest, AF_UNSPEC);
   const ex: Existing = {
     link,
     hostParent: link.parent && hostNsid !== undefined && link.linkNetnsid === hostNsid ? link.parent : undefined,
-    addresses: addresses.map(parseAddress).filter((a) => a.index === link.index),
-    routes: routes.map(parseRouteEntry).filter((e) => e.oif === link.index),
+    addresses: addresses.filter((a) => a.index === link.index),
+    routes: routes.filter((e) => e.oif === link.index),
   };
   if (ovsPortName) ex.ovsPort = await ovsPortOf(ovsPortName);
   if (r.dhcp) {

@@ -4,7 +4,9 @@ import {
   IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_NUM_RX_QUEUES, IFLA_NUM_TX_QUEUES, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
   NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 } from './constants';
+import { ENODEV } from './errno';
 import { type Reply, type Request, ifinfomsg, request } from './message';
+import type { Outcome, RtnlSocket } from './socket';
 
 /** The generic attributes of a link being created or changed. */
 export interface LinkAttrs {
@@ -126,6 +128,11 @@ export function getLinkByIndex(index: number): Request {
   return request(RTM_GETLINK, 0, ifinfomsg({ index }), [], `RTM_GETLINK ${index}`);
 }
 
+/** `ip link show dev NAME` or the link of an ifindex: one link, no dump. */
+export function getLink(which: string | number): Request {
+  return typeof which === 'number' ? getLinkByIndex(which) : getLinkByName(which);
+}
+
 /** `ip link show [master B]`: a dump, filtered by the kernel when master is given. */
 export function dumpLinks(master?: number): Request {
   const attrs = master === undefined ? [] : [s32(IFLA_MASTER, master)];
@@ -148,6 +155,11 @@ export interface Link {
   linkNetnsid?: number;
   mac?: string;
   kind?: string;
+  /**
+   * IFLA_INFO_DATA, undecoded: `kindData(link, kind)` (./kinds) reads it.
+   * @internal
+   */
+  infoData?: Uint8Array;
   operstate?: number;
   carrier?: boolean;
   alias?: string;
@@ -161,11 +173,14 @@ const LINK_ATTRS: ReadonlySet<number> = new Set([
   IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_ADDRESS, IFLA_LINKINFO, IFLA_OPERSTATE, IFLA_CARRIER, IFLA_IFALIAS, IFLA_AF_SPEC,
 ]);
 
+const LINKINFO_ATTRS: ReadonlySet<number> = new Set([IFLA_INFO_KIND, IFLA_INFO_DATA]);
+
 export function parseLink(reply: Reply): Link {
   const p = reply.payload;
   const attrs = parseAttrs(p, 16, p.length, LINK_ATTRS);
   const flags = get32(p, 8);
   const linkinfo = attrs.get(IFLA_LINKINFO);
+  const info = linkinfo && parseAttrs(linkinfo, 0, linkinfo.length, LINKINFO_ATTRS);
   const address = attrs.get(IFLA_ADDRESS);
   const u32Of = (type: number) => {
     const v = attrs.get(type);
@@ -184,13 +199,28 @@ export function parseLink(reply: Reply): Link {
     parent: u32Of(IFLA_LINK),
     linkNetnsid: linkNetnsid && linkNetnsid.length >= 4 ? getS32(linkNetnsid, 0) : undefined,
     mac: address && formatMac(address),
-    kind: linkinfo ? cstring(parseAttrs(linkinfo).get(IFLA_INFO_KIND)) : undefined,
+    kind: info ? cstring(info.get(IFLA_INFO_KIND)) : undefined,
+    // A copy: a view would keep the whole answer (a dump of every link) alive as long as the link.
+    infoData: info?.get(IFLA_INFO_DATA)?.slice(),
     operstate: attrs.get(IFLA_OPERSTATE)?.[0],
     carrier: attrs.has(IFLA_CARRIER) ? attrs.get(IFLA_CARRIER)![0] === 1 : undefined,
     alias: cstring(attrs.get(IFLA_IFALIAS)) || undefined,
     arpNotify: inetConf(attrs.get(IFLA_AF_SPEC), IPV4_DEVCONF_ARP_NOTIFY),
     addrGenMode: inet6AddrGenMode(attrs.get(IFLA_AF_SPEC)),
   };
+}
+
+/** The link an RTM_GETLINK's outcome carries; undefined when there is none (ENODEV); other refusals thrown. */
+export function linkOf(outcome: Outcome): Link | undefined {
+  if (!outcome.error) return parseLink(outcome.replies[0]);
+  if (outcome.error.errno === ENODEV) return undefined;
+  throw outcome.error;
+}
+
+/** One link of the socket's netns, by name or ifindex; undefined if it has none such. */
+export async function findLink(sock: RtnlSocket, which: string | number): Promise<Link | undefined> {
+  const [outcome] = await sock.send([getLink(which)]);
+  return linkOf(outcome);
 }
 
 /** IFLA_AF_SPEC: AF_INET6: IFLA_INET6_ADDR_GEN_MODE, one byte. */

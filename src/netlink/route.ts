@@ -6,6 +6,7 @@ import {
   RT_TABLE_UNSPEC, RTN_UNSPEC,
 } from './constants';
 import { type Reply, type Request, rtmsg, request } from './message';
+import type { RtnlSocket } from './socket';
 
 export type RouteCommand = 'add' | 'replace' | 'change' | 'append' | 'del';
 
@@ -81,24 +82,36 @@ export function dumpRoutes(family: number): Request {
   return { type: RTM_GETROUTE, flags: NLM_F_REQUEST | NLM_F_DUMP, header, attrs: [], op: 'RTM_GETROUTE dump' };
 }
 
-/** A route as a dump reports it (the fields an attach sets). */
+/** A route as a dump (RTM_NEWROUTE) reports it: the fields an attach or a CNI result sets. */
 export interface RouteEntry {
   family: number;
   dstLen: number;
+  /** Absent for a default route (dstLen 0). */
   dst?: Uint8Array;
   gateway?: Uint8Array;
   oif?: number;
+  /** RTA_TABLE where the table id is over 255, else rtm_table. */
   table: number;
+  /** RTN_*: unicast (1), local (2), broadcast (3), ... */
+  type: number;
+  /** RTA_PRIORITY: `ip route ... metric N`. */
+  metric?: number;
 }
 
-const ROUTE_ATTRS: ReadonlySet<number> = new Set([RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_TABLE]);
+const ROUTE_ATTRS: ReadonlySet<number> = new Set([RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_TABLE, RTA_PRIORITY]);
 
+/** The route in an RTM_NEWROUTE (rtmsg, then attributes), as `ip route show` reads it. */
 export function parseRouteEntry(reply: Reply): RouteEntry {
   const p = reply.payload;
   const attrs = parseAttrs(p, 12, p.length, ROUTE_ATTRS);
   const u32Of = (v?: Uint8Array) => (v && v.length >= 4 ? get32(v, 0) : undefined);
   return {
     family: p[0], dstLen: p[1], dst: attrs.get(RTA_DST), gateway: attrs.get(RTA_GATEWAY), oif: u32Of(attrs.get(RTA_OIF)),
-    table: u32Of(attrs.get(RTA_TABLE)) ?? p[4],
+    table: u32Of(attrs.get(RTA_TABLE)) ?? p[4], type: p[7], metric: u32Of(attrs.get(RTA_PRIORITY)),
   };
+}
+
+/** Every route of one family (AF_UNSPEC: all) in the socket's netns, all tables. */
+export async function readRoutes(sock: RtnlSocket, family: number): Promise<RouteEntry[]> {
+  return (await sock.request(dumpRoutes(family))).map(parseRouteEntry);
 }

@@ -2,9 +2,10 @@ import { closeSync } from 'node:fs';
 import { type SyscallError, native } from '../native';
 import { cstring, get32, getS32, parseAttrs } from './attributes';
 import {
-  NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP,
+  NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP, NLM_F_DUMP_INTR,
 } from './constants';
-import { NetlinkError } from './error';
+import { EIO, EPROTO } from './errno';
+import { DumpInterruptedError, NetlinkError } from './error';
 import { type Reply, type Request, encodeInto, parseReplies, requestLength } from './message';
 
 /** What came back for one request: its replies, or the kernel's refusal. */
@@ -18,9 +19,94 @@ interface Pending {
   replies: Reply[];
   error?: NetlinkError;
   done: boolean;
+  /** A reply of this dump carried NLM_F_DUMP_INTR. */
+  interrupted: boolean;
 }
 
-const EPROTO = 71;
+/**
+ * Sends bytes (one or more messages) in one sendmsg and resolves with every
+ * reply the kernel queued in answer, laid end to end: native netlinkTransact
+ * on one socket.
+ */
+export type Transport = (bytes: Uint8Array) => Promise<Uint8Array>;
+
+/**
+ * How many times a dump is asked for while the kernel flags it interrupted
+ * (NLM_F_DUMP_INTR); then it fails with DumpInterruptedError. As the CNI
+ * plugins' netlinksafe: a changing table settles long before this, one that
+ * never does is a state no caller can act on.
+ */
+export const DUMP_ATTEMPTS = 10;
+
+/**
+ * The requests, sent in one sendmsg (numbered by nextSeq), and one outcome
+ * each, in order. A dump whose replies came flagged interrupted is asked
+ * again (alone: nothing else is run twice), up to DUMP_ATTEMPTS in all.
+ */
+export async function transact(transport: Transport, reqs: Request[], nextSeq: () => number): Promise<Outcome[]> {
+  // The outcomes keep transactOnce's `interrupted` (false by the end): no copy per request on the hot path.
+  const outcomes = await transactOnce(transport, reqs, nextSeq);
+  for (let attempt = 1; ; attempt++) {
+    let again: number[] | undefined;
+    for (let i = 0; i < outcomes.length; i++) if (outcomes[i].interrupted) (again ??= []).push(i);
+    if (!again) return outcomes;
+    if (attempt === DUMP_ATTEMPTS) {
+      for (const i of again) outcomes[i] = { replies: [], error: new DumpInterruptedError(reqs[i].op, attempt), interrupted: false };
+      return outcomes;
+    }
+    const redone = await transactOnce(transport, again.map((i) => reqs[i]), nextSeq);
+    again.forEach((i, k) => (outcomes[i] = redone[k]));
+  }
+}
+
+async function transactOnce(transport: Transport, reqs: Request[], nextSeq: () => number): Promise<(Outcome & { interrupted: boolean })[]> {
+  const pending = new Map<number, Pending>();
+  let length = 0;
+  for (const req of reqs) length += requestLength(req);
+  const bytes = new Uint8Array(length);
+  let end = 0;
+  for (const req of reqs) {
+    const seq = nextSeq();
+    pending.set(seq, { req, replies: [], done: false, interrupted: false });
+    end = encodeInto(bytes, end, req, seq);
+  }
+  let failure: NetlinkError | undefined;
+  try {
+    match(await transport(bytes), pending);
+  } catch (e) {
+    const err = e as SyscallError;
+    failure = new NetlinkError(err.errno ?? EIO, `${err.syscall ?? 'sendmsg'} for ${reqs[0].op}`);
+  }
+  return [...pending.values()].map((p) => {
+    // Replies come inside the transaction: one missing now would never come.
+    const error = p.error ?? failure ?? (p.done ? undefined : new NetlinkError(EPROTO, `${p.req.op}: no reply from the kernel`));
+    return { replies: p.replies, error, interrupted: !error && p.interrupted };
+  });
+}
+
+/** Sorts the kernel's answer to its requests. */
+function match(msg: Uint8Array, pending: Map<number, Pending>): void {
+  let replies: Reply[];
+  try {
+    replies = parseReplies(msg);
+  } catch {
+    return; // what is not netlink cannot be matched to a request
+  }
+  for (const reply of replies) {
+    const p = pending.get(reply.seq);
+    if (!p) continue;
+    if (reply.flags & NLM_F_DUMP_INTR && (p.req.flags & NLM_F_DUMP) === NLM_F_DUMP) p.interrupted = true;
+    if (reply.type === NLMSG_ERROR) {
+      const errno = -getS32(reply.payload, 0);
+      p.done = true;
+      if (errno !== 0) p.error = new NetlinkError(errno, p.req.op, extackText(reply));
+    } else if (reply.type === NLMSG_DONE && (p.req.flags & NLM_F_DUMP) === NLM_F_DUMP) {
+      p.done = true;
+    } else {
+      p.replies.push(reply);
+    }
+  }
+}
 
 /**
  * An rtnetlink socket that lives in one network namespace (the one it was
@@ -36,6 +122,7 @@ export class RtnlSocket {
   /** Transactions asked for and not ended: the fd stays open until the last one ends. */
   private inFlight = 0;
   private onIdle?: () => void;
+  private readonly nextSeq = () => (this.seq = (this.seq + 1) >>> 0 || 1);
 
   private constructor(private readonly fd: number) {}
 
@@ -48,37 +135,19 @@ export class RtnlSocket {
    * Sends all requests in one sendmsg and resolves with one outcome each, in
    * order. The kernel runs every message even after one fails, so callers
    * only batch requests that are safe to run that way. alone: on a thread of
-   * its own, not queued behind (nor holding up) other transactions.
+   * its own, not queued behind (nor holding up) other transactions. A dump
+   * comes whole: see transact.
    */
   async send(reqs: Request[], opts: { alone?: boolean } = {}): Promise<Outcome[]> {
     if (this.closed) throw new Error('netlink socket is closed');
     if (reqs.length === 0) return [];
-    const pending = new Map<number, Pending>();
-    let length = 0;
-    for (const req of reqs) length += requestLength(req);
-    const bytes = new Uint8Array(length);
-    let end = 0;
-    for (const req of reqs) {
-      const seq = (this.seq = (this.seq + 1) >>> 0 || 1);
-      pending.set(seq, { req, replies: [], done: false });
-      end = encodeInto(bytes, end, req, seq);
-    }
-    const answer = native.netlinkTransact(this.fd, bytes, opts.alone);
+    const running = transact((bytes) => native.netlinkTransact(this.fd, bytes, opts.alone), reqs, this.nextSeq);
     this.inFlight++;
-    let failure: NetlinkError | undefined;
     try {
-      this.match(await answer, pending);
-    } catch (e) {
-      const err = e as SyscallError;
-      failure = new NetlinkError(err.errno ?? 5, `${err.syscall ?? 'sendmsg'} for ${reqs[0].op}`);
+      return await running;
     } finally {
       if (--this.inFlight === 0) this.onIdle?.();
     }
-    return [...pending.values()].map((p) => ({
-      replies: p.replies,
-      // Replies come inside the transaction: one missing now would never come.
-      error: p.error ?? failure ?? (p.done ? undefined : new NetlinkError(EPROTO, `${p.req.op}: no reply from the kernel`)),
-    }));
   }
 
   /** One request; its replies, or a NetlinkError. */
@@ -122,29 +191,6 @@ export class RtnlSocket {
     // Not under a transaction still queued or running: its fd could be reused meanwhile.
     if (this.inFlight) this.onIdle = () => closeSync(this.fd);
     else closeSync(this.fd);
-  }
-
-  /** Sorts the kernel's answer to its requests. */
-  private match(msg: Uint8Array, pending: Map<number, Pending>): void {
-    let replies: Reply[];
-    try {
-      replies = parseReplies(msg);
-    } catch {
-      return; // what is not netlink cannot be matched to a request
-    }
-    for (const reply of replies) {
-      const p = pending.get(reply.seq);
-      if (!p) continue;
-      if (reply.type === NLMSG_ERROR) {
-        const errno = -getS32(reply.payload, 0);
-        p.done = true;
-        if (errno !== 0) p.error = new NetlinkError(errno, p.req.op, extackText(reply));
-      } else if (reply.type === NLMSG_DONE && (p.req.flags & NLM_F_DUMP) === NLM_F_DUMP) {
-        p.done = true;
-      } else {
-        p.replies.push(reply);
-      }
-    }
   }
 }
 

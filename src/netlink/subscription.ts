@@ -1,6 +1,7 @@
 import { RawNetlinkSocket } from 'netlink/dist/raw';
 import { native } from '../native';
 import { NETLINK_ROUTE } from './constants';
+import { EIO } from './errno';
 import { NetlinkError } from './error';
 import { type Reply, parseReplies } from './message';
 
@@ -21,7 +22,7 @@ export function subscribe(group: number, onMessage: (reply: Reply) => void, onLo
     ? new RawNetlinkSocket(NETLINK_ROUTE)
     : native.withNetns(netnsFd, () => new RawNetlinkSocket(NETLINK_ROUTE));
   // An 'error' event without a listener would end the process.
-  raw.on('error', (err) => onLost(new NetlinkError(err.errno ?? 5, `netlink ${err.syscall ?? 'socket'}`)));
+  raw.on('error', (err) => onLost(new NetlinkError(err.errno ?? EIO, `netlink ${err.syscall ?? 'socket'}`)));
   raw.on('message', (msg, rinfo) => {
     if (rinfo.port !== 0) return; // only the kernel multicasts
     let replies: Reply[];

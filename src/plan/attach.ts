@@ -2,6 +2,7 @@ import { type Cidr, broadcastOf, inPrefix, parseCidr, parseIp, parseMac } from '
 import { PipeworkError } from '../errors';
 import { ARPHRD_INFINIBAND, RT_TABLE_MAIN } from '../netlink/constants';
 import { MACVLAN_MODES, type MacvlanMode } from '../netlink/kinds/macvlan';
+import { kindData } from '../netlink/kinds';
 import { type Link, formatMac } from '../netlink/link';
 import type { AddressEntry } from '../netlink/address';
 import type { RouteEntry } from '../netlink/route';
@@ -206,6 +207,8 @@ function notThatAttachment(kind: HostKind, r: CheckedRequest, o: Observed, ex: E
       }
       const parent = vlanName ? o.vlanLink : o.host;
       if (link.kind !== 'macvlan') return `${what}, not a macvlan`;
+      const mode = kindData(link, 'macvlan')?.mode;
+      if (mode !== undefined && mode !== r.macvlanMode) return `${what} in mode ${mode}, not ${r.macvlanMode}`;
       return parent && ex.hostParent === parent.index ? undefined : `${what} not on ${vlanName ?? r.hostInterface}`;
     }
     case 'ipoib':
@@ -302,7 +305,8 @@ export function planAttach(r: CheckedRequest, o: Observed): AttachPlan {
         checkIfname(name, 'VLAN');
         if (!o.host!.up) steps.push({ op: 'host-link-up', link: parent });
         if (o.vlanLink) {
-          if (o.vlanLink.kind !== 'vlan') throw new PipeworkError(`${name} already exists but is not a VLAN device for tag ${vid}`);
+          if (o.vlanLink.kind !== 'vlan' || kindData(o.vlanLink, 'vlan')?.id !== vid)
+            throw new PipeworkError(`${name} already exists but is not a VLAN device for tag ${vid}`);
           parent = hostLink(o.vlanLink);
           parentUp = o.vlanLink.up;
           const users = vlanUsers(o.vlanLink.alias);

@@ -16,12 +16,11 @@ import { PipeworkError } from '../errors';
 import { formatIp } from '../addressing';
 import { type BulkAttachItem, type BulkDetachItem, type BulkOptions, type BulkResult, attachMany, detachMany } from '../bulk';
 import { type Link, dumpLinks } from '../netlink/link';
-import { NetlinkError } from '../netlink/error';
+import { refusedWith } from '../netlink/error';
+import { EEXIST, ENODEV } from '../netlink/errno';
 import { type GcStep, planGc } from '../plan/gc';
 import { executeGc, observeGc } from '../exec/gc';
 
-const EEXIST = 17;
-const ENODEV = 19;
 
 /** The DHCP runner, loaded only when DHCP is used. */
 const dhcpModule = (): typeof import('../exec/dhcp-client') => require('../exec/dhcp-client');
@@ -83,7 +82,7 @@ export class Session {
         // Converge looks at the guest first: no shortcut.
         outcome = await run(checked.converge ? undefined : bridge);
       } catch (e) {
-        if (!bridge || !(e instanceof NetlinkError && (e.errno === EEXIST || e.errno === ENODEV))) throw e;
+        if (!bridge || !refusedWith(e, EEXIST, ENODEV)) throw e;
         outcome = await run();
       }
       const { containerInterface: link, hostInterface, dhcp } = outcome;

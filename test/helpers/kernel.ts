@@ -2,7 +2,9 @@
 // netns held by fd. Tests never trust our own decoder for what they assert.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, statSync } from 'node:fs';
+import { afterEach, beforeEach } from 'vitest';
 import { createNetns } from '../../src/index';
+import { RtnlSocket } from '../../src/netlink/socket';
 
 export const nsPath = (fd: number) => `/proc/${process.pid}/fd/${fd}`;
 
@@ -124,6 +126,28 @@ export function ping(fd: number, addr: string): boolean {
 export function netnsSet(n: number): { fds: number[]; close(): void } {
   const fds = Array.from({ length: n }, () => createNetns());
   return { fds, close: () => fds.forEach((fd) => closeSync(fd)) };
+}
+
+/** For each test of the calling file: a fresh netns (`fd`) and an RtnlSocket in it (`sock`), both closed after the test. */
+export function socketInFreshNetns(): { fd: number; sock: RtnlSocket } {
+  const t = {} as { fd: number; sock: RtnlSocket };
+  let ns: ReturnType<typeof netnsSet>;
+  beforeEach(() => {
+    ns = netnsSet(1);
+    [t.fd] = ns.fds;
+    t.sock = RtnlSocket.open(t.fd);
+  });
+  afterEach(() => {
+    t.sock.close();
+    ns.close();
+  });
+  return t;
+}
+
+/** `ip -batch -` in the netns: many links made by one process (test setup only). */
+export function ipBatch(fd: number, lines: string[]): void {
+  const r = spawnSync('nsenter', [`--net=${nsPath(fd)}`, 'ip', '-batch', '-'], { input: lines.join('\n'), encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip -batch failed: ${r.stderr}`);
 }
 
 /** True if this kernel can create links of the kind (tried in a scratch netns). */

@@ -189,6 +189,12 @@ describe('macvlan on a physical interface', () => {
     fakePhysical('eth0');
     await session.attach({ fd: guests[0] }, { hostInterface: 'eth0', macvlanMode: 'vepa' });
     expect(link(guests[0], 'eth1')!.linkinfo).toMatchObject({ info_kind: 'macvlan', info_data: { mode: 'vepa' } });
+    // Converge reads the mode back: the same one is the attachment asked for, another is not.
+    const before = link(guests[0], 'eth1');
+    await session.attach({ fd: guests[0] }, { hostInterface: 'eth0', macvlanMode: 'vepa' }, { converge: true });
+    await expect(session.attach({ fd: guests[0] }, { hostInterface: 'eth0' }, { converge: true }))
+      .rejects.toThrow('eth1 exists but is not the attachment asked for: eth1 in the container is a macvlan link in mode vepa, not bridge.');
+    expect(link(guests[0], 'eth1')).toEqual(before);
   });
 
   it('moves the interface itself with --direct-phys, and detach gives it back', async () => {

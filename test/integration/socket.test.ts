@@ -1,44 +1,28 @@
 // RtnlSocket over the addon's netlinkTransact: every reply is read in the
 // same call as the sendmsg, dumps spanning many datagrams included.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { RtnlSocket } from '../../src/netlink/socket';
+import { describe, expect, it } from 'vitest';
 import { deleteLinkByName, dumpLinks, getLinkByName, parseLink } from '../../src/netlink/link';
 import { NetlinkError } from '../../src/netlink/error';
 import { createBridge } from '../../src/netlink/kinds/bridge';
 import { getNsid, parseNsid } from '../../src/netlink/netns';
 import { native } from '../../src/native';
 import { closeSync, fstatSync, openSync, readdirSync } from 'node:fs';
-import { ip, ipj, netnsSet, nsPath } from '../helpers/kernel';
+import { ip, ipBatch, ipj, netnsSet, nsPath, socketInFreshNetns } from '../helpers/kernel';
 
-let ns: ReturnType<typeof netnsSet>;
-let fd: number;
-let sock: RtnlSocket;
-
-beforeEach(() => {
-  ns = netnsSet(1);
-  [fd] = ns.fds;
-  sock = RtnlSocket.open(fd);
-});
-afterEach(() => {
-  sock.close();
-  ns.close();
-});
+const t = socketInFreshNetns();
 
 describe('RtnlSocket', () => {
   it('a dump larger than one datagram comes back whole, as ip lists it', async () => {
     // 150 veth pairs: ~300 link messages of ~1.5 KiB, many 32 KiB datagrams.
-    const batch = Array.from({ length: 150 }, (_, i) => `link add sa${i} type veth peer name sb${i}`).join('\n');
-    const r = spawnSync('nsenter', [`--net=${nsPath(fd)}`, 'ip', '-batch', '-'], { input: batch, encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    const names = (await sock.request(dumpLinks())).map((m) => parseLink(m).name).sort();
+    ipBatch(t.fd, Array.from({ length: 150 }, (_, i) => `link add sa${i} type veth peer name sb${i}`));
+    const names = (await t.sock.request(dumpLinks())).map((m) => parseLink(m).name).sort();
     expect(names).toHaveLength(301);
-    expect(names).toEqual(ipj<{ ifname: string }[]>(fd, 'link', 'show').map((l) => l.ifname).sort());
+    expect(names).toEqual(ipj<{ ifname: string }[]>(t.fd, 'link', 'show').map((l) => l.ifname).sort());
   });
 
   it('several requests in one sendmsg: one outcome each, in order, a refusal among them with its errno and text', async () => {
-    ip(fd, 'link', 'add', 'x0', 'type', 'veth', 'peer', 'name', 'x1');
-    const [a, b, c] = await sock.send([getLinkByName('x0'), deleteLinkByName('nope'), getLinkByName('x1')]);
+    ip(t.fd, 'link', 'add', 'x0', 'type', 'veth', 'peer', 'name', 'x1');
+    const [a, b, c] = await t.sock.send([getLinkByName('x0'), deleteLinkByName('nope'), getLinkByName('x1')]);
     expect(parseLink(a.replies[0]).name).toBe('x0');
     expect(b.error).toBeInstanceOf(NetlinkError);
     expect(b.error).toMatchObject({ code: 'ENODEV', operation: 'RTM_DELLINK nope' });
@@ -48,26 +32,25 @@ describe('RtnlSocket', () => {
   it('RTM_GETNSID gives the id a veth peered into another netns carries as IFLA_LINK_NETNSID', async () => {
     const other = netnsSet(1);
     try {
-      ip(other.fds[0], 'link', 'add', 'p0', 'type', 'veth', 'peer', 'name', 'p1', 'netns', nsPath(fd));
-      const [link, nsid] = await sock.send([getLinkByName('p1'), getNsid(other.fds[0])]);
+      ip(other.fds[0], 'link', 'add', 'p0', 'type', 'veth', 'peer', 'name', 'p1', 'netns', nsPath(t.fd));
+      const [link, nsid] = await t.sock.send([getLinkByName('p1'), getNsid(other.fds[0])]);
       const p1 = parseLink(link.replies[0]);
       expect(p1.linkNetnsid).toBeGreaterThanOrEqual(0);
       expect(parseNsid(nsid.replies[0])).toBe(p1.linkNetnsid);
       expect(p1.parent).toBe(ipj<{ ifindex: number }[]>(other.fds[0], 'link', 'show', 'p0')[0].ifindex);
       // A link whose peer is in the same netns carries no id.
-      ip(fd, 'link', 'add', 'q0', 'type', 'veth', 'peer', 'name', 'q1');
-      expect(parseLink((await sock.request(getLinkByName('q1')))[0]).linkNetnsid).toBeUndefined();
+      ip(t.fd, 'link', 'add', 'q0', 'type', 'veth', 'peer', 'name', 'q1');
+      expect(parseLink((await t.sock.request(getLinkByName('q1')))[0]).linkNetnsid).toBeUndefined();
     } finally {
       other.close();
     }
   });
 
   it('sends in flight together on one socket take turns: each gets its own replies, dumps included', async () => {
-    const batch = Array.from({ length: 40 }, (_, i) => `link add ca${i} type veth peer name cb${i}`).join('\n');
-    expect(spawnSync('nsenter', [`--net=${nsPath(fd)}`, 'ip', '-batch', '-'], { input: batch }).status).toBe(0);
-    const lookups = Array.from({ length: 40 }, (_, i) => sock.request(getLinkByName(`ca${i}`)));
-    const dumps = [sock.request(dumpLinks()), sock.request(dumpLinks())];
-    const refused = sock.request(deleteLinkByName('nope'));
+    ipBatch(t.fd, Array.from({ length: 40 }, (_, i) => `link add ca${i} type veth peer name cb${i}`));
+    const lookups = Array.from({ length: 40 }, (_, i) => t.sock.request(getLinkByName(`ca${i}`)));
+    const dumps = [t.sock.request(dumpLinks()), t.sock.request(dumpLinks())];
+    const refused = t.sock.request(deleteLinkByName('nope'));
     expect((await Promise.all(lookups)).map(([r]) => parseLink(r).name)).toEqual(Array.from({ length: 40 }, (_, i) => `ca${i}`));
     for (const dump of await Promise.all(dumps)) expect(dump).toHaveLength(81);
     await expect(refused).rejects.toMatchObject({ code: 'ENODEV' });
@@ -76,40 +59,40 @@ describe('RtnlSocket', () => {
   it('close() while a transaction runs lets it finish, then closes the fd', async () => {
     const fds = () => readdirSync('/proc/self/fd').length;
     const open = fds();
-    const created = sock.request(createBridge({ name: 'cbr0' }));
-    sock.close();
+    const created = t.sock.request(createBridge({ name: 'cbr0' }));
+    t.sock.close();
     expect(fds()).toBe(open);
     await expect(created).resolves.toEqual([]);
     await new Promise((resume) => setImmediate(resume));
     expect(fds()).toBe(open - 1);
-    expect(ipj<{ ifname: string }[]>(fd, 'link', 'show', 'cbr0')).toHaveLength(1);
+    expect(ipj<{ ifname: string }[]>(t.fd, 'link', 'show', 'cbr0')).toHaveLength(1);
   });
 
   it('a transaction sent alone runs beside the queued ones, and close() waits for whichever ends last', async () => {
-    ip(fd, 'link', 'add', 'al0', 'type', 'veth', 'peer', 'name', 'al1');
+    ip(t.fd, 'link', 'add', 'al0', 'type', 'veth', 'peer', 'name', 'al1');
     const fds = () => readdirSync('/proc/self/fd').length;
     const open = fds();
     // The deletion waits in the kernel for an RCU barrier; the lookup asked after it is not queued behind it.
-    const deleted = sock.request(deleteLinkByName('al0'), { alone: true });
-    const looked = sock.request(getLinkByName('lo'));
-    sock.close();
+    const deleted = t.sock.request(deleteLinkByName('al0'), { alone: true });
+    const looked = t.sock.request(getLinkByName('lo'));
+    t.sock.close();
     const order: string[] = [];
     await Promise.all([deleted.then(() => order.push('deleted')), looked.then(() => order.push('looked'))]);
     expect(order).toHaveLength(2);
     await new Promise((resume) => setImmediate(resume));
     expect(fds()).toBe(open - 1);
-    expect(ipj<unknown[]>(fd, 'link', 'show')).toHaveLength(1);
+    expect(ipj<unknown[]>(t.fd, 'link', 'show')).toHaveLength(1);
   });
 
   it('a closed socket refuses to send', async () => {
-    sock.close();
-    await expect(sock.request(getLinkByName('lo'))).rejects.toThrow('netlink socket is closed');
+    t.sock.close();
+    await expect(t.sock.request(getLinkByName('lo'))).rejects.toThrow('netlink socket is closed');
   });
 });
 
 describe('native.netnsInode', () => {
   it('gives a netns fd its inode, and refuses a closed fd, a file and another kind of namespace', () => {
-    expect(native.netnsInode(fd)).toBe(fstatSync(fd).ino);
+    expect(native.netnsInode(t.fd)).toBe(fstatSync(t.fd).ino);
     const file = openSync('/proc/self/stat', 'r');
     const mnt = openSync('/proc/self/ns/mnt', 'r');
     try {

@@ -440,6 +440,45 @@ test('ipvlan-detach-lib', async () => {
   check(!link('c9', 'eth1'), 'eth1 still in c9');
 });
 
+test('kind-decoders-lib', async () => {
+  // netlink/kinds' IFLA_INFO_DATA decoders against `ip -d -j link show`, for the kinds the host kernel cannot make.
+  const { openSync, closeSync } = require('node:fs');
+  const { RtnlSocket } = require('/pipework/dist/netlink/socket.js');
+  const { dumpLinks, parseLink } = require('/pipework/dist/netlink/link.js');
+  const { kindData } = require('/pipework/dist/netlink/kinds/index.js');
+  netns('kd');
+  for (const n of ['kd0', 'kd1']) ip('kd', 'link', 'add', n, 'type', 'dummy');
+  ip('kd', 'link', 'add', 'link', 'kd0', 'name', 'kd0.10', 'type', 'vlan', 'id', '10');
+  ip('kd', 'link', 'add', 'link', 'kd0', 'name', 'kd0.20', 'type', 'vlan', 'protocol', '802.1ad', 'id', '20', 'reorder_hdr', 'off', 'loose_binding', 'on');
+  ip('kd', 'link', 'add', 'link', 'kd0', 'name', 'mv0', 'type', 'macvlan', 'mode', 'private');
+  // ipvlans on a lower with no macvlans (the kernel refuses both on one device).
+  ip('kd', 'link', 'add', 'link', 'kd1', 'name', 'iv0', 'type', 'ipvlan', 'mode', 'l2');
+  ip('kd', 'link', 'add', 'link', 'kd1', 'name', 'iv1', 'type', 'ipvlan', 'mode', 'l3', 'private');
+  ip('kd', 'link', 'add', 'link', 'kd1', 'name', 'iv2', 'type', 'ipvlan', 'mode', 'l3s', 'vepa');
+  const shown = new Map(links('kd').map((l) => [l.ifname, (l.linkinfo && l.linkinfo.info_data) || {}]));
+  const fd = openSync('/run/netns/kd', 'r');
+  const sock = RtnlSocket.open(fd);
+  try {
+    let compared = 0;
+    for (const l of (await sock.request(dumpLinks())).map(parseLink)) {
+      if (!['vlan', 'macvlan', 'ipvlan'].includes(l.kind)) continue;
+      const ours = kindData(l, l.kind);
+      const shown1 = shown.get(l.name);
+      // ip's JSON gives an ipvlan's flags as a key set true (private, vepa or bridge), its text as the word.
+      const theirs = l.kind === 'ipvlan' ? { ...shown1, flags: ['private', 'vepa', 'bridge'].find((k) => shown1[k] === true) } : shown1;
+      const picked = Object.fromEntries(Object.keys(ours).map((k) => [k, k in theirs ? theirs[k] : ours[k] === false ? false : undefined]));
+      eq(ours, picked, `${l.name} (${l.kind}) decoded`);
+      compared++;
+    }
+    eq(compared, 6, 'links compared');
+    eq(kindData((await sock.request(dumpLinks())).map(parseLink).find((l) => l.name === 'kd0.20'), 'vlan'),
+      { id: 20, protocol: '802.1ad', flags: ['LOOSE_BINDING'] }, 'kd0.20');
+  } finally {
+    sock.close();
+    closeSync(fd);
+  }
+});
+
 let ovsStarted = false;
 function startOvs() {
   if (existsSync('/etc/ovs-missing')) throw new Skip(readFileSync('/etc/ovs-missing', 'utf8').trim());

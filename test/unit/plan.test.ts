@@ -3,14 +3,23 @@
 import { describe, expect, it } from 'vitest';
 import { checkRequest, planAttach, type Observed, type AttachRequest } from '../../src/plan/attach';
 import { renderStep } from '../../src/plan/steps';
-import { checkIfname, ifnameFault } from '../../src/plan/names';
+import { ifnameFault } from '../../src/addressing/ifname';
+import { checkIfname } from '../../src/plan/names';
 import { ifnameProblem } from '../../src/cni/config';
 import type { Link } from '../../src/netlink/link';
 import { broadcastOf, formatIp, parseCidr, parseIp } from '../../src/addressing';
+import { attrsLength, u16, writeAttrs } from '../../src/netlink/attributes';
 
 const link = (over: Partial<Link>): Link => ({
   index: 5, name: 'x', hwType: 1, flags: 1, up: true, lowerUp: true, mtu: 1500, ...over,
 });
+/** IFLA_INFO_DATA of a VLAN link with this id, as the kernel reports it (IFLA_VLAN_ID is attribute 1). */
+function vlanInfo(id: number): Uint8Array {
+  const attrs = [u16(1, id)];
+  const b = new Uint8Array(attrsLength(attrs));
+  writeAttrs(b, 0, attrs);
+  return b;
+}
 const observed = (over: Partial<Observed> = {}): Observed => ({ hostIsOvs: false, guestTag: '42', guestPath: '/proc/42/ns/net', ...over });
 const plan = (r: AttachRequest, o: Observed) => planAttach(checkRequest(r), o);
 const ops = (r: AttachRequest, o: Observed) => plan(r, o).steps.map((s) => s.op);
@@ -74,12 +83,16 @@ describe('planAttach', () => {
   });
 
   it('physical with a VLAN link pipework made: one more user; one it did not make is used as it is', () => {
-    const ours = link({ name: 'eth0.10', kind: 'vlan', index: 9, alias: 'pipework:vlan-users=2' });
+    const ours = link({ name: 'eth0.10', kind: 'vlan', infoData: vlanInfo(10), index: 9, alias: 'pipework:vlan-users=2' });
     expect(plan({ hostInterface: 'eth0', vlan: '10' }, observed({ host: link({ name: 'eth0' }), vlanLink: ours })).steps[0])
       .toMatchObject({ op: 'vlan-user', users: 2, link: { index: 9 } });
-    const theirs = link({ name: 'eth0.10', kind: 'vlan', index: 9 });
+    const theirs = link({ name: 'eth0.10', kind: 'vlan', infoData: vlanInfo(10), index: 9 });
     expect(ops({ hostInterface: 'eth0', vlan: '10' }, observed({ host: link({ name: 'eth0' }), vlanLink: theirs }))[0]).toBe('create-macvlan');
     expect(() => ops({ hostInterface: 'eth0', vlan: '10' }, observed({ host: link({ name: 'eth0' }), vlanLink: link({ kind: 'veth' }) })))
+      .toThrow('eth0.10 already exists but is not a VLAN device for tag 10');
+    // A VLAN link of another tag under the name (made by hand): not used as tag 10.
+    const other = link({ name: 'eth0.10', kind: 'vlan', infoData: vlanInfo(11), index: 9 });
+    expect(() => ops({ hostInterface: 'eth0', vlan: '10' }, observed({ host: link({ name: 'eth0' }), vlanLink: other })))
       .toThrow('eth0.10 already exists but is not a VLAN device for tag 10');
   });
 

@@ -1,4 +1,5 @@
+import { decodeMacvlan } from './macvlan';
 import type { KindRecord } from './record';
 
-/** Not made by pipework; met in containers (deleted on detach like a macvlan). */
-export const macvtap: KindRecord = { kind: 'macvtap', module: 'macvtap', deletedOnDetach: true, sharesLower: true };
+/** Not made by pipework; met in containers (deleted on detach like a macvlan). Its data is a macvlan's. */
+export const macvtap = { kind: 'macvtap', module: 'macvtap', deletedOnDetach: true, sharesLower: true, decode: decodeMacvlan } satisfies KindRecord;

@@ -1,3 +1,5 @@
+import type { AttrMap } from '../attributes';
+
 /** What pipework knows of one link kind; each file of this folder exports the record of its kind. */
 export interface KindRecord {
   /** IFLA_INFO_KIND, as `ip link add ... type KIND` names it. */
@@ -18,4 +20,9 @@ export interface KindRecord {
    * IFLA_LINK is its peer.)
    */
   sharesLower: boolean;
+  /**
+   * Its IFLA_INFO_DATA read back (attributes by type), named as `ip -d link
+   * show` names them; absent for a kind whose data pipework does not read.
+   */
+  decode?: (data: AttrMap) => object;
 }
