@@ -56,7 +56,7 @@ export interface BulkOptions {
 }
 
 /** Most items in flight by default; each holds a socket in its guest's netns (and a netns fd, for a named guest). */
-const MAX_IN_FLIGHT = 4096;
+const MAX_IN_FLIGHT = 1024;
 
 /** The soft limit on open files of this process (Node raises it to the hard limit at start). */
 function openFileLimit(): number {
@@ -69,12 +69,11 @@ function openFileLimit(): number {
 }
 
 /**
- * Items in flight by default: up to 4096. The kernel then takes the
- * host-side creations of thousands of containers one after another, ahead
- * of the container sides that bring the links up (see runBounded's waves);
- * measured against 1024 at N = 2000 and 5000: a third less time per
- * container (bench/README.md). Fewer where the open-file limit would not
- * hold 3 descriptors per item and 64 to spare.
+ * Items in flight by default: up to 1024. The kernel then takes the
+ * host-side creations of many containers one after another, ahead of the
+ * container sides that bring the links up; measured against 32 at N = 1000:
+ * about a third of the time per container (bench/README.md). Fewer where
+ * the open-file limit would not hold 3 descriptors per item and 64 to spare.
  */
 export const defaultConcurrency = (): number => Math.max(1, Math.min(MAX_IN_FLIGHT, Math.floor((openFileLimit() - 64) / 3)));
 
@@ -95,24 +94,11 @@ function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undef
   });
 }
 
-/** Below this many in flight, runBounded refills a slot as soon as it frees: waves would only leave the kernel idle. */
-const WAVES_FROM = 64;
-
 /**
  * Runs work for every item with bounded concurrency, streaming: input is
  * pulled only as slots free up and results are yielded as they complete, so
  * memory stays flat whatever the number of items. A failed item is reported
  * (its own undo already ran) and the others go on.
- *
- * With many in flight, slots are refilled in waves: once an eighth of the
- * limit is left in flight. The kernel then gets the first steps of a wave
- * (creating the host ends) together, and the steps that bring links up
- * after them, instead of the two interleaved for the whole run: a link that
- * is up floods its IPv6 start-up traffic (DAD, MLD, router solicitations)
- * over its bridge, and with the links brought up late less of that work
- * competes with the attaches still running (so the C floor, bench/floor.c,
- * pipelines K containers at a time). An eighth left in flight keeps a few
- * slow items (DHCP) from holding up the next wave.
  */
 export async function* runBounded<I, T>(
   items: Iterable<I> | AsyncIterable<I>,
@@ -135,11 +121,8 @@ export async function* runBounded<I, T>(
     wake?.();
   };
   const { signal } = opts;
-  const refillAt = limit >= WAVES_FROM ? Math.floor(limit / 8) : limit - 1;
-  let filling = true;
   while (true) {
-    filling ||= inFlight <= refillAt;
-    while (filling && !exhausted && !stop && !signal?.aborted && inFlight < limit) {
+    while (!exhausted && !stop && !signal?.aborted && inFlight < limit) {
       const pulled = it.next();
       // An input that waits (a queue, a pipe) must not hold up a stop.
       const r = signal && pulled instanceof Promise ? await unlessAborted(pulled, signal) : await pulled;
@@ -152,7 +135,6 @@ export async function* runBounded<I, T>(
       inFlight++;
       work(r.value).then((result) => settle({ index, ok: true, result }), (error: Error) => settle({ index, ok: false, error }));
     }
-    if (inFlight >= limit) filling = false;
     if (!finished.length) {
       if (inFlight === 0) return;
       await new Promise<void>((resume) => (wake = resume));

@@ -46,7 +46,7 @@ Options (before the host interface):
                          "status": "created", "repaired" or "unchanged"; a link that is
                          something else is still refused, saying why
   --json                 print the result as one JSON object (one per line with --batch)
-  --concurrency N        with --batch: lines in flight at once (default 4096, fewer
+  --concurrency N        with --batch: lines in flight at once (default 1024, fewer
                          under a low open-file limit)
   --macvlan-mode MODE    bridge (default), private, vepa or passthru
   --nodad                IPv6 addresses without duplicate address detection

@@ -125,7 +125,7 @@ class NotStarted extends Error {}
 /**
  * `pipework [unplug] --batch FILE|-`: every line in one process and one
  * session, read as a stream (memory stays flat whatever the length), up to
- * up to 4096 lines in flight (defaultConcurrency, refilled in waves); lines naming the same guest keep their order, and the
+ * up to 1024 lines in flight (defaultConcurrency); lines naming the same guest keep their order, and the
  * first attach to a host interface runs alone (it may create the bridge; a
  * Linux bridge is then looked up once for all the lines, see bulkAttacher). A
  * failed line is rolled back alone and reported as `line N: ...`; the others

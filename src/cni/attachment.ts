@@ -6,7 +6,7 @@
 import { Session } from '../session';
 import type { AttachResult } from '../exec/attach';
 import type { AttachRequest } from '../plan/attach';
-import { MAX_IFNAME } from '../plan/names';
+import { MAX_IFNAME } from '../addressing/ifname';
 import { RtnlSocket } from '../netlink/socket';
 import { refusedWith } from '../netlink/error';
 import { EEXIST, ENODEV } from '../netlink/errno';

@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { CniError, ErrorCode } from './errors';
-import { MAX_IFNAME, ifnameFault } from '../plan/names';
+import { MAX_IFNAME, ifnameFault } from '../addressing/ifname';
 import { SUPPORTED_VERSIONS, compareVersions, isSemver, isSupported } from './version';
 
 export type Mode = 'bridge' | 'macvlan' | 'vlan' | 'dummy' | 'ipoib';

@@ -155,7 +155,10 @@ export interface Link {
   linkNetnsid?: number;
   mac?: string;
   kind?: string;
-  /** IFLA_INFO_DATA, undecoded: `kindData(link, kind)` (./kinds) reads it. */
+  /**
+   * IFLA_INFO_DATA, undecoded: `kindData(link, kind)` (./kinds) reads it.
+   * @internal
+   */
   infoData?: Uint8Array;
   operstate?: number;
   carrier?: boolean;

@@ -138,7 +138,7 @@ const attachFile = () => {
 /** Once a fifth of the lines have printed their result. */
 const aFifthDone = (stdout: string) => stdout.split('\n').length > N / 5;
 
-// 32 lines in flight (--concurrency): with the default (4096) all 1000 lines would have started before any signal.
+// 32 lines in flight (--concurrency): with the default (1024) all 1000 lines would have started before any signal.
 describe('a signal during a 1000-line --batch', () => {
   for (const [signal, status] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
     it(`${signal}: the lines in flight finish, no more start; exit ${status}`, async () => {

@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { checkRequest, planAttach, type Observed, type AttachRequest } from '../../src/plan/attach';
 import { renderStep } from '../../src/plan/steps';
-import { checkIfname, ifnameFault } from '../../src/plan/names';
+import { ifnameFault } from '../../src/addressing/ifname';
+import { checkIfname } from '../../src/plan/names';
 import { ifnameProblem } from '../../src/cni/config';
 import type { Link } from '../../src/netlink/link';
 import { broadcastOf, formatIp, parseCidr, parseIp } from '../../src/addressing';
