@@ -255,17 +255,19 @@ async function settle(before, n) {
     await sleep(1000);
     return { settle_ms: 1000 };
   }
-  // Wait for the count to get back to where it was, but stop as soon as it
-  // has stopped falling for 3 s: namespaces that linger with the kernel's
-  // netns worker idle (or that others hold) are no load on the next run.
+  // Wait for the count to get back to where it was, but stop once it has
+  // not fallen for 15 s: namespaces that linger with the kernel's netns
+  // worker idle (or that others hold) are no load on the next run. Not
+  // sooner: the worker frees a whole batch of namespaces at once, and at
+  // N = 10,000 the count can stand still for seconds while it works.
   const t0 = Date.now();
-  const limit = 15e3 + 5 * n; // 40 s at N = 5000
+  const limit = 15e3 + 10 * n; // 115 s at N = 10,000
   const target = before + Math.max(10, Math.ceil(n / 100));
   // Unreadable meanwhile: taken as back where it was (the wait ends).
   let last = liveNetns() ?? before;
   let low = last;
   let lowAt = Date.now();
-  while (last > target && Date.now() - t0 < limit && Date.now() - lowAt < 3000) {
+  while (last > target && Date.now() - t0 < limit && Date.now() - lowAt < 15e3) {
     await sleep(250);
     last = liveNetns() ?? before;
     if (last < low) {
