@@ -8,7 +8,9 @@
 // stdout read, exit awaited), timed from spawn to exit.
 //   1. SEQ pods one after another (ADD ours, ADD ref, alternating which goes
 //      first), then their DELs: medians.
-//   2. Bursts of 30 parallel ADDs, ours then ref then ours...: p50, p99 per pod.
+//   2. Bursts of 30 parallel ADDs, ours then ref then ours...: p50, p99 per
+//      pod; started all at once by bench/burst.c (posix_spawn, as a Go runtime
+//      execs), not from Node, whose spawns would delay one another.
 //   3. The shim with no daemon (it execs bin/pipework-cni.js) against
 //      bin/pipework-cni.js run directly: ADD medians; and what the shim adds
 //      to the program it execs, alone (shim execing /bin/true against
@@ -21,13 +23,23 @@
 const path = require('node:path');
 const fs = require('node:fs');
 const net = require('node:net');
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 
 const ROOT = path.resolve(__dirname, '..');
 const SHIM = path.join(ROOT, 'build', 'Release', 'pipework-cni-shim');
 const NODE_PLUGIN = path.join(ROOT, 'bin', 'pipework-cni.js');
 const REF = '/usr/lib/cni';
 const BURST = 30;
+const BURST_LAUNCHER = path.join(__dirname, 'out', 'burst');
+
+/** bench/burst.c, built into bench/out when missing or older than its source. */
+function buildBurstLauncher() {
+  const src = path.join(__dirname, 'burst.c');
+  if (fs.existsSync(BURST_LAUNCHER) && fs.statSync(BURST_LAUNCHER).mtimeMs >= fs.statSync(src).mtimeMs) return;
+  fs.mkdirSync(path.dirname(BURST_LAUNCHER), { recursive: true });
+  const r = spawnSync('gcc', ['-O2', '-o', BURST_LAUNCHER, src], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('gcc failed to build bench/burst.c');
+}
 
 // ---- the section, as bench/run.js calls it ----
 
@@ -94,6 +106,7 @@ if (require.main === module) measure().catch((e) => {
 });
 
 async function measure() {
+  buildBurstLauncher();
   const { enterSandbox, sh } = require('./lib/sandbox');
   const { median } = require('./lib/common');
   const W = enterSandbox(__filename);
@@ -186,13 +199,25 @@ async function measure() {
   };
   await sequence(0, seqPods, { o: addO, r: addR }, { o: delO, r: delR });
 
-  // 2. Bursts: BURST ADDs at once, per-pod latency; DELs after each, untimed.
+  // 2. Bursts: BURST ADDs at once, started by bench/burst.c as a runtime
+  //    starts them, per-pod latency; DELs after each, untimed.
   const burstO = [];
   const burstR = [];
+  const burstOut = `${W}/burst`;
+  fs.mkdirSync(burstOut);
   const burst = async (bin, prefix, input, into) => {
-    const rs = await Promise.all(names(prefix, BURST).map((ns) => call(bin, 'ADD', ns, input)));
-    into.push(...rs.map((r) => r.ms));
-    await Promise.all(names(prefix, BURST).map((ns, i) => call(bin, 'DEL', ns, withPrev(input, rs[i].out))));
+    const pods = names(prefix, BURST);
+    const r = spawnSync(BURST_LAUNCHER, [bin, 'ADD', burstOut, ...pods], {
+      input, encoding: 'utf8', env: { PATH: process.env.PATH, CNI_PATH: REF, PIPEWORK_SOCKET: socket },
+    });
+    if (r.status !== 0) throw new Error(`burst: exit ${r.status}: ${r.stderr.trim()}`);
+    for (const line of r.stdout.trim().split('\n')) {
+      const [ns, ms, status] = line.split(' ');
+      if (status !== '0') throw new Error(`${path.basename(bin)} ADD ${ns}: exit ${status}: ${fs.readFileSync(`${burstOut}/${ns}.out`, 'utf8').trim()} ${fs.readFileSync(`${burstOut}/${ns}.err`, 'utf8').trim()}`);
+      into.push(Number(ms));
+      calls++;
+    }
+    await Promise.all(pods.map((ns) => call(bin, 'DEL', ns, withPrev(input, fs.readFileSync(`${burstOut}/${ns}.out`, 'utf8')))));
   };
   for (let k = 0; k < bursts; k++) {
     if (k % 2) { await burst(`${REF}/bridge`, 'br', ref, burstR); await burst(SHIM, 'bo', ours, burstO); }

@@ -256,18 +256,20 @@ async function settle(before, n) {
     return { settle_ms: 1000 };
   }
   // Wait for the count to get back to where it was, but stop once it has
-  // not fallen for 15 s: namespaces that linger with the kernel's netns
-  // worker idle (or that others hold) are no load on the next run. Not
-  // sooner: the worker frees a whole batch of namespaces at once, and at
-  // N = 10,000 the count can stand still for seconds while it works.
+  // not fallen for 3 s, or 8 ms per container of the run (80 s at
+  // N = 10,000): namespaces that linger with the kernel's netns worker idle
+  // (or that others hold) are no load on the next run, but the worker frees
+  // all it has been given as one batch, and after 10,000 the count stood
+  // still for over 15 s while it worked (the next row then paid for it).
   const t0 = Date.now();
   const limit = 15e3 + 10 * n; // 115 s at N = 10,000
+  const stall = Math.max(3e3, 8 * n);
   const target = before + Math.max(10, Math.ceil(n / 100));
   // Unreadable meanwhile: taken as back where it was (the wait ends).
   let last = liveNetns() ?? before;
   let low = last;
   let lowAt = Date.now();
-  while (last > target && Date.now() - t0 < limit && Date.now() - lowAt < 15e3) {
+  while (last > target && Date.now() - t0 < limit && Date.now() - lowAt < stall) {
     await sleep(250);
     last = liveNetns() ?? before;
     if (last < low) {
