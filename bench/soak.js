@@ -21,6 +21,22 @@ function fds() {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
+ * fds() once nothing is in flight: a detach is done when the kernel announces
+ * the link gone, and its socket stays open ~20 ms longer, until the kernel's
+ * RCU barrier returns. Three equal readings 50 ms apart (at most 5 s).
+ */
+async function quietFds() {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  let seen = [];
+  for (let t = 0; t < 100; t++) {
+    seen = [...seen.slice(-2), JSON.stringify(fds())];
+    if (seen.length === 3 && seen.every((x) => x === seen[0])) break;
+    await sleep(50);
+  }
+  return /** @type {ReturnType<typeof fds>} */ (JSON.parse(seen[seen.length - 1]));
+}
+
+/**
  * Runs `cycles` attach+detach cycles over a pool of namespaces. RSS is
  * sampled 20 times after the warm-up; growth compares the median of the last
  * five samples with the first five (one sample alone moves with the allocator).
@@ -40,7 +56,7 @@ async function soak(cycles, { warmup = Math.floor(cycles / 4) } = {}) {
     for (let i = 0; i < cycles; i++) {
       if (i === warmup) {
         gc();
-        start = fds();
+        start = await quietFds();
       }
       if (i >= warmup && (i - warmup) % every === 0) {
         gc();
@@ -53,7 +69,7 @@ async function soak(cycles, { warmup = Math.floor(cycles / 4) } = {}) {
     }
     gc();
     rss.push(process.memoryUsage().rss);
-    const end = fds();
+    const end = await quietFds();
     const first = median(rss.slice(0, 5));
     const last = median(rss.slice(-5));
     // Taken at the end of the warm-up, which the check above makes sure comes.
