@@ -67,13 +67,6 @@ interface Scenario {
 }
 
 async function freshGuest(): Promise<void> {
-  // A netns goes asynchronously, its veths and their host ends with it once
-  // the kernel's netns worker gets there: under load the next attach found the
-  // last one's host end still up ("Link veth1pl... exists and is up"). A veth
-  // deleted by name goes at once, its peer with it.
-  const links = await ip('-n', GUEST, '-j', '-d', 'link').catch(() => '[]');
-  for (const link of JSON.parse(links || '[]') as { ifname: string; linkinfo?: { info_kind?: string } }[])
-    if (link.linkinfo?.info_kind === 'veth') await ip('-n', GUEST, 'link', 'del', link.ifname);
   await ip('netns', 'del', GUEST).catch(() => undefined);
   await ip('netns', 'add', GUEST);
 }
