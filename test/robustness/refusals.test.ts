@@ -1,6 +1,6 @@
 // The kernel refuses after partial progress: rolled back, state unchanged,
 // a message naming the cause.
-import { closeSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
@@ -53,9 +53,13 @@ it('a macvlan on a bridge port (EBUSY)', async () => {
 it('a bridge already at its 1023 ports (EXFULL)', async () => {
   ip(host, 'link', 'add', 'br0', 'type', 'bridge');
   const lines = Array.from({ length: 1023 }, (_, i) => `link add p${i} master br0 type veth peer name q${i}`).join('\n');
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'pipework-full-')), 'batch');
-  writeFileSync(file, `${lines}\n`);
-  ip(host, '-batch', file);
+  const dir = mkdtempSync(path.join(tmpdir(), 'pipework-full-'));
+  try {
+    writeFileSync(path.join(dir, 'batch'), `${lines}\n`);
+    ip(host, '-batch', path.join(dir, 'batch'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   await refused({ hostInterface: 'br0', addresses: ['10.0.0.2/24'] }, 'The bridge is full: Linux bridges hold at most 1023 ports');
 }, 60_000);
 
