@@ -1,7 +1,7 @@
 // A real CNI runtime for test/e2e/cni.test.ts: Debian's containerd + runc,
 // with `ctr run --cni` calling the plugins. Only inside scripts/in-netns.js.
 //
-// - Everything of containerd's (root, state, sockets, the "opt" plugin's dir)
+// - Everything of containerd's (root, state, sockets, TMPDIR, the "opt" plugin's dir)
 //   is in a temp dir; the CRI plugin (which would read the machine's CNI
 //   setup) is disabled.
 // - ctr, which is the process that runs CNI plugins for `ctr run --cni`,
@@ -132,6 +132,8 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   const cniBin = join(optDir, 'cni', 'bin');
   mkdirSync(cniBin, { recursive: true });
   mkdirSync(ipamDir);
+  const tmp = join(dir, 'tmp');
+  mkdirSync(tmp);
   // The plugin under its CNI type name, and the two Debian plugins ctr needs (loopback: ctr's lo network).
   symlinkSync(opts.plugin ?? BIN, join(cniBin, 'pipework'));
   for (const p of ['host-local', 'loopback']) symlinkSync(join(SYSTEM_CNI, p), join(cniBin, p));
@@ -208,8 +210,9 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
 
     const fd = openSync(join(dir, 'containerd.log'), 'a');
     try {
+      // TMPDIR in our dir: containerd writes its goroutine dumps, containerd.<pid>.stacks.log, there.
       daemon = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'nsenter', `--mount=${etc.mntNs}`, `--uts=${etc.utsNs}`, '--', 'containerd', '--config', config],
-        { stdio: ['ignore', fd, fd] });
+        { stdio: ['ignore', fd, fd], env: { ...process.env, TMPDIR: tmp } });
     } finally {
       closeSync(fd);
     }

@@ -33,7 +33,7 @@ export interface Dockerd {
 /**
  * dockerd with nothing of the machine's: no iptables, no forwarding or
  * masquerading, no default bridge, vfs storage, data-root, exec-root, pidfile,
- * socket and an empty config file all in a temp dir, containers' cgroups under
+ * socket, TMPDIR and an empty config file all in a temp dir, containers' cgroups under
  * a parent of its own (removed again by stop()).
  *
  * Containers: `docker run -d --network none --name N busybox sleep 1000`,
@@ -71,7 +71,10 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
     '-H', host,
   ];
   if (opts.defaultSocket) args.push('-H', 'unix:///run/docker.sock');
-  const daemonEnv = { ...process.env };
+  // TMPDIR in our dir: containerd (which dockerd starts with its own
+  // environment) writes its goroutine dumps, containerd.<pid>.stacks.log, there.
+  mkdirSync(join(dir, 'tmp'));
+  const daemonEnv: NodeJS.ProcessEnv = { ...process.env, TMPDIR: join(dir, 'tmp') };
   delete daemonEnv.DOCKER_HOST;
   const d = new Daemon('dockerd', join(dir, 'dockerd.log'), 'dockerd', args, { env: daemonEnv });
 
