@@ -6,10 +6,11 @@
 // containernetworking-plugins. Run inside scripts/in-netns.js only.
 'use strict';
 const { spawn, execFileSync } = require('node:child_process');
-const { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } = require('node:fs');
+const { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } = require('node:fs');
 const { request } = require('node:http');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
+const { fdCount, quietFdCount } = require('./lib/common');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -26,13 +27,15 @@ function post(socketPath, path, body) {
   });
 }
 
-/** The daemon's open fds, sockets among them, and resident memory (MB). */
-function sample(pid) {
-  const fds = readdirSync(`/proc/${pid}/fd`).map((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`); } catch { return ''; } });
+/** The daemon's resident memory (MB). */
+function rssMB(pid) {
   // A live process's status always has VmRSS.
   const rss = Number(/** @type {RegExpExecArray} */ (/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8')))[1]) / 1024;
-  return { fds: fds.length, sockets: fds.filter((f) => f.startsWith('socket:')).length, rssMB: +rss.toFixed(1) };
+  return +rss.toFixed(1);
 }
+
+/** The daemon's open fds, sockets among them, and resident memory (MB). */
+const sample = (pid) => ({ ...fdCount(pid), rssMB: rssMB(pid) });
 
 async function soak(pairs) {
   if (process.env.PIPEWORK_IN_NETNS !== '1') throw new Error('run inside scripts/in-netns.js (npm run soak:daemon)');
@@ -71,12 +74,9 @@ async function soak(pairs) {
       await call('DEL', i);
     }
     const seconds = (Date.now() - t0) / 1000;
-    // fds and sockets are compared once nothing is in flight: a DEL answers
-    // when the kernel announces the link gone, and its socket stays open
-    // ~20 ms more for the kernel's RCU barrier, so mid-run samples carry 0-10
-    // such sockets.
-    await sleep(500);
-    const end = sample(daemon.pid);
+    // fds and sockets are compared once nothing is in flight (see
+    // quietFdCount): mid-run samples carry 0-10 sockets of DELs already answered.
+    const end = { ...(await quietFdCount(daemon.pid)), rssMB: rssMB(daemon.pid) };
     samples.push(end);
     const first = samples.slice(0, 5);
     const last = samples.slice(-5);

@@ -3,38 +3,11 @@
 // stay flat and no link may be left. `npm run soak` (20,000 cycles by
 // default, SOAK_CYCLES to change); the test suite runs a short version.
 'use strict';
-const { readdirSync, readlinkSync, closeSync } = require('node:fs');
+const { closeSync } = require('node:fs');
 const { Session, createNetns } = require('../dist/index.js');
-
-function fds() {
-  const all = readdirSync('/proc/self/fd');
-  const sockets = all.filter((fd) => {
-    try {
-      return readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
-    } catch {
-      return false;
-    }
-  });
-  return { fds: all.length, sockets: sockets.length };
-}
+const { quietFdCount } = require('./lib/common');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-/**
- * fds() once nothing is in flight: a detach is done when the kernel announces
- * the link gone, and its socket stays open ~20 ms longer, until the kernel's
- * RCU barrier returns. Three equal readings 50 ms apart (at most 5 s).
- */
-async function quietFds() {
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  let seen = [];
-  for (let t = 0; t < 100; t++) {
-    seen = [...seen.slice(-2), JSON.stringify(fds())];
-    if (seen.length === 3 && seen.every((x) => x === seen[0])) break;
-    await sleep(50);
-  }
-  return /** @type {ReturnType<typeof fds>} */ (JSON.parse(seen[seen.length - 1]));
-}
 
 /**
  * Runs `cycles` attach+detach cycles over a pool of namespaces. RSS is
@@ -50,13 +23,13 @@ async function soak(cycles, { warmup = Math.floor(cycles / 4) } = {}) {
   const gc = globalThis.gc ?? (() => {});
   const every = Math.max(1, Math.floor((cycles - warmup) / 20));
   const rss = [];
-  /** @type {ReturnType<typeof fds> | undefined} */
+  /** @type {Awaited<ReturnType<typeof quietFdCount>> | undefined} */
   let start;
   try {
     for (let i = 0; i < cycles; i++) {
       if (i === warmup) {
         gc();
-        start = await quietFds();
+        start = await quietFdCount(process.pid);
       }
       if (i >= warmup && (i - warmup) % every === 0) {
         gc();
@@ -69,11 +42,11 @@ async function soak(cycles, { warmup = Math.floor(cycles / 4) } = {}) {
     }
     gc();
     rss.push(process.memoryUsage().rss);
-    const end = await quietFds();
+    const end = await quietFdCount(process.pid);
     const first = median(rss.slice(0, 5));
     const last = median(rss.slice(-5));
     // Taken at the end of the warm-up, which the check above makes sure comes.
-    return { cycles, start: /** @type {ReturnType<typeof fds>} */ (start), end, rssMB: { first: +(first / 1e6).toFixed(1), last: +(last / 1e6).toFixed(1) }, rssGrowth: +((last - first) / first).toFixed(3), hostLinksLeft: (await session.bridge('br0'))?.ports ?? 0 };
+    return { cycles, start: /** @type {Awaited<ReturnType<typeof quietFdCount>>} */ (start), end, rssMB: { first: +(first / 1e6).toFixed(1), last: +(last / 1e6).toFixed(1) }, rssGrowth: +((last - first) / first).toFixed(3), hostLinksLeft: (await session.bridge('br0'))?.ports ?? 0 };
   } finally {
     session.close();
     [host, ...pool].forEach((fd) => closeSync(fd));

@@ -1,6 +1,7 @@
 'use strict';
 // Shared bits of the bench workers: address scheme, timing, output, checks.
 const { spawnSync } = require('node:child_process');
+const { readdirSync, readlinkSync } = require('node:fs');
 
 /** Address scheme of all benches (see bench/README.md); our runs use the last address of the /16 as the gateway. */
 const bridgeOf = (i, pb) => Math.floor(i / pb);
@@ -87,6 +88,31 @@ function verifyTeardown(nbr) {
   return links.length;
 }
 
+/** Open fds of process `pid` (/proc/<pid>/fd), and how many of them are sockets. */
+function fdCount(pid) {
+  const dir = `/proc/${pid}/fd`;
+  const links = readdirSync(dir).map((fd) => { try { return readlinkSync(`${dir}/${fd}`); } catch { return ''; } });
+  return { fds: links.length, sockets: links.filter((l) => l.startsWith('socket:')).length };
+}
+
+/**
+ * fdCount(pid) once nothing is in flight: a detach (a CNI DEL) is done when
+ * the kernel announces the link gone, and its socket stays open ~20 ms
+ * longer, until the kernel's RCU barrier returns. Three equal readings 50 ms
+ * apart (at most 5 s).
+ * @returns {Promise<ReturnType<typeof fdCount>>}
+ */
+async function quietFdCount(pid) {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  let seen = [];
+  for (let t = 0; t < 100; t++) {
+    seen = [...seen.slice(-2), JSON.stringify(fdCount(pid))];
+    if (seen.length === 3 && seen.every((x) => x === seen[0])) break;
+    await sleep(50);
+  }
+  return JSON.parse(seen[seen.length - 1]);
+}
+
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -95,5 +121,5 @@ const median = (xs) => {
 
 module.exports = {
   bridgeOf, hostAddr, gatewayOf, broadcastOf, now, fmt, out, fail, run, must,
-  makeBridges, makeNamedNetns, verifyAttach, verifyTeardown, median,
+  makeBridges, makeNamedNetns, verifyAttach, verifyTeardown, fdCount, quietFdCount, median,
 };
