@@ -9,7 +9,7 @@ import type { RtnlSocket } from '../netlink/socket';
 import { addAddress, deleteAddress } from '../netlink/address';
 import { routeRequest } from '../netlink/route';
 import {
-  type Link, deleteLink, deleteLinkByName, dumpLinks, getLinkByIndex, getLinkByName, parseLink, setLink,
+  type Link, deleteLink, deleteLinkByName, dumpLinks, getLinkByIndex, getLinkByName, linkParentOf, parseLink, setLink,
 } from '../netlink/link';
 import { BRIDGE_MAX_PORTS, createBridge } from '../netlink/kinds/bridge';
 import { createDummy } from '../netlink/kinds/dummy';
@@ -289,7 +289,7 @@ async function runHostStep(
       if (made.error) throw creationError('veth', made.error);
       undo.push(() => deleteLinkByName(step.hostName));
       if (addrGen?.error && !noIpv6State(addrGen.error)) throw addrGen.error;
-      known.index = made.replies[0] && parseLink(made.replies[0]).parent;
+      known.index = made.replies[0] && linkParentOf(made.replies[0]);
       return;
     }
     case 'ovs-add-port': {

@@ -205,9 +205,16 @@ export function parseLink(reply: Reply): Link {
     operstate: attrs.get(IFLA_OPERSTATE)?.[0],
     carrier: attrs.has(IFLA_CARRIER) ? attrs.get(IFLA_CARRIER)![0] === 1 : undefined,
     alias: cstring(attrs.get(IFLA_IFALIAS)) || undefined,
-    arpNotify: inetConf(attrs.get(IFLA_AF_SPEC), IPV4_DEVCONF_ARP_NOTIFY),
-    addrGenMode: inet6AddrGenMode(attrs.get(IFLA_AF_SPEC)),
+    ...familySettings(attrs.get(IFLA_AF_SPEC)),
   };
+}
+
+const ONLY_IFLA_LINK: ReadonlySet<number> = new Set([IFLA_LINK]);
+
+/** IFLA_LINK of a link message (a veth's peer, a macvlan's lower device), read alone: a creation's echo needs nothing else. */
+export function linkParentOf(reply: Reply): number | undefined {
+  const v = parseAttrs(reply.payload, 16, reply.payload.length, ONLY_IFLA_LINK).get(IFLA_LINK);
+  return v && v.length >= 4 ? get32(v, 0) : undefined;
 }
 
 /** The link an RTM_GETLINK's outcome carries; undefined when there is none (ENODEV); other refusals thrown. */
@@ -223,17 +230,26 @@ export async function findLink(sock: RtnlSocket, which: string | number): Promis
   return linkOf(outcome);
 }
 
-/** IFLA_AF_SPEC: AF_INET6: IFLA_INET6_ADDR_GEN_MODE, one byte. */
-function inet6AddrGenMode(afSpec: Uint8Array | undefined): number | undefined {
-  const inet6 = afSpec && parseAttrs(afSpec).get(AF_INET6);
-  return inet6 && parseAttrs(inet6).get(IFLA_INET6_ADDR_GEN_MODE)?.[0];
-}
+const AF_SPEC_FAMILIES: ReadonlySet<number> = new Set([AF_INET, AF_INET6]);
+const ONLY_INET_CONF: ReadonlySet<number> = new Set([IFLA_INET_CONF]);
+const ONLY_ADDR_GEN_MODE: ReadonlySet<number> = new Set([IFLA_INET6_ADDR_GEN_MODE]);
 
-/** One IPv4 devconf value from IFLA_AF_SPEC: AF_INET: IFLA_INET_CONF, an array of u32 indexed by id - 1. */
-function inetConf(afSpec: Uint8Array | undefined, id: number): number | undefined {
-  const conf = afSpec && parseAttrs(afSpec).get(AF_INET);
-  const values = conf && parseAttrs(conf).get(IFLA_INET_CONF);
-  return values && values.length >= id * 4 ? get32(values, (id - 1) * 4) : undefined;
+/**
+ * From IFLA_AF_SPEC: net.ipv4.conf.<if>.arp_notify (AF_INET: IFLA_INET_CONF,
+ * an array of u32 indexed by id - 1) and the IPv6 addrgenmode (AF_INET6:
+ * IFLA_INET6_ADDR_GEN_MODE, one byte); only those attributes are taken apart.
+ */
+function familySettings(afSpec: Uint8Array | undefined): { arpNotify?: number; addrGenMode?: number } {
+  if (!afSpec) return {};
+  const families = parseAttrs(afSpec, 0, afSpec.length, AF_SPEC_FAMILIES);
+  const inet = families.get(AF_INET);
+  const inet6 = families.get(AF_INET6);
+  const conf = inet && parseAttrs(inet, 0, inet.length, ONLY_INET_CONF).get(IFLA_INET_CONF);
+  const id = IPV4_DEVCONF_ARP_NOTIFY;
+  return {
+    arpNotify: conf && conf.length >= id * 4 ? get32(conf, (id - 1) * 4) : undefined,
+    addrGenMode: inet6 && parseAttrs(inet6, 0, inet6.length, ONLY_ADDR_GEN_MODE).get(IFLA_INET6_ADDR_GEN_MODE)?.[0],
+  };
 }
 
 /** aa:bb:cc:... (any length: 6 bytes for Ethernet, 20 for InfiniBand). */

@@ -42,24 +42,36 @@ export const DUMP_ATTEMPTS = 10;
  * The requests, sent in one sendmsg (numbered by nextSeq), and one outcome
  * each, in order. A dump whose replies came flagged interrupted is asked
  * again (alone: nothing else is run twice), up to DUMP_ATTEMPTS in all.
+ * Plain promise chains, no async frames: in a bulk run thousands of these
+ * wait at once, and each suspended frame is heap held until the kernel answers.
  */
-export async function transact(transport: Transport, reqs: Request[], nextSeq: () => number): Promise<Outcome[]> {
-  // The outcomes keep transactOnce's `interrupted` (false by the end): no copy per request on the hot path.
-  const outcomes = await transactOnce(transport, reqs, nextSeq);
-  for (let attempt = 1; ; attempt++) {
-    let again: number[] | undefined;
-    for (let i = 0; i < outcomes.length; i++) if (outcomes[i].interrupted) (again ??= []).push(i);
-    if (!again) return outcomes;
-    if (attempt === DUMP_ATTEMPTS) {
-      for (const i of again) outcomes[i] = { replies: [], error: new DumpInterruptedError(reqs[i].op, attempt), interrupted: false };
-      return outcomes;
-    }
-    const redone = await transactOnce(transport, again.map((i) => reqs[i]), nextSeq);
-    again.forEach((i, k) => (outcomes[i] = redone[k]));
+export function transact(transport: Transport, reqs: Request[], nextSeq: () => number): Promise<Outcome[]> {
+  try {
+    return transactOnce(transport, reqs, nextSeq).then((outcomes) => askInterruptedAgain(transport, reqs, nextSeq, outcomes, 1));
+  } catch (e) {
+    return Promise.reject(e); // a request that cannot be encoded
   }
 }
 
-async function transactOnce(transport: Transport, reqs: Request[], nextSeq: () => number): Promise<(Outcome & { interrupted: boolean })[]> {
+/** The outcomes, with the interrupted dumps among them asked again (attempt: how many times they were asked so far). */
+function askInterruptedAgain(transport: Transport, reqs: Request[], nextSeq: () => number,
+  outcomes: (Outcome & { interrupted: boolean })[], attempt: number): Outcome[] | Promise<Outcome[]> {
+  // The outcomes keep transactOnce's `interrupted` (false by the end): no copy per request on the hot path.
+  let again: number[] | undefined;
+  for (let i = 0; i < outcomes.length; i++) if (outcomes[i].interrupted) (again ??= []).push(i);
+  if (!again) return outcomes;
+  const redo = again;
+  if (attempt === DUMP_ATTEMPTS) {
+    for (const i of redo) outcomes[i] = { replies: [], error: new DumpInterruptedError(reqs[i].op, attempt), interrupted: false };
+    return outcomes;
+  }
+  return transactOnce(transport, redo.map((i) => reqs[i]), nextSeq).then((redone) => {
+    redo.forEach((i, k) => (outcomes[i] = redone[k]));
+    return askInterruptedAgain(transport, reqs, nextSeq, outcomes, attempt + 1);
+  });
+}
+
+function transactOnce(transport: Transport, reqs: Request[], nextSeq: () => number): Promise<(Outcome & { interrupted: boolean })[]> {
   const pending = new Map<number, Pending>();
   let length = 0;
   for (const req of reqs) length += requestLength(req);
@@ -70,13 +82,21 @@ async function transactOnce(transport: Transport, reqs: Request[], nextSeq: () =
     pending.set(seq, { req, replies: [], done: false, interrupted: false });
     end = encodeInto(bytes, end, req, seq);
   }
-  let failure: NetlinkError | undefined;
+  const failed = (e: unknown) => outcomesOf(pending, new NetlinkError((e as SyscallError).errno ?? EIO, `${(e as SyscallError).syscall ?? 'sendmsg'} for ${reqs[0].op}`));
+  let answer: Promise<Uint8Array>;
   try {
-    match(await transport(bytes), pending);
+    answer = transport(bytes);
   } catch (e) {
-    const err = e as SyscallError;
-    failure = new NetlinkError(err.errno ?? EIO, `${err.syscall ?? 'sendmsg'} for ${reqs[0].op}`);
+    return Promise.resolve(failed(e));
   }
+  return answer.then((msg) => {
+    match(msg, pending);
+    return outcomesOf(pending);
+  }, failed);
+}
+
+/** One outcome per request, in order; failure: the transaction itself failed. */
+function outcomesOf(pending: Map<number, Pending>, failure?: NetlinkError): (Outcome & { interrupted: boolean })[] {
   return [...pending.values()].map((p) => {
     // Replies come inside the transaction: one missing now would never come.
     const error = p.error ?? failure ?? (p.done ? undefined : new NetlinkError(EPROTO, `${p.req.op}: no reply from the kernel`));
@@ -122,7 +142,7 @@ export class RtnlSocket {
   /** Transactions asked for and not ended: the fd stays open until the last one ends. */
   private inFlight = 0;
   private onIdle?: () => void;
-  private readonly nextSeq = () => (this.seq = (this.seq + 1) >>> 0 || 1);
+  private readonly nextSeq = (): number => (this.seq = (this.seq + 1) >>> 0 || 1);
 
   private constructor(private readonly fd: number) {}
 
@@ -138,23 +158,26 @@ export class RtnlSocket {
    * its own, not queued behind (nor holding up) other transactions. A dump
    * comes whole: see transact.
    */
-  async send(reqs: Request[], opts: { alone?: boolean } = {}): Promise<Outcome[]> {
-    if (this.closed) throw new Error('netlink socket is closed');
-    if (reqs.length === 0) return [];
+  send(reqs: Request[], opts: { alone?: boolean } = {}): Promise<Outcome[]> {
+    if (this.closed) return Promise.reject(new Error('netlink socket is closed'));
+    if (reqs.length === 0) return Promise.resolve([]);
     const running = transact((bytes) => native.netlinkTransact(this.fd, bytes, opts.alone), reqs, this.nextSeq);
     this.inFlight++;
-    try {
-      return await running;
-    } finally {
-      if (--this.inFlight === 0) this.onIdle?.();
-    }
+    return running.then((outcomes) => {
+      this.ended();
+      return outcomes;
+    }, (e: unknown) => {
+      this.ended();
+      throw e;
+    });
   }
 
   /** One request; its replies, or a NetlinkError. */
-  async request(req: Request, opts: { alone?: boolean } = {}): Promise<Reply[]> {
-    const [outcome] = await this.send([req], opts);
-    if (outcome.error) throw outcome.error;
-    return outcome.replies;
+  request(req: Request, opts: { alone?: boolean } = {}): Promise<Reply[]> {
+    return this.send([req], opts).then(([outcome]) => {
+      if (outcome.error) throw outcome.error;
+      return outcome.replies;
+    });
   }
 
   /** Sends all in one sendmsg, then throws the first refusal, if any. */
@@ -181,8 +204,13 @@ export class RtnlSocket {
     } catch (e) {
       throw new NetlinkError((e as SyscallError).errno ?? 5, `ETHTOOL_GLINK ${name}`);
     } finally {
-      if (--this.inFlight === 0) this.onIdle?.();
+      this.ended();
     }
+  }
+
+  /** A transaction ended: the fd closes after the last one, if close() came meanwhile. */
+  private ended(): void {
+    if (--this.inFlight === 0) this.onIdle?.();
   }
 
   close(): void {
