@@ -62,6 +62,10 @@ export const IFLA_GROUP = 27;
 export const IFLA_NUM_TX_QUEUES = 31;
 export const IFLA_NUM_RX_QUEUES = 32;
 export const IFLA_CARRIER = 33;
+/** In an RTM_GETLINK: what the answer leaves out (RTEXT_FILTER_*). */
+export const IFLA_EXT_MASK = 29;
+/** No IPv6 counters in IFLA_AF_SPEC (IFLA_INET6_STATS, IFLA_INET6_ICMP6STATS): a quarter of a veth's answer, summed over every CPU by the kernel, and never read here. */
+export const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 /** The id, in this netns, of the netns IFLA_LINK refers to (absent: the same netns). */
 export const IFLA_LINK_NETNSID = 37;
 export const IFLA_AF_SPEC = 26;

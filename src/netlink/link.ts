@@ -1,8 +1,8 @@
 import { type Attr, attrsLength, bytes, cstring, encodeText, get16, get32, getS32, nest, parseAttrs, s32, str, u32, u8, writeAttrs } from './attributes';
 import {
   AF_INET, AF_INET6, AF_UNSPEC, IFF_LOWER_UP, IFLA_AF_SPEC, IFLA_INET_CONF, IFLA_INET6_ADDR_GEN_MODE, IPV4_DEVCONF_ARP_NOTIFY, IFF_UP, IFLA_ADDRESS, IFLA_CARRIER, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND,
-  IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_NUM_RX_QUEUES, IFLA_NUM_TX_QUEUES, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
-  NLM_F_EXCL, NLM_F_REQUEST, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
+  IFLA_EXT_MASK, IFLA_GROUP, IFLA_IFALIAS, IFLA_LINK, IFLA_NUM_RX_QUEUES, IFLA_NUM_TX_QUEUES, IFLA_LINK_NETNSID, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, IFLA_OPERSTATE, NLM_F_CREATE, NLM_F_DUMP,
+  NLM_F_EXCL, NLM_F_REQUEST, RTEXT_FILTER_SKIP_STATS, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 } from './constants';
 import { ENODEV } from './errno';
 import { type Reply, type Request, ifinfomsg, request } from './message';
@@ -118,14 +118,17 @@ export function deleteLinkByName(name: string): Request {
   return request(RTM_DELLINK, 0, ifinfomsg(), [str(IFLA_IFNAME, name)], `RTM_DELLINK ${name}`);
 }
 
+/** Every RTM_GETLINK of ours asks for the link without its IPv6 counters (read-only, so one for all). */
+const SKIP_STATS = u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+
 /** `ip link show dev NAME`: one link by name, no dump. */
 export function getLinkByName(name: string): Request {
-  return request(RTM_GETLINK, 0, ifinfomsg(), [str(IFLA_IFNAME, name)], `RTM_GETLINK ${name}`);
+  return request(RTM_GETLINK, 0, ifinfomsg(), [str(IFLA_IFNAME, name), SKIP_STATS], `RTM_GETLINK ${name}`);
 }
 
 /** `ip link show` of one ifindex, no dump. */
 export function getLinkByIndex(index: number): Request {
-  return request(RTM_GETLINK, 0, ifinfomsg({ index }), [], `RTM_GETLINK ${index}`);
+  return request(RTM_GETLINK, 0, ifinfomsg({ index }), [SKIP_STATS], `RTM_GETLINK ${index}`);
 }
 
 /** `ip link show dev NAME` or the link of an ifindex: one link, no dump. */
@@ -135,7 +138,7 @@ export function getLink(which: string | number): Request {
 
 /** `ip link show [master B]`: a dump, filtered by the kernel when master is given. */
 export function dumpLinks(master?: number): Request {
-  const attrs = master === undefined ? [] : [s32(IFLA_MASTER, master)];
+  const attrs = master === undefined ? [SKIP_STATS] : [s32(IFLA_MASTER, master), SKIP_STATS];
   return { type: RTM_GETLINK, flags: NLM_F_REQUEST | NLM_F_DUMP, header: ifinfomsg(), attrs, op: 'RTM_GETLINK dump' };
 }
 

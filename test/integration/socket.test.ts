@@ -1,7 +1,13 @@
 // RtnlSocket over the addon's netlinkTransact: every reply is read in the
 // same call as the sendmsg, dumps spanning many datagrams included.
 import { describe, expect, it } from 'vitest';
-import { deleteLinkByName, dumpLinks, getLinkByName, parseLink } from '../../src/netlink/link';
+import { deleteLinkByName, dumpLinks, getLinkByIndex, getLinkByName, parseLink } from '../../src/netlink/link';
+import { parseAttrs } from '../../src/netlink/attributes';
+import { AF_INET6, IFLA_AF_SPEC, IFLA_INET6_ADDR_GEN_MODE } from '../../src/netlink/constants';
+
+/** The IPv6 counters in IFLA_AF_SPEC (linux/if_link.h), which our requests ask the kernel to leave out. */
+const IFLA_INET6_STATS = 3;
+const IFLA_INET6_ICMP6STATS = 6;
 import { NetlinkError } from '../../src/netlink/error';
 import { createBridge } from '../../src/netlink/kinds/bridge';
 import { getNsid, parseNsid } from '../../src/netlink/netns';
@@ -27,6 +33,20 @@ describe('RtnlSocket', () => {
     expect(b.error).toBeInstanceOf(NetlinkError);
     expect(b.error).toMatchObject({ code: 'ENODEV', operation: 'RTM_DELLINK nope' });
     expect(parseLink(c.replies[0]).name).toBe('x1');
+  });
+
+  it('a link comes back without its IPv6 counters (IFLA_EXT_MASK: RTEXT_FILTER_SKIP_STATS), by name, by index and in a dump', async () => {
+    ip(t.fd, 'link', 'add', 'st0', 'type', 'veth', 'peer', 'name', 'st1');
+    const [byName] = await t.sock.request(getLinkByName('st0'));
+    const [byIndex] = await t.sock.request(getLinkByIndex(parseLink(byName).index));
+    const inDump = (await t.sock.request(dumpLinks())).find((m) => parseLink(m).name === 'st0')!;
+    for (const m of [byName, byIndex, inDump]) {
+      const afSpec = parseAttrs(m.payload, 16).get(IFLA_AF_SPEC)!;
+      const inet6 = [...parseAttrs(parseAttrs(afSpec).get(AF_INET6)!).keys()];
+      expect(inet6).toContain(IFLA_INET6_ADDR_GEN_MODE);
+      expect(inet6).not.toContain(IFLA_INET6_STATS);
+      expect(inet6).not.toContain(IFLA_INET6_ICMP6STATS);
+    }
   });
 
   it('RTM_GETNSID gives the id a veth peered into another netns carries as IFLA_LINK_NETNSID', async () => {
