@@ -30,16 +30,6 @@ const SHIM = path.join(ROOT, 'build', 'Release', 'pipework-cni-shim');
 const NODE_PLUGIN = path.join(ROOT, 'bin', 'pipework-cni.js');
 const REF = '/usr/lib/cni';
 const BURST = 30;
-const BURST_LAUNCHER = path.join(__dirname, 'out', 'burst');
-
-/** bench/burst.c, built into bench/out when missing or older than its source. */
-function buildBurstLauncher() {
-  const src = path.join(__dirname, 'burst.c');
-  if (fs.existsSync(BURST_LAUNCHER) && fs.statSync(BURST_LAUNCHER).mtimeMs >= fs.statSync(src).mtimeMs) return;
-  fs.mkdirSync(path.dirname(BURST_LAUNCHER), { recursive: true });
-  const r = spawnSync('gcc', ['-O2', '-o', BURST_LAUNCHER, src], { stdio: 'inherit' });
-  if (r.status !== 0) throw new Error('gcc failed to build bench/burst.c');
-}
 
 // ---- the section, as bench/run.js calls it ----
 
@@ -106,9 +96,9 @@ if (require.main === module) measure().catch((e) => {
 });
 
 async function measure() {
-  buildBurstLauncher();
   const { enterSandbox, sh } = require('./lib/sandbox');
-  const { median } = require('./lib/common');
+  const { buildC, median } = require('./lib/common');
+  const burstLauncher = buildC('burst');
   const W = enterSandbox(__filename);
   const os = require('node:os');
   const load = os.loadavg();
@@ -207,7 +197,7 @@ async function measure() {
   fs.mkdirSync(burstOut);
   const burst = async (bin, prefix, input, into) => {
     const pods = names(prefix, BURST);
-    const r = spawnSync(BURST_LAUNCHER, [bin, 'ADD', burstOut, ...pods], {
+    const r = spawnSync(burstLauncher, [bin, 'ADD', burstOut, ...pods], {
       input, encoding: 'utf8', env: { PATH: process.env.PATH, CNI_PATH: REF, PIPEWORK_SOCKET: socket },
     });
     if (r.status !== 0) throw new Error(`burst: exit ${r.status}: ${r.stderr.trim()}`);

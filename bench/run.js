@@ -43,6 +43,7 @@ const path = require('node:path');
 const fs = require('node:fs');
 const os = require('node:os');
 const { spawn, spawnSync } = require('node:child_process');
+const { buildC } = require('./lib/common');
 
 const ROOT = path.resolve(__dirname, '..');
 const OUT = path.join(__dirname, 'out');
@@ -101,17 +102,6 @@ function findPython() {
   return undefined;
 }
 
-function buildFloor() {
-  const src = path.join(__dirname, 'floor.c');
-  const bin = path.join(OUT, 'floor');
-  fs.mkdirSync(OUT, { recursive: true });
-  if (!fs.existsSync(bin) || fs.statSync(bin).mtimeMs < fs.statSync(src).mtimeMs) {
-    const r = spawnSync('gcc', ['-O2', '-pthread', '-o', bin, src], { stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('gcc failed to build bench/floor.c');
-  }
-  return bin;
-}
-
 function checkDist() {
   const dist = path.join(ROOT, 'dist', 'index.js');
   if (!fs.existsSync(dist)) throw new Error('dist/ is missing: run `npx tsc -p .` first');
@@ -123,7 +113,7 @@ function checkDist() {
 
 const cniInstalled = fs.existsSync('/usr/lib/cni/bridge') && fs.existsSync('/usr/lib/cni/host-local');
 const python = findPython();
-const FLOOR = buildFloor();
+const FLOOR = buildC('floor', ['-pthread']);
 checkDist();
 
 // ---- the implementations ----

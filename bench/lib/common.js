@@ -1,7 +1,8 @@
 'use strict';
 // Shared bits of the bench workers: address scheme, timing, output, checks.
 const { spawnSync } = require('node:child_process');
-const { readdirSync, readlinkSync } = require('node:fs');
+const { existsSync, mkdirSync, readdirSync, readlinkSync, statSync } = require('node:fs');
+const path = require('node:path');
 
 /** Address scheme of all benches (see bench/README.md); our runs use the last address of the /16 as the gateway. */
 const bridgeOf = (i, pb) => Math.floor(i / pb);
@@ -88,6 +89,20 @@ function verifyTeardown(nbr) {
   return links.length;
 }
 
+/**
+ * bench/NAME.c built into bench/out/NAME (gcc -O2 and `flags`) when missing
+ * or older than its source; returns the program's path.
+ */
+function buildC(name, flags = []) {
+  const src = path.join(__dirname, '..', `${name}.c`);
+  const bin = path.join(__dirname, '..', 'out', name);
+  if (existsSync(bin) && statSync(bin).mtimeMs >= statSync(src).mtimeMs) return bin;
+  mkdirSync(path.dirname(bin), { recursive: true });
+  const r = spawnSync('gcc', ['-O2', ...flags, '-o', bin, src], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`gcc failed to build bench/${name}.c`);
+  return bin;
+}
+
 /** Open fds of process `pid` (/proc/<pid>/fd), and how many of them are sockets. */
 function fdCount(pid) {
   const dir = `/proc/${pid}/fd`;
@@ -121,5 +136,5 @@ const median = (xs) => {
 
 module.exports = {
   bridgeOf, hostAddr, gatewayOf, broadcastOf, now, fmt, out, fail, run, must,
-  makeBridges, makeNamedNetns, verifyAttach, verifyTeardown, fdCount, quietFdCount, median,
+  makeBridges, makeNamedNetns, verifyAttach, verifyTeardown, buildC, fdCount, quietFdCount, median,
 };
