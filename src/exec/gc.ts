@@ -2,9 +2,9 @@ import { closeSync, readFileSync, readdirSync, readlinkSync, statSync } from 'no
 import { native } from '../native';
 import { NetlinkError } from '../netlink/error';
 import { linkKind } from '../netlink/kinds';
-import { type Link, deleteLink, dumpLinks, getLinkByIndex, parseLink } from '../netlink/link';
+import { type Link, deleteLink, dumpLinks, parseLink } from '../netlink/link';
 import { PipeworkError } from '../errors';
-import { withVlanUsersLock } from './vlan-users';
+import { readVlanUsers, withVlanUsersLock } from './vlan-users';
 import { getNsid, parseNsid } from '../netlink/netns';
 import { RtnlSocket } from '../netlink/socket';
 import type { GcObserved, GcStep } from '../plan/gc';
@@ -49,9 +49,8 @@ export async function executeGc(steps: GcStep[], ns: HostPair): Promise<{ done: 
         case 'delete-vlan':
           // Judged again holding the count's lock: an attach between counting itself and making its macvlan holds it.
           await withVlanUsersLock(ns.hostFd, step.link.index, undefined, async () => {
-            const [now] = await ns.host.request(getLinkByIndex(step.link.index));
+            if ((await readVlanUsers(ns.host, step.link.index)) === undefined) throw new PipeworkError(`${step.link.name} is no longer a VLAN link pipework counts users of: left alone`);
             const hostLinks = (await ns.host.request(dumpLinks())).map(parseLink);
-            if (vlanUsers(parseLink(now).alias) === undefined) throw new PipeworkError(`${step.link.name} is no longer a VLAN link pipework counts users of: left alone`);
             if ((await linksOnLowers(ns, hostLinks, new Set([step.link.index]))).get(step.link.index)) throw new PipeworkError(`${step.link.name} has a user again: left alone`);
             await ns.host.request(deleteLink(step.link.index, step.link.name));
           });

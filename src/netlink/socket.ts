@@ -202,7 +202,7 @@ export class RtnlSocket {
     try {
       return await answer;
     } catch (e) {
-      throw new NetlinkError((e as SyscallError).errno ?? 5, `ETHTOOL_GLINK ${name}`);
+      throw new NetlinkError((e as SyscallError).errno ?? EIO, `ETHTOOL_GLINK ${name}`);
     } finally {
       this.ended();
     }
