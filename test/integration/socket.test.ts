@@ -4,16 +4,16 @@ import { describe, expect, it } from 'vitest';
 import { deleteLinkByName, dumpLinks, getLinkByIndex, getLinkByName, parseLink } from '../../src/netlink/link';
 import { parseAttrs } from '../../src/netlink/attributes';
 import { AF_INET6, IFLA_AF_SPEC, IFLA_INET6_ADDR_GEN_MODE } from '../../src/netlink/constants';
-
-/** The IPv6 counters in IFLA_AF_SPEC (linux/if_link.h), which our requests ask the kernel to leave out. */
-const IFLA_INET6_STATS = 3;
-const IFLA_INET6_ICMP6STATS = 6;
 import { NetlinkError } from '../../src/netlink/error';
 import { createBridge } from '../../src/netlink/kinds/bridge';
 import { getNsid, parseNsid } from '../../src/netlink/netns';
 import { native } from '../../src/native';
 import { closeSync, fstatSync, openSync, readdirSync } from 'node:fs';
 import { ip, ipBatch, ipj, netnsSet, nsPath, socketInFreshNetns } from '../helpers/kernel';
+
+/** The IPv6 counters in IFLA_AF_SPEC (linux/if_link.h), which our requests ask the kernel to leave out. */
+const IFLA_INET6_STATS = 3;
+const IFLA_INET6_ICMP6STATS = 6;
 
 const t = socketInFreshNetns();
 
